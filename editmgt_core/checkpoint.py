@@ -1,0 +1,92 @@
+"""Transformer checkpoints: build from a diffusers-style folder (`config.json` + `*.safetensors`), load strictly, save.
+
+Only safetensors are read; nothing is unpickled. The model is built on the meta device and its parameters are
+assigned straight from the file, so loading a 4 GB checkpoint needs 4 GB, not 8.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from .config import TransformerConfig
+from .model import EditMGTTransformer
+
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+INDEX_NAME = "diffusion_pytorch_model.safetensors.index.json"
+
+
+class CheckpointError(ValueError):
+    """A state dict that does not match the model, with every offending key named."""
+
+
+def check_state_dict(model: nn.Module, state: dict[str, Tensor]) -> None:
+    """Raise CheckpointError naming missing, unexpected and wrongly shaped keys; return if all match exactly."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in set(own) & set(state)
+        if state[k].shape != own[k].shape
+    )
+    problems = [
+        f"{label} ({len(items)}): {', '.join(items[:20])}{' ...' if len(items) > 20 else ''}"
+        for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes))
+        if items
+    ]
+    if problems:
+        raise CheckpointError("checkpoint does not match the model: " + "; ".join(problems))
+
+
+def load_state_dict(model: nn.Module, state: dict[str, Tensor], dtype: torch.dtype | None = None) -> nn.Module:
+    """Strictly load `state` into `model` (which may live on the meta device) and return it."""
+    check_state_dict(model, state)
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    model.load_state_dict(state, strict=True, assign=True)
+    return model
+
+
+def read_weights(folder: Path, device: str | torch.device = "cpu") -> dict[str, Tensor]:
+    """All tensors of a folder's safetensors weights (single file or sharded with an index)."""
+    if (folder / INDEX_NAME).is_file():
+        shards = sorted(set(json.loads((folder / INDEX_NAME).read_text())["weight_map"].values()))
+    elif (folder / WEIGHTS_NAME).is_file():
+        shards = [WEIGHTS_NAME]
+    else:
+        shards = sorted(p.name for p in folder.glob("*.safetensors"))
+    if not shards:
+        raise FileNotFoundError(f"no *.safetensors weights in {folder}")
+    state: dict[str, Tensor] = {}
+    for name in shards:
+        state.update(load_file(folder / name, device=str(device)))
+    return state
+
+
+def load_transformer(
+    folder: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> EditMGTTransformer:
+    """Build the transformer described by `folder/config.json` and load its safetensors weights strictly."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"no config.json in {folder}")
+    config = TransformerConfig.from_json(folder / "config.json")
+    with torch.device("meta"):
+        model = EditMGTTransformer(config)
+    load_state_dict(model, read_weights(folder, device), dtype=dtype)
+    return model.eval()
+
+
+def save_transformer(model: EditMGTTransformer, folder: str | Path, dtype: torch.dtype | None = None) -> Path:
+    """Write `config.json` and `diffusion_pytorch_model.safetensors` (optionally cast, e.g. fp16 for bundling)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: (v.to(dtype) if dtype is not None else v).contiguous() for k, v in model.state_dict().items()}
+    save_file(state, folder / WEIGHTS_NAME)
+    (folder / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+    return folder

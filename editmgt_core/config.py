@@ -1,0 +1,130 @@
+"""Transformer configuration: a frozen dataclass, named presets, and the diffusers-style `config.json` mapping.
+
+The published checkpoint (`WeiChow/EditMGT`, subfolder `editmgt`) stores the constructor kwargs of the reference
+`Transformer2DModel`; `TransformerConfig.from_dict` reads exactly those keys and `to_dict` writes them back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+# Keys of the reference config.json that carry no information for this implementation but must have these values.
+_FIXED_KEYS = {"patch_size": 1, "guidance_embeds": False}
+# Keys that are accepted and ignored (the reference stores them but never reads them for the architecture).
+_IGNORED_KEYS = {"in_channels"}
+_CONNECTORS = ("linear", "none")
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    num_layers: int = 14  # dual-stream (text / image) blocks
+    num_single_layers: int = 28  # single-stream blocks after them
+    num_heads: int = 8  # attention heads
+    head_dim: int = 128  # channels per head; inner width = num_heads * head_dim
+    joint_attention_dim: int = 2304  # width of the text encoder's sequence features (Gemma-2-2B: 2304)
+    pooled_projection_dim: int = 1024  # width of the pooled text vector (CLIP-L/14 projection: 1024)
+    axes_dims_rope: tuple[int, int, int] = (16, 56, 56)  # RoPE channels per id axis (unused, row, column)
+    vocab_size: int = 8256  # embedding rows: codebook ids, then the mask id as the last row
+    codebook_size: int = 8192  # number of VQ codes the head predicts
+    downsample: bool = True  # 2x2 token downsample before the blocks (and the matching upsample after)
+    upsample: bool = True
+    connector: str = "linear"  # text connector before the context embedder: "linear" or "none"
+    text_encoder_architecture: str = "CLIP_Gemma2"  # informational; the editor reads its text stack from the folder
+
+    def __post_init__(self):
+        if sum(self.axes_dims_rope) != self.head_dim:
+            raise ValueError(f"axes_dims_rope {self.axes_dims_rope} must sum to head_dim={self.head_dim}")
+        if any(d % 2 for d in self.axes_dims_rope):
+            raise ValueError(f"axes_dims_rope {self.axes_dims_rope} must all be even")
+        if self.vocab_size <= self.codebook_size:
+            raise ValueError(f"vocab_size={self.vocab_size} must exceed codebook_size={self.codebook_size} (mask id)")
+        if self.connector not in _CONNECTORS:
+            raise ValueError(f"connector={self.connector!r}; expected one of {_CONNECTORS}")
+        if self.connector == "none" and self.joint_attention_dim != self.inner_dim:
+            raise ValueError(
+                f"without a connector joint_attention_dim ({self.joint_attention_dim}) must equal the inner width "
+                f"({self.inner_dim})"
+            )
+        if self.downsample != self.upsample:
+            raise ValueError("downsample and upsample must be both on or both off")
+
+    @property
+    def inner_dim(self) -> int:
+        return self.num_heads * self.head_dim
+
+    @property
+    def mask_id(self) -> int:
+        return self.vocab_size - 1
+
+    @property
+    def depth(self) -> int:
+        """Number of blocks; global block indices run 0..depth-1, dual-stream first."""
+        return self.num_layers + self.num_single_layers
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TransformerConfig:
+        """Build from the reference's constructor kwargs (diffusers `config.json`); `_`-prefixed keys are ignored."""
+        d = {k: v for k, v in d.items() if not k.startswith("_")}
+        for key, want in _FIXED_KEYS.items():
+            if key in d and d.pop(key) != want:
+                raise ValueError(f"config {key} must be {want!r} for this model")
+        for key in _IGNORED_KEYS:
+            d.pop(key, None)
+        renames = {"num_attention_heads": "num_heads", "attention_head_dim": "head_dim", "connector_type": "connector"}
+        d = {renames.get(k, k): v for k, v in d.items()}
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - fields)
+        if unknown:
+            raise ValueError(f"unknown transformer config keys {unknown}; expected a subset of {sorted(fields)}")
+        if "axes_dims_rope" in d:
+            d["axes_dims_rope"] = tuple(d["axes_dims_rope"])
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        """The reference's constructor kwargs, so the folder also loads with the reference code."""
+        return {
+            "_class_name": "Transformer2DModel",
+            "patch_size": 1,
+            "in_channels": 64,
+            "num_layers": self.num_layers,
+            "num_single_layers": self.num_single_layers,
+            "attention_head_dim": self.head_dim,
+            "num_attention_heads": self.num_heads,
+            "joint_attention_dim": self.joint_attention_dim,
+            "pooled_projection_dim": self.pooled_projection_dim,
+            "guidance_embeds": False,
+            "axes_dims_rope": list(self.axes_dims_rope),
+            "vocab_size": self.vocab_size,
+            "codebook_size": self.codebook_size,
+            "downsample": self.downsample,
+            "upsample": self.upsample,
+            "text_encoder_architecture": self.text_encoder_architecture,
+            "connector_type": self.connector,
+        }
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> TransformerConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+PRESETS: dict[str, TransformerConfig] = {
+    # The published EditMGT transformer (CLIP + Gemma-2-2B text, 1024 px, 64x64 tokens): 1,009,306,624 parameters.
+    "editmgt": TransformerConfig(),
+    # The Meissonic base model EditMGT starts from: CLIP text only, no connector.
+    "meissonic": TransformerConfig(joint_attention_dim=1024, connector="none", text_encoder_architecture="CLIP"),
+    # A tiny config for tests.
+    "tiny": TransformerConfig(
+        num_layers=2,
+        num_single_layers=2,
+        num_heads=2,
+        head_dim=16,
+        joint_attention_dim=40,
+        pooled_projection_dim=24,
+        axes_dims_rope=(4, 6, 6),
+        vocab_size=72,
+        codebook_size=64,
+    ),
+}

@@ -1,0 +1,254 @@
+"""Building blocks of the EditMGT transformer: norms, embeddings, dual- and single-stream blocks, token resampling.
+
+Module and parameter names follow the reference checkpoint (diffusers naming) so published weights load by key.
+Every block takes the condition stream `cond` (source-image tokens, C_V) as an optional extra stream: it goes
+through the image-branch weights with its own modulation `vec_cond` and meets the other streams only in attention,
+where the sequence is [txt, img, cond].
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .math import apply_rope, attention, text_to_image_probs
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        # Variance in float32 whatever the input dtype (as the reference), then back to the weight's dtype.
+        var = x.float().pow(2).mean(-1, keepdim=True)
+        return (x * torch.rsqrt(var + self.eps)).to(self.weight.dtype) * self.weight
+
+
+def layer_norm(x: Tensor) -> Tensor:
+    return F.layer_norm(x, x.shape[-1:], eps=1e-6)
+
+
+def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    """AdaLN: layer-norm x [B, n, D] and apply a per-row shift/scale [B, D]."""
+    return layer_norm(x) * (1 + scale[:, None]) + shift[:, None]
+
+
+class AdaNorm(nn.Module):
+    """The AdaLN-Zero modulation: vec [B, D] -> `chunks` vectors [B, D] (shift/scale/gate, in the reference order)."""
+
+    def __init__(self, dim: int, chunks: int):
+        super().__init__()
+        self.chunks = chunks
+        self.linear = nn.Linear(dim, chunks * dim)
+
+    def forward(self, vec: Tensor) -> tuple[Tensor, ...]:
+        return self.linear(F.silu(vec)).chunk(self.chunks, dim=-1)
+
+
+class MLP(nn.Module):
+    """Linear -> act -> Linear with `linear_1` / `linear_2` names (timestep, pooled-text and micro-cond embedders)."""
+
+    def __init__(self, dim_in: int, dim: int, bias: bool = True):
+        super().__init__()
+        self.linear_1 = nn.Linear(dim_in, dim, bias=bias)
+        self.linear_2 = nn.Linear(dim, dim, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear_2(F.silu(self.linear_1(x)))
+
+
+class _GeluProj(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.proj = nn.Linear(dim, hidden)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.gelu(self.proj(x), approximate="tanh")
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, mult: int = 4):
+        super().__init__()
+        self.net = nn.ModuleList([_GeluProj(dim, mult * dim), nn.Identity(), nn.Linear(mult * dim, dim)])
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self.net:
+            x = layer(x)
+        return x
+
+
+class Attention(nn.Module):
+    """Projection weights of one attention layer; `context=True` adds the text-branch projections (dual blocks)."""
+
+    def __init__(self, dim: int, heads: int, context: bool):
+        super().__init__()
+        self.heads = heads
+        head_dim = dim // heads
+        self.to_q, self.to_k, self.to_v = (nn.Linear(dim, dim) for _ in range(3))
+        self.norm_q, self.norm_k = RMSNorm(head_dim), RMSNorm(head_dim)
+        if context:
+            self.add_q_proj, self.add_k_proj, self.add_v_proj = (nn.Linear(dim, dim) for _ in range(3))
+            self.norm_added_q, self.norm_added_k = RMSNorm(head_dim), RMSNorm(head_dim)
+            self.to_out = nn.ModuleList([nn.Linear(dim, dim)])
+            self.to_add_out = nn.Linear(dim, dim)
+
+    def _heads(self, x: Tensor) -> Tensor:
+        return x.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, n, D) -> (B, heads, n, head_dim)
+
+    def qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        q, k, v = (self._heads(proj(x)) for proj in (self.to_q, self.to_k, self.to_v))
+        return self.norm_q(q), self.norm_k(k), v
+
+    def qkv_context(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        q, k, v = (self._heads(proj(x)) for proj in (self.add_q_proj, self.add_k_proj, self.add_v_proj))
+        return self.norm_added_q(q), self.norm_added_k(k), v
+
+
+def _rotate(q: Tensor, k: Tensor, start: int, pe: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    """RoPE on sequence positions start.. of q and k; text ids are all zero, so text rows are left as they are."""
+    cos, sin = pe
+    q = torch.cat([q[:, :, :start], apply_rope(q[:, :, start:], cos, sin)], dim=2)
+    k = torch.cat([k[:, :, :start], apply_rope(k[:, :, start:], cos, sin)], dim=2)
+    return q, k
+
+
+class DualBlock(nn.Module):
+    """Dual-stream block: text and image keep separate weights and meet in one joint attention."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.norm1 = AdaNorm(dim, 6)
+        self.norm1_context = AdaNorm(dim, 6)
+        self.attn = Attention(dim, heads, context=True)
+        self.ff = FeedForward(dim)
+        self.ff_context = FeedForward(dim)
+
+    def forward(self, img, txt, vec, pe, cond=None, vec_cond=None, bias=None, capture=False):
+        """img [B, I, D], txt [B, T, D], cond [B, R, D] or None; pe covers the image rows (img then cond)."""
+        n_txt, n_img = txt.shape[1], img.shape[1]
+        img_mod, txt_mod = self.norm1(vec), self.norm1_context(vec)
+        x = modulate(img, img_mod[0], img_mod[1])
+        if cond is not None:
+            cond_mod = self.norm1(vec_cond)
+            x = torch.cat([x, modulate(cond, cond_mod[0], cond_mod[1])], dim=1)  # image-branch rows: [img, cond]
+        q, k, v = self.attn.qkv(x)
+        tq, tk, tv = self.attn.qkv_context(modulate(txt, txt_mod[0], txt_mod[1]))
+        q, k = _rotate(torch.cat([tq, q], 2), torch.cat([tk, k], 2), n_txt, pe)
+        v = torch.cat([tv, v], 2)
+        probs = text_to_image_probs(q, k, n_txt, n_img) if capture else None
+        out = attention(q, k, v, bias)
+        out_txt, out_img = self.attn.to_add_out(out[:, :n_txt]), self.attn.to_out[0](out[:, n_txt:])
+
+        img = img + img_mod[2][:, None] * out_img[:, :n_img]
+        ff_in = modulate(img, img_mod[3], img_mod[4])
+        if cond is not None:
+            cond = cond + cond_mod[2][:, None] * out_img[:, n_img:]
+            ff_in = torch.cat([ff_in, modulate(cond, cond_mod[3], cond_mod[4])], dim=1)
+        ff_out = self.ff(ff_in)
+        img = img + img_mod[5][:, None] * ff_out[:, :n_img]
+        if cond is not None:
+            cond = cond + cond_mod[5][:, None] * ff_out[:, n_img:]
+
+        txt = txt + txt_mod[2][:, None] * out_txt
+        txt = txt + txt_mod[5][:, None] * self.ff_context(modulate(txt, txt_mod[3], txt_mod[4]))
+        return img, txt, cond, probs
+
+
+class SingleBlock(nn.Module):
+    """Single-stream block over [txt, img] with parallel attention and MLP branches (plus the cond stream)."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: int = 4):
+        super().__init__()
+        self.norm = AdaNorm(dim, 3)
+        self.proj_mlp = nn.Linear(dim, mlp_ratio * dim)
+        self.proj_out = nn.Linear(dim + mlp_ratio * dim, dim)
+        self.attn = Attention(dim, heads, context=False)
+
+    def forward(self, x, n_txt, vec, pe, cond=None, vec_cond=None, bias=None, capture=False):
+        """x [B, T + I, D] (text first), cond [B, R, D] or None; every row shares the same weights."""
+        n_main = x.shape[1]
+        shift, scale, gate = self.norm(vec)
+        h = modulate(x, shift, scale)
+        if cond is not None:
+            c_shift, c_scale, c_gate = self.norm(vec_cond)
+            h = torch.cat([h, modulate(cond, c_shift, c_scale)], dim=1)
+        mlp = F.gelu(self.proj_mlp(h), approximate="tanh")
+        q, k, v = self.attn.qkv(h)
+        q, k = _rotate(q, k, n_txt, pe)
+        probs = text_to_image_probs(q, k, n_txt, n_main - n_txt) if capture else None
+        out = self.proj_out(torch.cat([attention(q, k, v, bias), mlp], dim=-1))
+        x = x + gate[:, None] * out[:, :n_main]
+        if cond is not None:
+            cond = cond + c_gate[:, None] * out[:, n_main:]
+        return x, cond, probs
+
+
+class TokenEmbed(nn.Module):
+    """Token ids [B, H, W] -> features [B, D, H, W]: embedding, RMSNorm, 1x1 conv."""
+
+    def __init__(self, vocab_size: int, dim: int):
+        super().__init__()
+        self.embeddings = nn.Embedding(vocab_size, dim)
+        self.layer_norm = RMSNorm(dim)
+        self.conv = nn.Conv2d(dim, dim, kernel_size=1, bias=False)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return self.conv(self.layer_norm(self.embeddings(tokens)).permute(0, 3, 1, 2))
+
+
+def _channel_norm(norm: RMSNorm, x: Tensor) -> Tensor:
+    return norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class Downsample(nn.Module):
+    """RMSNorm over channels, then a 2x2 stride-2 conv: [B, D, H, W] -> [B, D, H/2, W/2]."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = RMSNorm(dim)
+        self.conv = nn.Conv2d(dim, dim, kernel_size=2, stride=2, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(_channel_norm(self.norm, x))
+
+
+class Upsample(nn.Module):
+    """RMSNorm over channels, then a 2x2 stride-2 transposed conv: [B, D, h, w] -> [B, D, 2h, 2w]."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = RMSNorm(dim)
+        self.conv = nn.ConvTranspose2d(dim, dim, kernel_size=2, stride=2, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(_channel_norm(self.norm, x))
+
+
+class Resample(nn.Module):
+    """Holds a Downsample as `.downsample` or an Upsample as `.upsample` (the reference's module path)."""
+
+    def __init__(self, dim: int, down: bool):
+        super().__init__()
+        if down:
+            self.downsample = Downsample(dim)
+        else:
+            self.upsample = Upsample(dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.downsample(x) if hasattr(self, "downsample") else self.upsample(x)
+
+
+class MlmHead(nn.Module):
+    """Features [B, D, H, W] -> codebook logits [B, K, H, W]: 1x1 conv, RMSNorm, 1x1 conv."""
+
+    def __init__(self, dim: int, codebook_size: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(dim, dim, kernel_size=1, bias=False)
+        self.layer_norm = RMSNorm(dim)
+        self.conv2 = nn.Conv2d(dim, codebook_size, kernel_size=1, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv2(_channel_norm(self.layer_norm, self.conv1(x)))

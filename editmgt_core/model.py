@@ -1,0 +1,161 @@
+"""The EditMGT transformer: a Meissonic-architecture masked generative transformer with attention injection.
+
+Reads like the diagram: tokens -> embed -> 2x2 downsample -> dual-stream blocks -> single-stream blocks -> upsample ->
+codebook logits. The source image's tokens (`cond`, C_V) run through the same weights at the same RoPE positions
+with timestep 0 and meet the other streams only inside attention, where a log γ bias sets their strength.
+Attention capture is an explicit argument and return value; nothing is stored on modules between calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor, nn
+
+from .config import TransformerConfig
+from .layers import MLP, DualBlock, MlmHead, Resample, RMSNorm, SingleBlock, TokenEmbed
+from .math import gamma_bias, grid_ids, rope, timestep_embedding
+
+
+class TimeTextEmbed(nn.Module):
+    """vec = MLP(sinusoid(t * 1000)) + MLP(pooled): the AdaLN conditioning vector."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.timestep_embedder = MLP(256, dim)
+        self.text_embedder = MLP(dim, dim)
+
+    def forward(self, t: Tensor, pooled: Tensor) -> Tensor:
+        emb = timestep_embedding(t * 1000, 256).to(pooled.dtype)
+        return self.timestep_embedder(emb) + self.text_embedder(pooled)
+
+
+class Connector(nn.Module):
+    def __init__(self, dim_in: int, dim: int):
+        super().__init__()
+        self.projector = nn.Linear(dim_in, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.projector(x)
+
+
+class EditMGTTransformer(nn.Module):
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.config = config
+        dim = config.inner_dim
+        self.time_text_embed = TimeTextEmbed(dim)
+        self.cond_embed = MLP(config.pooled_projection_dim + 5 * 256, dim, bias=False)  # pooled text + micro-conds
+        if config.connector == "linear":
+            self.connector = Connector(config.joint_attention_dim, dim)
+        self.context_embedder = nn.Linear(dim, dim)
+        self.encoder_proj_layer_norm = RMSNorm(dim)
+
+        self.embed = TokenEmbed(config.vocab_size, dim)
+        if config.downsample:
+            self.down_block = Resample(dim, down=True)
+            self.up_block = Resample(dim, down=False)
+        self.project_to_hidden_norm = RMSNorm(dim)
+        self.project_to_hidden = nn.Linear(dim, dim, bias=False)
+
+        self.transformer_blocks = nn.ModuleList(DualBlock(dim, config.num_heads) for _ in range(config.num_layers))
+        self.single_transformer_blocks = nn.ModuleList(
+            SingleBlock(dim, config.num_heads) for _ in range(config.num_single_layers)
+        )
+
+        self.project_from_hidden_norm = RMSNorm(dim)
+        self.project_from_hidden = nn.Linear(dim, dim, bias=False)
+        self.mlm_layer = MlmHead(dim, config.codebook_size)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.project_to_hidden.weight.dtype
+
+    def embed_tokens(self, tokens: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """Token ids [B, H, W] -> sequence [B, h*w, D] on the (down-sampled) attention grid (h, w)."""
+        x = self.embed(tokens)
+        if self.config.downsample:
+            x = self.down_block(x)
+        h, w = x.shape[-2:]
+        x = x.flatten(2).transpose(1, 2)  # (B, h*w, D), row-major
+        return self.project_to_hidden(self.project_to_hidden_norm(x)), (h, w)
+
+    def head(self, img: Tensor, grid: tuple[int, int]) -> Tensor:
+        """Image sequence [B, h*w, D] -> codebook logits [B, K, H, W]."""
+        x = self.project_from_hidden(self.project_from_hidden_norm(img))
+        x = x.transpose(1, 2).unflatten(2, grid)  # (B, D, h, w)
+        if self.config.upsample:
+            x = self.up_block(x)
+        return self.mlm_layer(x)
+
+    def forward(
+        self,
+        tokens: Tensor,
+        txt: Tensor,
+        pooled: Tensor,
+        micro: Tensor,
+        timestep: Tensor,
+        cond: Tensor | None = None,
+        *,
+        gamma: float = 1.0,
+        capture: Iterable[int] = (),
+    ) -> tuple[Tensor, dict[int, Tensor]]:
+        """Codebook logits for every token position, plus the captured instruction -> image attention maps.
+
+        tokens: int64 [B, H, W] target ids (mask id where masked); cond: int64 [B, H, W] source ids or None.
+        txt: [B, T, joint_attention_dim] text features; pooled: [B, pooled_projection_dim]; micro: [B, 5]
+        ([width, height, crop_top, crop_left, aesthetic]); timestep: [B] the sampler's step index t (N-1 .. 0).
+        gamma: condition strength (1 = no bias, 0 = condition cut off; the cond stream is then skipped).
+        capture: global block indices (dual-stream first) whose maps to return, each [B, heads, T, h*w] float32.
+        Returns logits [B, codebook_size, H, W].
+        """
+        capture = self._check(tokens, cond, gamma, capture)
+        if gamma == 0:
+            cond = None  # -inf bias both ways: the cond stream cannot reach the output
+        micro = timestep_embedding(micro.flatten()).view(len(micro), -1)  # (B, 5 * 256)
+        pooled = self.cond_embed(torch.cat([pooled.float(), micro], dim=1).to(self.dtype))
+        # t * 1000 in float32 even for bf16 weights: bf16 rounds 5000 to 4992 and scrambles the sinusoid
+        vec = self.time_text_embed(timestep.float(), pooled)
+        if hasattr(self, "connector"):
+            txt = self.connector(txt)
+        txt = self.encoder_proj_layer_norm(self.context_embedder(txt))
+        img, grid = self.embed_tokens(tokens)
+
+        cos, sin = rope(grid_ids(*grid, device=img.device), self.config.axes_dims_rope)
+        vec_cond = bias = None
+        if cond is not None:
+            c, _ = self.embed_tokens(cond)
+            vec_cond = self.time_text_embed(torch.zeros_like(timestep, dtype=torch.float32), pooled)
+            cos, sin = cos.repeat(2, 1), sin.repeat(2, 1)  # cond rows sit at the same positions as the target
+            bias = gamma_bias(txt.shape[1] + img.shape[1], c.shape[1], gamma, img.dtype, img.device)
+        else:
+            c = None
+
+        maps = {}
+        for i, block in enumerate(self.transformer_blocks):
+            img, txt, c, probs = block(img, txt, vec, (cos, sin), c, vec_cond, bias, capture=i in capture)
+            if probs is not None:
+                maps[i] = probs
+        n_txt = txt.shape[1]
+        x = torch.cat([txt, img], dim=1)
+        for j, block in enumerate(self.single_transformer_blocks, start=self.config.num_layers):
+            x, c, probs = block(x, n_txt, vec, (cos, sin), c, vec_cond, bias, capture=j in capture)
+            if probs is not None:
+                maps[j] = probs
+        return self.head(x[:, n_txt:], grid), maps
+
+    def _check(self, tokens: Tensor, cond: Tensor | None, gamma: float, capture: Iterable[int]) -> frozenset[int]:
+        if tokens.ndim != 3:
+            raise ValueError(f"tokens must be [B, H, W] ids, got shape {tuple(tokens.shape)}")
+        if self.config.downsample and (tokens.shape[1] % 2 or tokens.shape[2] % 2):
+            raise ValueError(f"token grid {tuple(tokens.shape[1:])} must have even height and width")
+        if cond is not None and cond.shape != tokens.shape:
+            raise ValueError(f"cond shape {tuple(cond.shape)} must equal tokens shape {tuple(tokens.shape)}")
+        if not gamma >= 0:
+            raise ValueError(f"gamma={gamma} must be >= 0")
+        capture = frozenset(int(i) for i in capture)
+        bad = sorted(i for i in capture if not 0 <= i < self.config.depth)
+        if bad:
+            raise ValueError(f"capture layers {bad} out of range 0..{self.config.depth - 1}")
+        return capture
