@@ -1,0 +1,115 @@
+"""Benchmarks: `python -m editmgt_core.bench forward --config editmgt --grid 16 --batch 2 --text-len 256`.
+
+Times the transformer forward (median of N runs after a warm-up) with and without attention capture, and reports
+peak resident memory. Weights are random: only speed and memory are measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+
+import torch
+
+from .config import PRESETS
+from .model import EditMGTTransformer
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # ru_maxrss is KiB on Linux
+
+
+def random_transformer(name: str, device: str, dtype: torch.dtype) -> EditMGTTransformer:
+    """The named preset with random weights, allocated once (no fp32 copy when asking for half precision)."""
+    with torch.device("meta"):
+        model = EditMGTTransformer(PRESETS[name])
+    model = model.to_empty(device=device).to(dtype)
+    g = torch.Generator(device=device).manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, p.shape[-1] ** -0.5 if p.ndim > 1 else 0.02, generator=g)
+    return model.eval()
+
+
+def time_forward(model, inputs, capture, gamma, repeats) -> list[float]:
+    times = []
+    for i in range(repeats + 1):
+        if inputs["tokens"].is_cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        with torch.inference_mode():
+            model(**inputs, gamma=gamma, capture=capture)
+        if inputs["tokens"].is_cuda:
+            torch.cuda.synchronize()
+        if i:  # the first run is a warm-up
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def bench_forward(args) -> dict:
+    torch.set_num_threads(args.threads)
+    dtype = DTYPES[args.dtype]
+    model = random_transformer(args.config, args.device, dtype)
+    c = model.config
+    b, g = args.batch, torch.Generator().manual_seed(1)
+    inputs = dict(
+        tokens=torch.randint(0, c.codebook_size, (b, args.grid, args.grid), generator=g),
+        txt=torch.randn(b, args.text_len, c.joint_attention_dim, generator=g).to(dtype),
+        pooled=torch.randn(b, c.pooled_projection_dim, generator=g).to(dtype),
+        micro=torch.tensor([[1024.0, 1024.0, 0.0, 0.0, 6.0]]).repeat(b, 1),
+        timestep=torch.full((b,), 10),
+        cond=None if args.no_cond else torch.randint(0, c.codebook_size, (b, args.grid, args.grid), generator=g),
+    )
+    inputs = {k: v.to(args.device) if v is not None else v for k, v in inputs.items()}
+    capture = list(range(args.capture_from, min(args.capture_from + args.capture_count, c.depth)))
+    plain = time_forward(model, inputs, [], args.gamma, args.repeats)
+    captured = time_forward(model, inputs, capture, args.gamma, args.repeats)
+    result = {
+        "config": args.config,
+        "token_grid": args.grid,
+        "batch": b,
+        "text_len": args.text_len,
+        "cond_stream": not args.no_cond,
+        "gamma": args.gamma,
+        "dtype": args.dtype,
+        "threads": args.threads,
+        "median_ms": round(1000 * statistics.median(plain), 1),
+        "median_ms_capture": round(1000 * statistics.median(captured), 1),
+        "capture_layers": capture,
+        "capture_overhead": round(statistics.median(captured) / statistics.median(plain) - 1, 4),
+        "peak_rss_gb": round(peak_rss_gb(), 3),
+    }
+    if args.device.startswith("cuda"):
+        result["peak_cuda_gb"] = round(torch.cuda.max_memory_allocated() / 1024**3, 3)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m editmgt_core.bench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    fwd = sub.add_parser("forward", help="time one transformer forward")
+    fwd.add_argument("--config", default="editmgt", choices=sorted(PRESETS), help="named transformer preset")
+    fwd.add_argument("--grid", type=int, default=16, help="token grid side (before the 2x2 downsample)")
+    fwd.add_argument("--batch", type=int, default=2, help="batch rows (2 = a guidance pair)")
+    fwd.add_argument("--text-len", type=int, default=256, help="text sequence length")
+    fwd.add_argument("--gamma", type=float, default=1.1, help="condition strength γ")
+    fwd.add_argument("--no-cond", action="store_true", help="run without the source-image condition stream")
+    fwd.add_argument("--capture-from", type=int, default=28, help="first global block index to capture")
+    fwd.add_argument("--capture-count", type=int, default=9, help="number of consecutive blocks to capture")
+    fwd.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
+    fwd.add_argument("--device", default="cpu")
+    fwd.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    fwd.add_argument("--repeats", type=int, default=5, help="timed runs after one warm-up")
+    args = parser.parse_args(argv)
+    print(json.dumps(bench_forward(args), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
