@@ -1,0 +1,121 @@
+"""Thin wrappers around the image tokenizer (diffusers `VQModel`) and the text encoders.
+
+Text encoders return `TextFeatures`: the sequence the transformer attends to, the pooled vector for AdaLN, and for
+every sequence position whether it is a real instruction token and which characters of the prompt it covers (used to
+pick keyword positions with the *same* tokenizer that produced the sequence).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class TextFeatures:
+    txt: Tensor  # [B, T, D] sequence features
+    pooled: Tensor  # [B, P] pooled vector
+    real: Tensor  # bool [B, T]: True at real prompt tokens (not padding, not special tokens)
+    offsets: list[list[tuple[int, int]]]  # per row and position: character span in the prompt ((0, 0) if none)
+
+    def __len__(self) -> int:
+        return len(self.txt)
+
+
+def _token_spans(tokenizer, prompts: list[str], max_length: int) -> dict:
+    """Tokenize to a fixed length; adds character offsets and a special-token mask where the tokenizer can."""
+    kwargs = dict(padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
+    if getattr(tokenizer, "is_fast", False):
+        kwargs.update(return_offsets_mapping=True, return_special_tokens_mask=True)
+    enc = tokenizer(prompts, **kwargs)
+    if "offset_mapping" in enc:
+        offsets = [[tuple(int(v) for v in span) for span in row] for row in enc["offset_mapping"]]
+        real = enc["attention_mask"].bool() & ~enc["special_tokens_mask"].bool()
+    else:  # slow tokenizer: no spans; every attended position counts as a real token
+        offsets = [[(0, 0)] * max_length for _ in prompts]
+        real = enc["attention_mask"].bool()
+    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "offsets": offsets, "real": real}
+
+
+class SingleTextEncoder:
+    """Any transformers encoder (BERT, MiniLM, ...): sequence = last hidden state, pooled = its masked mean."""
+
+    def __init__(self, model, tokenizer, max_length: int):
+        self.model, self.tokenizer, self.max_length = model.eval(), tokenizer, max_length
+
+    @torch.inference_mode()
+    def __call__(self, prompts: list[str]) -> TextFeatures:
+        tok = _token_spans(self.tokenizer, prompts, self.max_length)
+        device = next(self.model.parameters()).device
+        mask = tok["attention_mask"].to(device)
+        out = self.model(input_ids=tok["input_ids"].to(device), attention_mask=mask).last_hidden_state
+        weights = mask[..., None].to(out.dtype)
+        pooled = (out * weights).sum(1) / weights.sum(1).clamp(min=1)
+        return TextFeatures(out.float(), pooled.float(), tok["real"].to(device), tok["offsets"])
+
+
+class ClipGemmaTextEncoder:
+    """The published pair: CLIP's projected pooled embedding + Gemma-2's penultimate hidden states.
+
+    As the reference: CLIP padded to 77, Gemma padded to 256 with the tokenizer's own padding side, and Gemma run
+    without an attention mask (the model was trained that way).
+    """
+
+    def __init__(self, clip, clip_tokenizer, gemma, gemma_tokenizer, clip_length: int = 77, max_length: int = 256):
+        self.clip, self.clip_tokenizer = clip.eval(), clip_tokenizer
+        self.gemma, self.tokenizer = gemma.eval(), gemma_tokenizer
+        self.clip_length, self.max_length = clip_length, max_length
+
+    @torch.inference_mode()
+    def __call__(self, prompts: list[str]) -> TextFeatures:
+        device = next(self.gemma.parameters()).device
+        clip_ids = self.clip_tokenizer(
+            prompts, padding="max_length", truncation=True, max_length=self.clip_length, return_tensors="pt"
+        ).input_ids
+        pooled = self.clip(input_ids=clip_ids.to(device)).text_embeds
+        tok = _token_spans(self.tokenizer, prompts, self.max_length)
+        out = self.gemma(input_ids=tok["input_ids"].to(device), output_hidden_states=True)
+        return TextFeatures(out.hidden_states[-2].float(), pooled.float(), tok["real"].to(device), tok["offsets"])
+
+
+class VQTokenizer:
+    """Images [B, 3, H, W] in [0, 1] <-> token ids [B, H/f, W/f]; the VQ model stays in float32."""
+
+    def __init__(self, vq, image_range: tuple[float, float] = (0.0, 1.0)):
+        self.vq = vq.eval().float()
+        self.image_range = image_range
+        self.factor = 2 ** (len(vq.config.block_out_channels) - 1)
+        self.codebook_size = vq.config.num_vq_embeddings
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.vq.parameters()).device
+
+    def _to_model(self, x: Tensor) -> Tensor:
+        lo, hi = self.image_range
+        return x * (hi - lo) + lo
+
+    def _from_model(self, x: Tensor) -> Tensor:
+        lo, hi = self.image_range
+        return ((x - lo) / (hi - lo)).clamp(0, 1)
+
+    @torch.inference_mode()
+    def encode(self, images: Tensor) -> Tensor:
+        if images.shape[-2] % self.factor or images.shape[-1] % self.factor:
+            raise ValueError(f"image size {tuple(images.shape[-2:])} must be a multiple of {self.factor}")
+        latents = self.vq.encode(self._to_model(images.float().to(self.device))).latents
+        b, _, h, w = latents.shape
+        return self.vq.quantize(latents)[2][2].reshape(b, h, w)
+
+    @torch.inference_mode()
+    def decode(self, tokens: Tensor) -> Tensor:
+        b, h, w = tokens.shape
+        shape = (b, h, w, self.vq.config.latent_channels)
+        if self.vq.config.lookup_from_codebook:
+            out = self.vq.decode(tokens, force_not_quantize=True, shape=shape).sample
+        else:
+            quant = self.vq.quantize.get_codebook_entry(tokens.reshape(b, -1), shape)
+            out = self.vq.decode(quant, force_not_quantize=True).sample
+        return self._from_model(out)
