@@ -1,0 +1,205 @@
+"""One edit, assembled in one place: `edit_stream` (used by the app, the CLI and the tests) and `edit`.
+
+PIL image + instruction -> working-size RGB -> VQ tokens -> text features -> streamed region-hold MaskGIT decoding
+-> decoded image at the input's size, with every parameter actually used (seed included) to reproduce it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps
+from torch import Tensor
+
+from .consolidate import text_weights_for
+from .loading import Editor
+from .sampling import SamplerOptions, StepRecord, pixel_mask_to_tokens, sample
+
+MAX_ASPECT = 8.0  # wider or taller images are refused rather than squeezed into a sliver of tokens
+
+
+@dataclass(frozen=True)
+class EditResult:
+    image: Image.Image  # the edited image at the input's size (RGB)
+    instruction: str
+    options: SamplerOptions  # every knob actually used; options.seed is always set
+    work_size: tuple[int, int]  # (width, height) the model ran at
+    src_tokens: Tensor  # int64 [H, W] source tokens (CPU)
+    tokens: Tensor  # int64 [H, W] edited tokens (CPU)
+    scores: Tensor | None  # float [H, W] final localization map in [0, 1] (CPU), None when not computed
+    hold: Tensor | None  # bool [H, W] tokens held to the source (CPU), None when hold is off
+    timings: dict[str, float]  # seconds: text, encode, sampling, decode
+
+    @property
+    def held_fraction(self) -> float:
+        return 0.0 if self.hold is None else float(self.hold.float().mean())
+
+    def parameters(self) -> dict:
+        """JSON-able record of the edit (embedded in saved PNGs and sidecars)."""
+        opts = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self.options).items()}
+        return {"instruction": self.instruction, "work_size": list(self.work_size), **opts}
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Upright 8-bit RGB: EXIF orientation applied, alpha composited on white, 16-bit / CMYK / palette converted."""
+    if not isinstance(image, Image.Image):
+        raise ValueError(f"expected a PIL image, got {type(image).__name__}")
+    if image.width < 1 or image.height < 1:
+        raise ValueError(f"image has no pixels ({image.width}x{image.height})")
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit grey: scale to 8 bits, keep the range
+        arr = np.asarray(image, dtype=np.float64)
+        hi = 65535.0 if image.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(arr / hi * 255 + 0.5, 0, 255).astype(np.uint8))
+    elif image.mode == "F":
+        image = Image.fromarray(np.clip(np.asarray(image) * 255 + 0.5, 0, 255).astype(np.uint8))
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba)
+    return image.convert("RGB")
+
+
+def work_size(width: int, height: int, pixels: int, multiple: int) -> tuple[int, int]:
+    """About `pixels` pixels with the input's aspect ratio, both sides multiples of `multiple`."""
+    aspect = max(width / height, height / width)
+    if aspect > MAX_ASPECT:
+        raise ValueError(f"image is {width}x{height}: aspect ratio {aspect:.1f} exceeds {MAX_ASPECT:g}:1")
+    scale = math.sqrt(pixels / (width * height))
+    return (max(multiple, round(width * scale / multiple) * multiple),
+            max(multiple, round(height * scale / multiple) * multiple))  # fmt: skip
+
+
+def image_to_tensor(image: Image.Image) -> Tensor:
+    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]  # (1, 3, H, W)
+
+
+def tensor_to_image(x: Tensor) -> Image.Image:
+    arr = (x[0].clamp(0, 1).permute(1, 2, 0).float().cpu().numpy() * 255 + 0.5).astype(np.uint8)
+    return Image.fromarray(arr)
+
+
+def preview(editor: Editor, record: StepRecord, src_tokens: Tensor, src_pixels: Tensor, dim: float = 0.4) -> Tensor:
+    """Pixels [1, 3, H, W] in [0, 1] of a partially decoded state: decided tokens decoded, undecided ones shown as
+    the dimmed source image (never black)."""
+    masked = record.tokens == editor.mask_id
+    pixels = editor.vq.decode(torch.where(masked, src_tokens, record.tokens))
+    up = F.interpolate(masked[:, None].float(), size=pixels.shape[-2:], mode="nearest").bool()
+    return torch.where(up, src_pixels.to(pixels.device) * dim, pixels)
+
+
+def _logits_fn(editor: Editor, feats, micro: Tensor, src: Tensor, gamma: float, layers: tuple[int, ...]):
+    """The network as the sampler sees it; text rows are [negative, instruction] and cond = source tokens."""
+
+    def logits_fn(tokens: Tensor, timestep: int, capture: bool):
+        n = tokens.shape[0]
+        rows = slice(0, 2) if n == 2 else slice(1, 2)
+        t = torch.full((n,), timestep, device=tokens.device)
+        return editor.transformer(
+            tokens,
+            feats.txt[rows].to(editor.transformer.dtype),
+            feats.pooled[rows].to(editor.transformer.dtype),
+            micro.expand(n, -1),
+            t,
+            src.expand(n, -1, -1),
+            gamma=gamma,
+            capture=layers if capture else (),
+        )
+
+    return logits_fn
+
+
+@torch.inference_mode()
+def edit_stream(
+    editor: Editor,
+    image: Image.Image,
+    instruction: str,
+    options: SamplerOptions | None = None,
+    *,
+    user_mask: Image.Image | np.ndarray | None = None,
+    pixels: int | None = None,
+) -> Iterator[StepRecord | EditResult]:
+    """Yield one StepRecord per decoding step, then the EditResult.
+
+    user_mask: optional brush (white / True = may edit) at the image's size; combined with the attention map per
+    options.mask_mode. pixels: working pixel count (default: the model's, 1024^2 for the published model).
+    options None: the model folder's defaults (`editmgt_studio.json`), else the published demo's.
+    """
+    if options is None:
+        options = default_options(editor)
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise ValueError("the instruction is empty; describe the edit, e.g. 'make the red circle blue'")
+    instruction = " ".join(instruction.split())
+    if options.seed is None:
+        options = dataclasses.replace(options, seed=int(torch.randint(0, 2**31 - 1, ()).item()))
+    layers = options.layers or editor.settings.attention_layers
+    bad = [i for i in layers if not 0 <= i < editor.transformer.config.depth]
+    if bad:
+        raise ValueError(f"attention layers {bad} out of range 0..{editor.transformer.config.depth - 1}")
+    options = dataclasses.replace(options, layers=tuple(layers))
+    timings, clock = {}, time.perf_counter()
+
+    rgb = to_rgb(image)
+    size = work_size(*rgb.size, pixels or editor.settings.pixels, 2 * editor.vq.factor)
+    src_pixels = image_to_tensor(rgb.resize(size, Image.Resampling.LANCZOS)).to(editor.device)
+
+    feats = editor.text([options.negative_prompt, instruction])
+    weights = text_weights_for(feats.offsets[1:], feats.real[1:].cpu(), instruction, options.keywords)
+    timings["text"], clock = time.perf_counter() - clock, time.perf_counter()
+
+    src = editor.vq.encode(src_pixels)  # (1, H, W)
+    mask = None
+    if user_mask is not None:
+        m = (
+            Image.fromarray(np.asarray(user_mask).astype(np.uint8) * 255)
+            if isinstance(user_mask, np.ndarray)
+            else user_mask
+        )
+        m = torch.from_numpy(np.asarray(m.convert("L").resize(size, Image.Resampling.BILINEAR), dtype=np.float32) / 255)
+        mask = pixel_mask_to_tokens(m[None].to(editor.device), tuple(src.shape[1:]))
+    timings["encode"], clock = time.perf_counter() - clock, time.perf_counter()
+
+    micro = torch.tensor([[size[0], size[1], 0.0, 0.0, 6.0]], device=editor.device)
+    logits_fn = _logits_fn(editor, feats, micro, src, options.gamma, options.layers)
+    record = None
+    for record in sample(logits_fn, src, options, mask_id=editor.mask_id, text_weights=weights, user_mask=mask):
+        yield record
+    timings["sampling"], clock = time.perf_counter() - clock, time.perf_counter()
+
+    out = tensor_to_image(editor.vq.decode(record.tokens)).resize(rgb.size, Image.Resampling.LANCZOS)
+    timings["decode"] = time.perf_counter() - clock
+    yield EditResult(
+        image=out,
+        instruction=instruction,
+        options=options,
+        work_size=size,
+        src_tokens=src[0].cpu(),
+        tokens=record.tokens[0].cpu(),
+        scores=None if record.scores is None else record.scores[0].float().cpu(),
+        hold=None if record.hold is None else record.hold[0].cpu(),
+        timings=timings,
+    )
+
+
+def default_options(editor: Editor, **overrides) -> SamplerOptions:
+    """SamplerOptions with this model's defaults (its settings file), then `overrides`."""
+    defaults = dict(editor.settings.defaults)
+    for key in ("temperature", "keywords", "layers"):
+        if isinstance(defaults.get(key), list):
+            defaults[key] = tuple(defaults[key])
+    return SamplerOptions(**{**defaults, **overrides})
+
+
+def edit(editor: Editor, image: Image.Image, instruction: str, options: SamplerOptions | None = None, **kw):
+    """Run `edit_stream` to the end and return its EditResult."""
+    *_, result = edit_stream(editor, image, instruction, options, **kw)
+    return result

@@ -1,0 +1,117 @@
+"""End to end on a tiny random model folder: load_editor + edit() on awkward inputs, hold, streaming, seeds."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tiny_model import make_model_folder
+
+from editmgt_core.editing import EditResult, edit, edit_stream, to_rgb, work_size
+from editmgt_core.loading import load_editor
+from editmgt_core.sampling import SamplerOptions, StepRecord
+
+FAST = SamplerOptions(steps=4, guidance_scale=2.0, seed=3, negative_prompt="")
+
+
+@pytest.fixture(scope="module")
+def editor(tmp_path_factory):
+    return load_editor(make_model_folder(tmp_path_factory.mktemp("tiny")))
+
+
+def picture(w, h, mode="RGB", seed=0):
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    return Image.fromarray(arr).convert(mode)
+
+
+def exif_rotated(w, h):
+    image = picture(w, h)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° on display
+    image.info["exif"] = exif.tobytes()
+    return image
+
+
+@pytest.mark.parametrize(
+    "image, size",
+    [
+        (picture(40, 40, "RGBA"), (40, 40)),
+        (picture(50, 30, "L"), (50, 30)),
+        (picture(37, 64), (37, 64)),
+        (picture(30, 30, "P"), (30, 30)),
+        (picture(20, 20, "CMYK"), (20, 20)),
+        (Image.fromarray((np.arange(24 * 24, dtype=np.uint16) * 100).reshape(24, 24)), (24, 24)),
+        (picture(1, 1), (1, 1)),
+    ],
+    ids=["rgba", "gray", "non-square", "palette", "cmyk", "16-bit", "1x1"],
+)
+def test_edit_returns_the_input_size(editor, image, size):
+    result = edit(editor, image, "make the red circle blue", FAST)
+    assert result.image.size == size and result.image.mode == "RGB"
+
+
+def test_exif_orientation_is_applied(editor, tmp_path):
+    path = tmp_path / "rotated.jpg"
+    exif_rotated(48, 24).save(path, exif=exif_rotated(48, 24).info["exif"])
+    result = edit(editor, Image.open(path), "make it red", FAST)
+    assert result.image.size == (24, 48)  # upright: width and height swapped
+
+
+def test_hold_everything_returns_the_source_tokens(editor):
+    result = edit(editor, picture(32, 32), "make the dog red", dataclasses.replace(FAST, lam=1.0))
+    assert torch.equal(result.tokens, result.src_tokens)
+    assert result.held_fraction == 1.0
+
+
+def test_stream_yields_each_step_then_the_result(editor):
+    items = list(edit_stream(editor, picture(32, 32), "add a hat", dataclasses.replace(FAST, lam=0.3)))
+    records, result = items[:-1], items[-1]
+    assert [r.step for r in records] == [0, 1, 2, 3] and all(isinstance(r, StepRecord) for r in records)
+    assert isinstance(result, EditResult)
+    assert torch.equal(records[-1].tokens[0].cpu(), result.tokens)
+    assert result.scores is not None and result.scores.shape == result.tokens.shape
+    assert set(result.timings) == {"text", "encode", "sampling", "decode"}
+
+
+def test_same_seed_same_edit_and_seed_is_reported(editor):
+    image = picture(32, 32, seed=5)
+    a = edit(editor, image, "make the circle green", FAST)
+    b = edit(editor, image, "make the circle green", FAST)
+    assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
+    unseeded = edit(editor, image, "make the circle green", dataclasses.replace(FAST, seed=None))
+    assert isinstance(unseeded.options.seed, int)
+    again = edit(editor, image, "make the circle green", unseeded.options)
+    assert torch.equal(again.tokens, unseeded.tokens)
+    assert unseeded.parameters()["seed"] == unseeded.options.seed
+
+
+def test_brush_mask_replace_keeps_unpainted_tokens(editor):
+    mask = np.zeros((32, 32), dtype=bool)
+    mask[:, :16] = True  # only the left half may change
+    opts = dataclasses.replace(FAST, mask_mode="replace")
+    result = edit(editor, picture(32, 32), "make it red", opts, user_mask=mask)
+    right = slice(result.tokens.shape[1] // 2, None)
+    assert torch.equal(result.tokens[:, right], result.src_tokens[:, right])
+
+
+def test_keywords_must_be_in_the_instruction(editor):
+    with pytest.raises(ValueError, match="not found"):
+        edit(editor, picture(32, 32), "make the circle red", dataclasses.replace(FAST, lam=0.2, keywords=("dog",)))
+    ok = edit(editor, picture(32, 32), "make the circle red", dataclasses.replace(FAST, lam=0.2, keywords=("circle",)))
+    assert ok.options.keywords == ("circle",)
+
+
+@pytest.mark.parametrize("instruction", ["", "   \n\t"])
+def test_empty_instruction_is_refused(editor, instruction):
+    with pytest.raises(ValueError, match="instruction is empty"):
+        edit(editor, picture(16, 16), instruction, FAST)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="PIL image"):
+        to_rgb(np.zeros((4, 4, 3)))
+    with pytest.raises(ValueError, match="aspect ratio"):
+        work_size(1000, 10, 4096, 8)
+    assert work_size(64, 32, 64 * 64, 8) == (88, 48)
