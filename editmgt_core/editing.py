@@ -19,6 +19,7 @@ from PIL import Image, ImageOps
 from torch import Tensor
 
 from .consolidate import text_weights_for
+from .encoders import TextFeatures
 from .loading import Editor
 from .sampling import SamplerOptions, StepRecord, pixel_mask_to_tokens, sample
 
@@ -118,7 +119,125 @@ def _logits_fn(editor: Editor, feats, micro: Tensor, src: Tensor, gamma: float, 
     return logits_fn
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """An edit's inputs encoded once; runs that change only sampler knobs (λ, γ, seed, steps, ...) reuse it."""
+
+    image: Image.Image  # the upright RGB input at its own size
+    instruction: str  # whitespace-normalized
+    work_size: tuple[int, int]  # (width, height) the model runs at
+    src_pixels: Tensor  # [1, 3, H, W] working-size source in [0, 1]
+    src_tokens: Tensor  # int64 [1, h, w]
+    feats: TextFeatures  # rows [negative prompt, instruction]
+    weights: Tensor  # [1, T] text rows of the localization map
+    user_mask: Tensor | None  # bool [1, h, w] brush (True = may edit) or None
+    negative_prompt: str
+    keywords: tuple[str, ...]
+    timings: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One streamed decoding step of an edit."""
+
+    record: StepRecord
+    prepared: Prepared
+    options: SamplerOptions
+
+    def preview(self, editor: Editor, dim: float = 0.4) -> Image.Image:
+        """The partially decoded image at working size (undecided areas show the dimmed source)."""
+        return tensor_to_image(preview(editor, self.record, self.prepared.src_tokens, self.prepared.src_pixels, dim))
+
+
+def resolve_options(editor: Editor, options: SamplerOptions | None) -> SamplerOptions:
+    """Fill what the user left open: the model's defaults, a fresh seed, the model's attention band."""
+    options = default_options(editor) if options is None else options
+    if options.seed is None:
+        options = dataclasses.replace(options, seed=int(torch.randint(0, 2**31 - 1, ()).item()))
+    layers = options.layers or editor.settings.attention_layers
+    bad = [i for i in layers if not 0 <= i < editor.transformer.config.depth]
+    if bad:
+        raise ValueError(f"attention layers {bad} out of range 0..{editor.transformer.config.depth - 1}")
+    return dataclasses.replace(options, layers=tuple(layers))
+
+
+def _brush(user_mask: Image.Image | np.ndarray, size: tuple[int, int], grid: tuple[int, int], device) -> Tensor:
+    m = user_mask
+    if isinstance(m, np.ndarray):
+        m = Image.fromarray((m.astype(np.float32) * (255 if m.dtype == bool or m.max() <= 1 else 1)).astype(np.uint8))
+    m = np.asarray(m.convert("L").resize(size, Image.Resampling.BILINEAR), dtype=np.float32) / 255
+    return pixel_mask_to_tokens(torch.from_numpy(m)[None].to(device), grid)
+
+
 @torch.inference_mode()
+def prepare(
+    editor: Editor,
+    image: Image.Image,
+    instruction: str,
+    options: SamplerOptions,
+    *,
+    user_mask: Image.Image | np.ndarray | None = None,
+    pixels: int | None = None,
+) -> Prepared:
+    """Orient, convert and resize the image, encode it to tokens, encode the text and pick the map's text rows."""
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise ValueError("the instruction is empty; describe the edit, e.g. 'make the red circle blue'")
+    instruction = " ".join(instruction.split())
+    clock = time.perf_counter()
+    rgb = to_rgb(image)
+    size = work_size(*rgb.size, pixels or editor.settings.pixels, 2 * editor.vq.factor)
+    src_pixels = image_to_tensor(rgb.resize(size, Image.Resampling.LANCZOS)).to(editor.device)
+    feats = editor.text([options.negative_prompt, instruction])
+    weights = text_weights_for(feats.offsets[1:], feats.real[1:].cpu(), instruction, options.keywords)
+    text_time, clock = time.perf_counter() - clock, time.perf_counter()
+    src = editor.vq.encode(src_pixels)  # (1, h, w)
+    mask = None if user_mask is None else _brush(user_mask, size, tuple(src.shape[1:]), editor.device)
+    timings = {"text": text_time, "encode": time.perf_counter() - clock}
+    return Prepared(
+        rgb,
+        instruction,
+        size,
+        src_pixels,
+        src,
+        feats,
+        weights,
+        mask,
+        options.negative_prompt,
+        options.keywords,
+        timings,
+    )
+
+
+@torch.inference_mode()
+def run(editor: Editor, prepared: Prepared, options: SamplerOptions) -> Iterator[Progress | EditResult]:
+    """Decode a prepared edit: one Progress per step, then the EditResult. options must be resolved."""
+    if (options.negative_prompt, options.keywords) != (prepared.negative_prompt, prepared.keywords):
+        raise ValueError("negative_prompt and keywords must match the ones the edit was prepared with")
+    if options.seed is None or options.layers is None:
+        raise ValueError("options must be resolved first (resolve_options): seed and layers set")
+    clock = time.perf_counter()
+    p = prepared
+    micro = torch.tensor([[p.work_size[0], p.work_size[1], 0.0, 0.0, 6.0]], device=editor.device)
+    logits_fn = _logits_fn(editor, p.feats, micro, p.src_tokens, options.gamma, options.layers)
+    kw = dict(mask_id=editor.mask_id, text_weights=p.weights, user_mask=p.user_mask)
+    record = None
+    for record in sample(logits_fn, p.src_tokens, options, **kw):
+        yield Progress(record, p, options)
+    sampling, clock = time.perf_counter() - clock, time.perf_counter()
+    out = tensor_to_image(editor.vq.decode(record.tokens)).resize(p.image.size, Image.Resampling.LANCZOS)
+    yield EditResult(
+        image=out,
+        instruction=p.instruction,
+        options=options,
+        work_size=p.work_size,
+        src_tokens=p.src_tokens[0].cpu(),
+        tokens=record.tokens[0].cpu(),
+        scores=None if record.scores is None else record.scores[0].float().cpu(),
+        hold=None if record.hold is None else record.hold[0].cpu(),
+        timings={**p.timings, "sampling": sampling, "decode": time.perf_counter() - clock},
+    )
+
+
 def edit_stream(
     editor: Editor,
     image: Image.Image,
@@ -127,67 +246,15 @@ def edit_stream(
     *,
     user_mask: Image.Image | np.ndarray | None = None,
     pixels: int | None = None,
-) -> Iterator[StepRecord | EditResult]:
-    """Yield one StepRecord per decoding step, then the EditResult.
+) -> Iterator[Progress | EditResult]:
+    """The one place an edit is assembled: yield a Progress per decoding step, then the EditResult.
 
-    user_mask: optional brush (white / True = may edit) at the image's size; combined with the attention map per
-    options.mask_mode. pixels: working pixel count (default: the model's, 1024^2 for the published model).
-    options None: the model folder's defaults (`editmgt_studio.json`), else the published demo's.
+    options None: the model folder's defaults (`editmgt_studio.json`), else the published demo's; an unset seed
+    is drawn and reported. user_mask: optional brush (white / True = may edit) at the image's size, combined with
+    the attention map per options.mask_mode. pixels: working pixel count (default: the model's; 1024^2 published).
     """
-    if options is None:
-        options = default_options(editor)
-    if not isinstance(instruction, str) or not instruction.strip():
-        raise ValueError("the instruction is empty; describe the edit, e.g. 'make the red circle blue'")
-    instruction = " ".join(instruction.split())
-    if options.seed is None:
-        options = dataclasses.replace(options, seed=int(torch.randint(0, 2**31 - 1, ()).item()))
-    layers = options.layers or editor.settings.attention_layers
-    bad = [i for i in layers if not 0 <= i < editor.transformer.config.depth]
-    if bad:
-        raise ValueError(f"attention layers {bad} out of range 0..{editor.transformer.config.depth - 1}")
-    options = dataclasses.replace(options, layers=tuple(layers))
-    timings, clock = {}, time.perf_counter()
-
-    rgb = to_rgb(image)
-    size = work_size(*rgb.size, pixels or editor.settings.pixels, 2 * editor.vq.factor)
-    src_pixels = image_to_tensor(rgb.resize(size, Image.Resampling.LANCZOS)).to(editor.device)
-
-    feats = editor.text([options.negative_prompt, instruction])
-    weights = text_weights_for(feats.offsets[1:], feats.real[1:].cpu(), instruction, options.keywords)
-    timings["text"], clock = time.perf_counter() - clock, time.perf_counter()
-
-    src = editor.vq.encode(src_pixels)  # (1, H, W)
-    mask = None
-    if user_mask is not None:
-        m = (
-            Image.fromarray(np.asarray(user_mask).astype(np.uint8) * 255)
-            if isinstance(user_mask, np.ndarray)
-            else user_mask
-        )
-        m = torch.from_numpy(np.asarray(m.convert("L").resize(size, Image.Resampling.BILINEAR), dtype=np.float32) / 255)
-        mask = pixel_mask_to_tokens(m[None].to(editor.device), tuple(src.shape[1:]))
-    timings["encode"], clock = time.perf_counter() - clock, time.perf_counter()
-
-    micro = torch.tensor([[size[0], size[1], 0.0, 0.0, 6.0]], device=editor.device)
-    logits_fn = _logits_fn(editor, feats, micro, src, options.gamma, options.layers)
-    record = None
-    for record in sample(logits_fn, src, options, mask_id=editor.mask_id, text_weights=weights, user_mask=mask):
-        yield record
-    timings["sampling"], clock = time.perf_counter() - clock, time.perf_counter()
-
-    out = tensor_to_image(editor.vq.decode(record.tokens)).resize(rgb.size, Image.Resampling.LANCZOS)
-    timings["decode"] = time.perf_counter() - clock
-    yield EditResult(
-        image=out,
-        instruction=instruction,
-        options=options,
-        work_size=size,
-        src_tokens=src[0].cpu(),
-        tokens=record.tokens[0].cpu(),
-        scores=None if record.scores is None else record.scores[0].float().cpu(),
-        hold=None if record.hold is None else record.hold[0].cpu(),
-        timings=timings,
-    )
+    options = resolve_options(editor, options)
+    yield from run(editor, prepare(editor, image, instruction, options, user_mask=user_mask, pixels=pixels), options)
 
 
 def default_options(editor: Editor, **overrides) -> SamplerOptions:

@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 from tiny_model import make_model_folder
 
-from editmgt_core.editing import EditResult, edit, edit_stream, to_rgb, work_size
+from editmgt_core.editing import EditResult, Progress, edit, edit_stream, to_rgb, work_size
 from editmgt_core.loading import load_editor
-from editmgt_core.sampling import SamplerOptions, StepRecord
+from editmgt_core.sampling import SamplerOptions
 
 FAST = SamplerOptions(steps=4, guidance_scale=2.0, seed=3, negative_prompt="")
 
@@ -68,9 +68,10 @@ def test_hold_everything_returns_the_source_tokens(editor):
 def test_stream_yields_each_step_then_the_result(editor):
     items = list(edit_stream(editor, picture(32, 32), "add a hat", dataclasses.replace(FAST, lam=0.3)))
     records, result = items[:-1], items[-1]
-    assert [r.step for r in records] == [0, 1, 2, 3] and all(isinstance(r, StepRecord) for r in records)
+    assert [p.record.step for p in records] == [0, 1, 2, 3] and all(isinstance(p, Progress) for p in records)
+    assert records[0].preview(editor).size == result.work_size
     assert isinstance(result, EditResult)
-    assert torch.equal(records[-1].tokens[0].cpu(), result.tokens)
+    assert torch.equal(records[-1].record.tokens[0].cpu(), result.tokens)
     assert result.scores is not None and result.scores.shape == result.tokens.shape
     assert set(result.timings) == {"text", "encode", "sampling", "decode"}
 
