@@ -1,7 +1,11 @@
-"""Benchmarks: `python -m editmgt_core.bench forward --config editmgt --grid 16 --batch 2 --text-len 256`.
+"""Benchmarks.
 
-Times the transformer forward (median of N runs after a warm-up) with and without attention capture, and reports
-peak resident memory. Weights are random: only speed and memory are measured.
+    python -m editmgt_core.bench forward --config editmgt --grid 16 --batch 2 --text-len 256
+    python -m editmgt_core.bench edit --model assets/default-model
+
+`forward` times the transformer (median of N runs after a warm-up; random weights) with and without attention
+capture, and reports peak resident memory. `edit` times whole edits of a model folder, split into text encoding,
+VQ encoding, sampling and decoding, with plain sampling (λ = 0, no capture) against capture + consolidation + hold.
 """
 
 from __future__ import annotations
@@ -90,6 +94,32 @@ def bench_forward(args) -> dict:
     return result
 
 
+def bench_edit(args) -> dict:
+    from PIL import Image
+
+    from .editing import default_options, edit
+    from .loading import load_editor
+
+    torch.set_num_threads(args.threads)
+    editor = load_editor(args.model, device=args.device)
+    rng = torch.Generator().manual_seed(0)
+    side = int(editor.settings.pixels**0.5)
+    image = Image.fromarray((torch.rand(side, side, 3, generator=rng) * 255).byte().numpy())
+    result = {"model": str(args.model), "threads": args.threads, "work_pixels": editor.settings.pixels}
+    for name, lam in (("plain", 0.0), ("hold", args.lam)):
+        options = default_options(editor, lam=lam, seed=0, **({"steps": args.steps} if args.steps else {}))
+        runs = [edit(editor, image, args.instruction, options) for _ in range(args.repeats + 1)][1:]
+        parts = {k: round(1000 * statistics.median(r.timings[k] for r in runs), 1) for k in runs[0].timings}
+        total = [sum(r.timings.values()) for r in runs]
+        result[name] = {"lam": lam, "steps": options.steps, "median_ms": round(1000 * statistics.median(total), 1),
+                        "parts_ms": parts}  # fmt: skip
+    result["hold_overhead_sampling"] = round(
+        result["hold"]["parts_ms"]["sampling"] / result["plain"]["parts_ms"]["sampling"] - 1, 4
+    )
+    result["peak_rss_gb"] = round(peak_rss_gb(), 3)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m editmgt_core.bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -106,8 +136,16 @@ def main(argv: list[str] | None = None) -> int:
     fwd.add_argument("--device", default="cpu")
     fwd.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     fwd.add_argument("--repeats", type=int, default=5, help="timed runs after one warm-up")
+    ed = sub.add_parser("edit", help="time whole edits of a model folder, split by stage")
+    ed.add_argument("--model", default="assets/default-model", help="model folder or hub id")
+    ed.add_argument("--instruction", default="make the red circle blue")
+    ed.add_argument("--lam", type=float, default=0.3, help="λ for the capture + consolidation + hold run")
+    ed.add_argument("--steps", type=int, default=None, help="decoding steps (default: the model's)")
+    ed.add_argument("--device", default="cpu")
+    ed.add_argument("--threads", type=int, default=2)
+    ed.add_argument("--repeats", type=int, default=5, help="timed edits per setting after one warm-up")
     args = parser.parse_args(argv)
-    print(json.dumps(bench_forward(args), indent=2))
+    print(json.dumps(bench_forward(args) if args.command == "forward" else bench_edit(args), indent=2))
     return 0
 
 
