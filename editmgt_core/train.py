@@ -295,11 +295,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--export", help="write the trained model to this model folder instead of training")
     p.add_argument("--settings", help="JSON file of editmgt_studio.json overrides for --export")
     p.add_argument("--prepare-world", action="store_true", help="only generate the world records and text features")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     for name, field in TrainConfig.__dataclass_fields__.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=type(field.default), default=None,
                        help=f"(default {field.default}, or the run folder's saved value)")  # fmt: skip
     args = p.parse_args(argv)
-    torch.set_num_threads(torch.get_num_threads())
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.prepare_world:
         cfg = TrainConfig(
             **{k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}

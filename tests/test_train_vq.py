@@ -1,0 +1,70 @@
+"""Smoke tests for the VQ tokenizer trainer: checkpoint, resume, and a loadable diffusers VQModel."""
+
+import json
+
+import pytest
+import torch
+from diffusers import VQModel
+
+from editmgt_core import train_vq
+
+
+def _args(out, steps, *extra):
+    flags = "--preset tiny --batch 4 --ckpt-every 2 --log-every 2 --restart-every 2 --eval-images 4 --threads 1"
+    flags += " --crop 16 --crop-until 3"
+    return train_vq.parse_args(["--out", str(out), "--steps", str(steps), *flags.split(), *extra])
+
+
+def test_train_checkpoint_resume_and_load(tmp_path, capsys):
+    report = train_vq.main(_args(tmp_path, 4))
+    assert (tmp_path / "ckpt" / "step_0000004" / "model.safetensors").exists()
+    assert 0.0 < report["codebook_usage"] <= 1.0 and report["psnr"] > 0
+
+    train_vq.main(_args(tmp_path, 6, "--resume"))
+    log = capsys.readouterr().out
+    resumed = log.split("resumed from")[1]
+    assert "at step 4" in resumed and "step 6/6" in resumed and "step 2/" not in resumed
+    assert json.loads((tmp_path / "ckpt" / "step_0000006" / "state.json").read_text())["step"] == 6
+    assert sorted(p.name for p in (tmp_path / "ckpt").glob("step_*")) == ["step_0000004", "step_0000006"]
+    assert set(json.loads((tmp_path / "vq_report.json").read_text())) >= {"psnr", "codebook_usage", "perplexity"}
+
+    model = VQModel.from_pretrained(tmp_path / "vqvae")
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        latents = model.encode(x).latents
+        tokens = train_vq.code_indices(model, latents)
+        _, _, (_, _, flat) = model.quantize(latents)
+    assert latents.shape == (1, 8, 16, 16) and tokens.shape == (1, 16, 16)
+    assert torch.equal(tokens.flatten(), flat.flatten())  # same codes as the model's own quantizer
+    assert tokens.min() >= 0 and tokens.max() < model.config.num_vq_embeddings
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = train_vq.build_vq(train_vq.PRESETS["tiny"])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = train_vq.world_images(0, 0, 2, 32)
+    train_vq.train_step(model, x, opt)
+    usage = torch.arange(64, dtype=torch.float32)
+    path = train_vq.save_checkpoint(tmp_path, 1, model, opt, usage, {"note": "x"})
+    fresh = train_vq.build_vq(train_vq.PRESETS["tiny"])
+    fresh_opt = torch.optim.Adam(fresh.parameters(), lr=1e-3)
+    state, usage2 = train_vq.load_checkpoint(path, fresh, fresh_opt)
+    assert state["step"] == 1 and state["note"] == "x" and torch.equal(usage, usage2)
+    for (k, a), b in zip(model.state_dict().items(), fresh.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    sa, sb = opt.state_dict()["state"], fresh_opt.state_dict()["state"]
+    assert all(torch.equal(sa[i]["exp_avg_sq"], sb[i]["exp_avg_sq"]) for i in sa)
+
+
+def test_world_images_crops_and_bad_config():
+    x = train_vq.world_images(0, 0, 5, 32)
+    assert x.shape == (5, 3, 32, 32) and x.min() >= -1.0 and x.max() <= 1.0
+    crops = train_vq.random_crops(x, 16, torch.Generator().manual_seed(0))
+    assert crops.shape == (5, 3, 16, 16)
+    assert torch.equal(crops, train_vq.random_crops(x, 16, torch.Generator().manual_seed(0)))
+    with pytest.raises(ValueError, match="crop"):
+        train_vq.random_crops(x, 40, torch.Generator())
+    with pytest.raises(ValueError, match="norm_num_groups"):
+        train_vq.build_vq(train_vq.VQConfig(block_out_channels=(12, 16, 16), norm_num_groups=8))
+    with pytest.raises(ValueError, match="preset"):
+        train_vq.main(train_vq.parse_args(["--out", "unused", "--preset", "huge"]))
