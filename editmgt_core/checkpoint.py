@@ -62,9 +62,11 @@ def read_weights(folder: Path, device: str | torch.device = "cpu") -> dict[str, 
         shards = sorted(p.name for p in folder.glob("*.safetensors"))
     if not shards:
         raise FileNotFoundError(f"no *.safetensors weights in {folder}")
+    device = torch.device(device)
+    device = "cpu" if device.type == "cpu" else str(device)  # safetensors rejects "cpu:0"
     state: dict[str, Tensor] = {}
     for name in shards:
-        state.update(load_file(folder / name, device=str(device)))
+        state.update(load_file(folder / name, device=device))
     return state
 
 

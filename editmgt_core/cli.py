@@ -1,0 +1,475 @@
+"""Command line: `python -m editmgt_core {edit,batch,evaluate,world-eval,convert} ...` (`--help` on each).
+
+    python -m editmgt_core edit --image IN.png --instruction "make the red circle blue" --out OUT.png
+    python -m editmgt_core batch --manifest M.jsonl --out DIR
+    accelerate launch --multi_gpu --num_processes 2 -m editmgt_core batch --manifest M.jsonl --out DIR
+    python -m editmgt_core evaluate --manifest M.jsonl --pred DIR
+    python -m editmgt_core world-eval --manifest WORLD/manifest.jsonl --out DIR
+    python -m editmgt_core convert magicbrush --input MagicBrush/test --out DIR
+
+User errors (missing or unreadable files, bad knob values, a missing model) end with one `error: ...` line on
+stderr and exit status 1; argparse usage errors exit with 2. Heavy libraries load only once the inputs are checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .files import open_image
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "default-model"
+PUBLISHED = "WeiChow/EditMGT"
+KNOBS = (
+    "steps",
+    "guidance_scale",
+    "gamma",
+    "lam",
+    "keywords",
+    "temperature",
+    "seed",
+    "layers",
+    "negative_prompt",
+    "mask_mode",
+    "reference_compatible",
+)
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(w.strip() for w in text.split(",") if w.strip())
+
+
+def _temperature(text: str) -> float | tuple[float, float]:
+    parts = [float(p) for p in text.split(",")]
+    if len(parts) not in (1, 2):
+        raise argparse.ArgumentTypeError("expected T or T0,T1")
+    return parts[0] if len(parts) == 1 else (parts[0], parts[1])
+
+
+def _layers(text: str) -> tuple[int, ...]:
+    out = []
+    for part in text.split(","):
+        a, _, b = part.partition("-")
+        out += range(int(a), int(b) + 1) if b else [int(a)]
+    return tuple(out)
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--model",
+        default=str(DEFAULT_MODEL),
+        help=f"model folder or hub id (default: the bundled {DEFAULT_MODEL.parent.name}/{DEFAULT_MODEL.name};"
+        f" the published model is {PUBLISHED})",
+    )
+    g.add_argument(
+        "--device",
+        help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda when available, else cpu; "
+        "under accelerate: each process's device)",
+    )
+    g.add_argument(
+        "--dtype",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="transformer precision (default fp32; bf16 is very slow on CPUs without bf16 hardware)",
+    )
+
+
+def add_sampler_args(p: argparse.ArgumentParser, what: str = "the edit") -> None:
+    g = p.add_argument_group(f"sampler knobs for {what} (default: the model's settings, else the published demo's)")
+    g.add_argument("--steps", type=int, help="decoding steps N (demo: 36)")
+    g.add_argument(
+        "--guidance-scale",
+        "--cfg",
+        dest="guidance_scale",
+        type=float,
+        help="classifier-free guidance scale g; 1 = no guidance (demo: 6)",
+    )
+    g.add_argument("--gamma", type=float, help="source-attention strength γ >= 0; 1 = no bias (demo: 1.1)")
+    g.add_argument(
+        "--lam",
+        "--lambda",
+        dest="lam",
+        type=float,
+        help="region-hold threshold λ in [0, 1]: undecided tokens whose localization score is below λ keep "
+        "the source token; 0 = off",
+    )
+    g.add_argument(
+        "--keywords",
+        type=_words,
+        help="comma-separated instruction words whose attention forms the localization map (default: all words)",
+    )
+    g.add_argument(
+        "--temperature",
+        type=_temperature,
+        help="Gumbel temperature of the re-masking: T (T down to 0.01) or T0,T1 (linear; demo: 2,0)",
+    )
+    g.add_argument("--seed", type=int, help="random seed; the seed used is saved with the output")
+    g.add_argument(
+        "--layers",
+        type=_layers,
+        help="transformer blocks whose attention forms the map, e.g. 28-36 or 1,2 (default: the model's)",
+    )
+    g.add_argument(
+        "--negative-prompt",
+        dest="negative_prompt",
+        help="unconditional text of guidance (demo: a list of quality words; '' for none)",
+    )
+    g.add_argument(
+        "--mask-mode",
+        dest="mask_mode",
+        help="how a brush mask combines with the map: union | intersection | replace (default replace)",
+    )
+    g.add_argument(
+        "--reference-compatible",
+        dest="reference_compatible",
+        action="store_true",
+        default=None,
+        help="make every step exactly the reference implementation's scheduler step",
+    )
+    g.add_argument(
+        "--pixels",
+        type=int,
+        help="working pixel count; inputs are resized to about this many pixels, "
+        "aspect kept (default: the model's; 1024x1024 published)",
+    )
+
+
+def sampler_overrides(args: argparse.Namespace) -> dict:
+    return {k: getattr(args, k) for k in KNOBS if getattr(args, k, None) is not None}
+
+
+def check_knobs(knobs: dict) -> None:
+    """Validate sampler knobs before any model loads (SamplerOptions names the bad field and the allowed values)."""
+    from .sampling import SamplerOptions
+
+    SamplerOptions(**{k: v for k, v in knobs.items() if k in KNOBS})
+
+
+def _load_editor(args: argparse.Namespace, device: str | None = None):
+    import torch
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    from .loading import ModelNotFoundError, load_editor
+
+    transformers_logging.disable_progress_bar()  # stderr keeps our own progress and error lines only
+    diffusers_logging.disable_progress_bar()
+    device = device or args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+    try:
+        return load_editor(args.model, device=device, dtype=dtype)
+    except ModelNotFoundError as err:
+        hint = (
+            f" (pass --model with a model folder, or --model {PUBLISHED})" if args.model == str(DEFAULT_MODEL) else ""
+        )
+        raise ModelNotFoundError(f"{err}{hint}") from None
+
+
+def _writable(path: str, what: str) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a folder; give a file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    image = open_image(args.image)
+    brush = open_image(args.mask, "mask").convert("L") if args.mask else None
+    out = _writable(args.out, "--out")
+    if out.suffix.lower() not in Image.registered_extensions():
+        raise ValueError(f"--out {out.name}: unknown image extension; use .png")
+    if args.save_steps and Path(args.save_steps).suffix.lower() not in (".gif", ".webp"):
+        raise ValueError(f"--save-steps {args.save_steps}: must end in .gif or .webp")
+    if args.save_attention and Path(args.save_attention).suffix.lower() != ".png":
+        raise ValueError(f"--save-attention {args.save_attention}: must end in .png")
+    if not args.instruction.strip():
+        raise ValueError("--instruction is empty; describe the edit, e.g. 'make the red circle blue'")
+    check_knobs(sampler_overrides(args))
+    if args.save_attention and args.lam == 0:
+        raise ValueError("--save-attention needs region-hold on (--lam > 0): the map is only computed then")
+    editor = _load_editor(args)
+
+    from tqdm import tqdm
+
+    from .editing import EditResult, default_options, edit_stream, resolve_options
+    from .files import map_image, save_animation, save_image
+
+    options = resolve_options(editor, default_options(editor, **sampler_overrides(args)))
+    if args.save_attention and options.lam == 0:
+        raise ValueError("--save-attention needs region-hold on (--lam > 0): the map is only computed then")
+    frames, result = [], None
+    with tqdm(total=options.steps, desc="edit", unit="step", disable=args.quiet, file=sys.stderr) as bar:
+        for x in edit_stream(editor, image, args.instruction, options, user_mask=brush, pixels=args.pixels):
+            if isinstance(x, EditResult):
+                result = x
+                continue
+            bar.update(1)
+            if args.save_steps:
+                frames.append(x.preview(editor))
+    params = {**result.parameters(), "model": args.model, "image": str(args.image), "timings": result.timings}
+    save_image(result.image, out, params)
+    if args.save_attention and result.scores is not None:
+        save_image(map_image(result.scores.numpy(), result.image.size), _writable(args.save_attention, "map"))
+    if args.save_steps:
+        size = result.image.size
+        scale = min(1.0, 512 / max(size))
+        size = (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
+        frames = [f.resize(size, Image.Resampling.LANCZOS) for f in [*frames, result.image]]
+        save_animation(frames, _writable(args.save_steps, "--save-steps"))
+    seconds = sum(result.timings.values())
+    print(
+        f"wrote {out} (seed {result.options.seed}, {result.options.steps} steps, λ={result.options.lam:g}, "
+        f"{seconds:.2f} s)"
+    )
+    return 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import read_manifest, run_batch
+
+    read_manifest(args.manifest)  # a missing or empty manifest fails here, before any model loads
+    base = {"seed": 0, **sampler_overrides(args)}
+    check_knobs(base)
+    if args.pixels is not None:
+        base["pixels"] = args.pixels
+    summary = run_batch(
+        args.manifest,
+        args.out,
+        lambda device: _load_editor(args, device),
+        base=base,
+        model=args.model,
+        device=args.device,
+        progress=not args.quiet,
+    )
+    if summary:
+        print(
+            f"batch: {summary['ok']} ok, {summary['error']} failed, {summary['pending']} pending of "
+            f"{summary['items']} ({summary['skipped']} already done; {summary['processes']} process(es)); "
+            f"results in {Path(args.out) / 'results.jsonl'}"
+        )
+    return 0 if summary.get("error", 0) == 0 else 3
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import METRICS, FeatureModels, run_evaluate
+
+    names = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    bad = [m for m in names if m not in METRICS]
+    if bad:
+        raise ValueError(f"--metrics: unknown {bad}; choose from {','.join(METRICS)}")
+    preds = [Path(p) for p in args.pred]
+    for p in preds:
+        if not p.is_dir():
+            raise FileNotFoundError(f"prediction folder not found: {p}")
+    labels = args.name or [p.name for p in preds]
+    if len(labels) != len(preds):
+        raise ValueError(f"--name: give one name per --pred ({len(preds)}), got {len(labels)}")
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    models = FeatureModels.load(names, args.clip_model, args.dino_model, device)
+    out = Path(args.out) if args.out else preds[0]
+    report = run_evaluate(Path(args.manifest), preds, labels, out, models, names, args.benchmark, args.batch_size)
+    print(report["table"], end="")
+    for m in report["methods"]:
+        if m["missing"] or m["invalid"]:
+            print(
+                f"{m['name']}: {len(m['missing'])} items without a prediction, {len(m['invalid'])} unusable "
+                "manifest lines (not counted)",
+                file=sys.stderr,
+            )
+    print(f"wrote {out / 'eval.md'} and {out / 'eval.json'}", file=sys.stderr)
+    return 0
+
+
+def cmd_world_eval(args: argparse.Namespace) -> int:
+    from .batch import read_manifest
+    from .world_eval import run_world_eval
+
+    read_manifest(args.manifest)
+    base = sampler_overrides(args)
+    check_knobs(base)
+    lam, seed = base.pop("lam", None), base.pop("seed", 0)
+    if args.pixels is not None:
+        base["pixels"] = args.pixels
+    editor = _load_editor(args)
+    report = run_world_eval(
+        editor,
+        args.manifest,
+        args.out,
+        base=base,
+        lam=lam,
+        limit=args.limit,
+        seed=seed,
+        max_error=args.max_error,
+        min_change=args.min_change,
+        iou_threshold=args.iou_threshold,
+        n_examples=args.examples,
+        progress=not args.quiet,
+    )
+    print(report["table"], end="")
+    if report["lam"] == 0:
+        print("note: region-hold is off at the model's default (λ = 0); pass --lam to compare", file=sys.stderr)
+    print(f"wrote world_eval.json, world_eval.md, world_eval.png, world_examples.png to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import convert_emu_edit, convert_magicbrush
+
+    if args.layout == "emu-edit":
+        manifest = convert_emu_edit(args.input, args.out, args.split)
+    else:
+        manifest = convert_magicbrush(args.input, args.out)
+    n = sum(1 for line in manifest.read_text().splitlines() if line.strip())
+    print(f"wrote {manifest} ({n} items)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m editmgt_core", description="EditMGT Studio command line.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "edit",
+        help="edit one image",
+        description="Edit one image; the output PNG carries every "
+        "parameter used (seed included) as JSON in its 'parameters' text chunk.",
+    )
+    p.add_argument("--image", required=True, help="input image (any format PIL reads)")
+    p.add_argument("--instruction", required=True, help="the edit, e.g. 'make the red circle blue'")
+    p.add_argument(
+        "--out", required=True, help="output image (.png keeps the parameters; other formats get a <out>.json sidecar)"
+    )
+    p.add_argument("--mask", help="optional brush mask image, white = may edit (combined per --mask-mode)")
+    p.add_argument(
+        "--save-attention",
+        metavar="MAP.png",
+        help="also save the final localization map (grey, white = edit here) at the output's size; needs --lam > 0",
+    )
+    p.add_argument(
+        "--save-steps",
+        metavar="STEPS.webp",
+        help="also save the token reveal as an animated .gif or .webp (undecided areas show the dimmed source)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_model_args(p)
+    add_sampler_args(p)
+    p.set_defaults(run=cmd_edit)
+
+    p = sub.add_parser(
+        "batch",
+        help="edit every item of a manifest (resumable, data-parallel)",
+        description="Edit every item of a JSON Lines manifest into --out. Re-running skips finished items. "
+        "Launch with `accelerate launch --multi_gpu --num_processes P -m editmgt_core batch ...` (one process per "
+        "GPU; CPU processes on a machine without GPUs) or `torchrun --nproc_per_node P -m editmgt_core batch ...` "
+        "to split the items over P processes (`accelerate launch --cpu` starts only one process without MPI). "
+        "Exit status 3 when some items failed (see results.jsonl).",
+    )
+    p.add_argument(
+        "--manifest",
+        required=True,
+        help="JSON Lines: source, instruction, optional id, target, mask, "
+        "brush and per-item sampler knobs (see batch.py)",
+    )
+    p.add_argument("--out", required=True, help="output folder: images/, maps/, hold/, items/, logs/, results.jsonl")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_model_args(p)
+    add_sampler_args(p, "every item (an item's own keys win; the seed defaults to 0)")
+    p.set_defaults(run=cmd_batch)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="benchmark metrics of predictions (CLIP-I, CLIP-out, L1, DINO, leakage)",
+        description="Score prediction folders against a manifest in the paper's Table 1 layout plus "
+        "a leakage column; writes eval.json and eval.md.",
+    )
+    p.add_argument("--manifest", required=True, help="manifest with source, target, optional mask / output_caption")
+    p.add_argument("--pred", required=True, nargs="+", help="prediction folder(s): batch outputs or <id>.png files")
+    p.add_argument("--name", nargs="+", help="method name per --pred (default: the folder names)")
+    p.add_argument("--out", help="where eval.json / eval.md go (default: the first --pred folder)")
+    p.add_argument("--benchmark", help="benchmark name in the table (default: the manifest's folder name)")
+    p.add_argument(
+        "--metrics",
+        default="clip-i,clip-out,l1,dino,leakage",
+        help="comma-separated subset of clip-i,clip-out,l1,dino,leakage (default: all)",
+    )
+    p.add_argument(
+        "--clip-model",
+        default="openai/clip-vit-base-patch32",
+        help="CLIPModel id or folder for CLIP-I / CLIP-out (default: CLIP ViT-B/32, as the benchmarks)",
+    )
+    p.add_argument(
+        "--dino-model",
+        default="facebook/dino-vits16",
+        help="ViTModel id or folder for DINO (default: DINO ViT-S/16, as the benchmarks)",
+    )
+    p.add_argument("--device", help="device of the metric models (default: cuda when available, else cpu)")
+    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
+    p.set_defaults(run=cmd_evaluate)
+
+    p = sub.add_parser(
+        "world-eval",
+        help="success / leakage / IoU on edit-world records, region-hold off vs on",
+        description="Run the editor on a world manifest (python -m editmgt_core.world) with λ=0 and "
+        "the model's default λ (or --lam) and report success, leakage and localization "
+        "IoU per category (see world_eval.py for the criteria).",
+    )
+    p.add_argument("--manifest", required=True, help="world manifest.jsonl (source, target, mask, category)")
+    p.add_argument("--out", required=True, help="folder for world_eval.json/.md/.png and world_examples.png")
+    p.add_argument("--limit", type=int, help="evaluate only the first N records")
+    p.add_argument(
+        "--max-error",
+        type=float,
+        default=0.1,
+        help="success needs mean |output - target| inside the edit mask <= this (default 0.1)",
+    )
+    p.add_argument(
+        "--min-change",
+        type=float,
+        default=0.1,
+        help="pixels changed by the edit: source/target differ by more than this (default 0.1)",
+    )
+    p.add_argument("--iou-threshold", type=float, default=0.5, help="map threshold for the IoU (default 0.5)")
+    p.add_argument("--examples", type=int, default=6, help="records shown in world_examples.png (default 6)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_model_args(p)
+    add_sampler_args(p, "every record (--lam is the region-hold λ compared with λ=0; record i uses seed --seed + i)")
+    p.set_defaults(run=cmd_world_eval)
+
+    p = sub.add_parser(
+        "convert",
+        help="turn the Emu Edit or MagicBrush test set into a manifest",
+        description="Convert a benchmark test set into manifest.jsonl (see convert.py for the layouts read).",
+    )
+    p.add_argument("layout", choices=("emu-edit", "magicbrush"), help="the test set's layout")
+    p.add_argument(
+        "--input",
+        required=True,
+        help="emu-edit: parquet file/folder or .jsonl; magicbrush: the folder with edit_sessions.json (or its parent)",
+    )
+    p.add_argument("--out", required=True, help="output folder for manifest.jsonl (and images/ or masks/)")
+    p.add_argument("--split", help="emu-edit parquet split to read: validation or test (default: all files)")
+    p.set_defaults(run=cmd_convert)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (OSError, ValueError) as err:  # missing/unreadable files, bad values, no model: one line, no traceback
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""World evaluation: run the editor on edit-world records with region-hold off (λ = 0) and on, and measure per category.
+
+    python -m editmgt_core world-eval --manifest WORLD/manifest.jsonl [--model assets/default-model] [--limit N]
+                                      --out DIR [--lam λ]
+
+Every record is encoded once (`prepare`) and decoded twice with the same seed: λ = 0 and λ = the model's default
+(or --lam). All pixels are floats in [0, 1]; the output comes back at the record's size.
+- success (metrics.edit_success): on the pixels the edit changes (inside the edit mask, source and target differ by
+  more than 0.1 in some channel) the output is closer to the target than to the source, and over the whole edit mask
+  the mean absolute error to the target is <= 0.1 (--max-error). Global categories (background, style) have the
+  whole image as edit mask.
+- leakage: mean absolute change from the source outside the edit mask (local categories only). `vq floor` is the
+  same number for the VQ round trip of the source (decode(encode(source))), the best any output can reach.
+- IoU: the final consolidated map (EditResult.scores, token grid) bilinearly upsampled to the image and thresholded
+  at 0.5 (--iou-threshold), against the edit mask; local categories (recolor, remove, replace, resize, add), and
+  only with region-hold on, because the map is computed only then.
+Writes world_eval.json (summary, issue-4 acceptance checks, per-record rows), world_eval.md (the table),
+world_eval.png (bar chart) and world_examples.png (source | target | λ=0 | λ | map, a few records); prints the table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import metrics
+from .batch import Item, item_options, read_manifest, resolve_path
+from .editing import prepare, resolve_options, run, tensor_to_image
+from .figures import bar_chart, examples_figure
+from .files import open_image, open_mask, save_image, write_bytes_atomic, write_json_atomic
+from .loading import Editor
+from .world import CATEGORIES, GLOBAL_CATEGORIES
+
+LOCAL_CATEGORIES = tuple(c for c in CATEGORIES if c not in GLOBAL_CATEGORIES)
+IOU_CHECKED = ("recolor", "remove", "replace", "resize")  # issue 4: IoU >= 0.5 on these
+
+
+def _last(stream):
+    *_, result = stream
+    return result
+
+
+@torch.inference_mode()
+def vq_round_trip(editor: Editor, prepared, size: tuple[int, int]) -> np.ndarray:
+    image = tensor_to_image(editor.vq.decode(prepared.src_tokens)).resize(size, Image.Resampling.LANCZOS)
+    return metrics.to_unit(image)
+
+
+def evaluate_record(
+    editor: Editor,
+    item: Item,
+    root: Path,
+    base: dict,
+    lam: float | None,
+    *,
+    max_error: float = 0.1,
+    min_change: float = 0.1,
+    iou_threshold: float = 0.5,
+):
+    """Edit one record with λ = 0 and λ = `lam` (None: the model's default); returns (row, example images)."""
+    row = item.row
+    category = row.get("category", "unknown")
+    src_img = open_image(resolve_path(root, row["source"], "source")).convert("RGB")
+    tgt = metrics.to_unit(open_image(resolve_path(root, row["target"], "target")).convert("RGB"))
+    mask = open_mask(resolve_path(root, row["mask"], "mask"), src_img.size)
+    if category in GLOBAL_CATEGORIES:
+        mask = np.ones_like(mask)
+    options, pixels = item_options(editor, row, base)
+    on = resolve_options(editor, options if lam is None else dataclasses.replace(options, lam=lam))
+    off = dataclasses.replace(on, lam=0.0)
+    prepared = prepare(editor, src_img, row["instruction"], on, pixels=pixels)
+    results = {"off": _last(run(editor, prepared, off))}
+    results["on"] = _last(run(editor, prepared, on)) if on.lam > 0 else results["off"]
+    src = metrics.to_unit(src_img)
+    out = {"id": item.id, "category": category, "lam": on.lam, "seed": on.seed}
+    for setting, result in results.items():
+        pred = metrics.to_unit(result.image)
+        ok, detail = metrics.edit_success(pred, src, tgt, mask, max_error=max_error, min_change=min_change)
+        out[f"success_{setting}"] = ok
+        out[f"error_{setting}"] = detail["error"]
+        out[f"leakage_{setting}"] = metrics.leakage(pred, src, mask)
+        out[f"seconds_{setting}"] = sum(result.timings.values())
+    out["held_fraction_on"] = results["on"].held_fraction
+    out["vq_floor"] = metrics.leakage(vq_round_trip(editor, prepared, src_img.size), src, mask)
+    scores = results["on"].scores
+    if category in LOCAL_CATEGORIES and scores is not None:
+        out["iou_on"] = metrics.map_iou(scores.numpy(), mask, iou_threshold)
+    images = {"source": src_img, "target": Image.fromarray((tgt * 255 + 0.5).astype(np.uint8))}
+    images.update(off=results["off"].image, on=results["on"].image, scores=scores, instruction=prepared.instruction)
+    return out, images
+
+
+def _mean(rows: list[dict], key: str) -> float | None:
+    values = [float(r[key]) for r in rows if r.get(key) is not None]
+    return float(np.mean(values)) if values else None
+
+
+def summarize(rows: list[dict]) -> dict:
+    keys = ("success_off", "success_on", "leakage_off", "leakage_on", "vq_floor", "iou_on", "held_fraction_on")
+    groups = {c: [r for r in rows if r["category"] == c] for c in dict.fromkeys(r["category"] for r in rows)}
+    order = [c for c in CATEGORIES if c in groups] + sorted(c for c in groups if c not in CATEGORIES)
+    per = {c: {"n": len(groups[c]), **{k: _mean(groups[c], k) for k in keys}} for c in order}
+    overall = {"n": len(rows), **{k: _mean(rows, k) for k in keys}}
+    return {"categories": per, "overall": overall}
+
+
+def acceptance_checks(summary: dict, rows: list[dict]) -> dict:
+    """The numbers of issue 4's acceptance list, each with its target and whether it is met."""
+    per, overall = summary["categories"], summary["overall"]
+    checks = {}
+
+    def check(name, value, target, ok):
+        checks[name] = {"value": value, "target": target, "pass": None if value is None else bool(ok)}
+
+    check("success overall (λ on)", overall["success_on"], ">= 0.80", (overall["success_on"] or 0) >= 0.8)
+    worst = min((s["success_on"] for s in per.values()), default=None)
+    check("success, worst category (λ on)", worst, ">= 0.60", worst is not None and worst >= 0.6)
+    lo, lf = overall["leakage_on"], overall["leakage_off"]
+    check("leakage ratio on/off", None if not lf else lo / lf, "<= 0.5", lf and lo / lf <= 0.5)
+    drop = None if overall["success_off"] is None else overall["success_off"] - overall["success_on"]
+    check("success drop off -> on", drop, "<= 0.03", drop is not None and drop <= 0.03)
+    ious = [per[c]["iou_on"] for c in IOU_CHECKED if c in per and per[c]["iou_on"] is not None]
+    check("IoU, worst of recolor/remove/replace/resize", min(ious, default=None), ">= 0.5", ious and min(ious) >= 0.5)
+    secs = [r["seconds_on"] for r in rows]
+    median = statistics.median(secs) if secs else None
+    check("median seconds per edit (λ on)", median, "<= 1.5", median is not None and median <= 1.5)
+    return checks
+
+
+def _fmt(value, kind: str) -> str:
+    if value is None:
+        return "–"
+    return f"{100 * value:.1f}%" if kind == "pct" else f"{value:.4f}" if kind == "leak" else f"{value:.3f}"
+
+
+def markdown_table(summary: dict, lam: float, checks: dict | None = None) -> str:
+    cols = [
+        ("success_off", "Success λ=0", "pct"),
+        ("success_on", f"Success λ={lam:g}", "pct"),
+        ("leakage_off", "Leakage λ=0", "leak"),
+        ("leakage_on", f"Leakage λ={lam:g}", "leak"),
+        ("vq_floor", "VQ floor", "leak"),
+        ("iou_on", f"IoU (λ={lam:g})", "iou"),
+    ]
+    lines = ["| Category | N | " + " | ".join(c[1] for c in cols) + " |", "|---|---:|" + "---:|" * len(cols)]
+    rows = [*summary["categories"].items(), ("**overall**", summary["overall"])]
+    for name, s in rows:
+        lines.append(f"| {name} | {s['n']} | " + " | ".join(_fmt(s[k], kind) for k, _, kind in cols) + " |")
+    if checks:
+        lines += ["", "| Acceptance (issue 4) | Value | Target | Met |", "|---|---:|---:|:---:|"]
+        for name, c in checks.items():
+            met = "–" if c["pass"] is None else "yes" if c["pass"] else "no"
+            value = "–" if c["value"] is None else f"{c['value']:.3f}"
+            lines.append(f"| {name} | {value} | {c['target']} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
+def world_chart(summary: dict, lam: float, iou_threshold: float):
+    """Bar chart: success, leakage (with the VQ floor) and IoU per category and overall, λ = 0 against λ."""
+    groups = [*summary["categories"], "overall"]
+    stats = [*summary["categories"].values(), summary["overall"]]
+    series = lambda key: [s[key] for s in stats]
+    off, on = "lam=0", f"lam={lam:g}"
+    leakage = [(off, series("leakage_off")), (on, series("leakage_on")), ("VQ floor", series("vq_floor"))]
+    panels = [
+        ("Success rate", [(off, series("success_off")), (on, series("success_on"))], 1.0, "pct"),
+        ("Leakage: mean |output - source| outside the edit mask", leakage, None, "leak"),
+        (f"Localization IoU: map >= {iou_threshold:g} vs edit mask", [(on, series("iou_on"))], 1.0, "iou"),
+    ]
+    return bar_chart(groups, panels)
+
+
+def _pick_examples(examples: list[dict], n: int) -> list[dict]:
+    """Up to n examples, one per category first (in CATEGORIES order), then in record order."""
+    firsts = {}
+    for ex in examples:
+        firsts.setdefault(ex["category"], ex)
+    chosen = [firsts[c] for c in CATEGORIES if c in firsts][:n]
+    chosen += [ex for ex in examples if ex not in chosen][: n - len(chosen)]
+    return chosen
+
+
+def run_world_eval(
+    editor: Editor,
+    manifest: str | Path,
+    out: str | Path,
+    *,
+    base: dict | None = None,
+    lam: float | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    max_error: float = 0.1,
+    min_change: float = 0.1,
+    iou_threshold: float = 0.5,
+    n_examples: int = 6,
+    progress: bool = True,
+) -> dict:
+    """Evaluate the first `limit` records of a world manifest; write the report files to `out`; return the report.
+
+    Record i uses seed `seed + i` unless its row or `base` sets one."""
+    from tqdm import tqdm
+
+    manifest, out = Path(manifest), Path(out)
+    items = [it for it in read_manifest(manifest) if it.row is not None][:limit]
+    if not items:
+        raise ValueError(f"{manifest} has no readable records")
+    thresholds = {"max_error": max_error, "min_change": min_change, "iou_threshold": iou_threshold}
+    rows, examples = [], []
+    keep = max(n_examples * 2, len(CATEGORIES))
+    for item in tqdm(items, desc="world-eval", unit="record", disable=not progress, file=sys.stderr):
+        knobs = {"seed": seed + item.index, **(base or {})}
+        row, images = evaluate_record(editor, item, manifest.parent, knobs, lam, **thresholds)
+        rows.append(row)
+        if len(examples) < keep or row["category"] not in {e["category"] for e in examples}:
+            examples.append({**images, "category": row["category"]})
+    used_lam = rows[0]["lam"]
+    summary = summarize(rows)
+    checks = acceptance_checks(summary, rows)
+    table = markdown_table(summary, used_lam, checks)
+    report = {
+        "manifest": str(manifest),
+        "model": str(editor.root),
+        "lam": used_lam,
+        "thresholds": thresholds,
+        **summary,
+        "checks": checks,
+        "median_seconds_on": statistics.median(r["seconds_on"] for r in rows),
+        "records": rows,
+    }
+    write_json_atomic(out / "world_eval.json", report)
+    write_bytes_atomic(out / "world_eval.md", table.encode())
+    save_image(world_chart(summary, used_lam, iou_threshold), out / "world_eval.png")
+    save_image(examples_figure(_pick_examples(examples, n_examples), used_lam), out / "world_examples.png")
+    return {**report, "table": table}
