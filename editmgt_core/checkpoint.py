@@ -84,11 +84,35 @@ def load_transformer(
     return model.eval()
 
 
-def save_transformer(model: EditMGTTransformer, folder: str | Path, dtype: torch.dtype | None = None) -> Path:
-    """Write `config.json` and `diffusion_pytorch_model.safetensors` (optionally cast, e.g. fp16 for bundling)."""
+def save_transformer(
+    model: EditMGTTransformer, folder: str | Path, dtype: torch.dtype | None = None, max_shard_mb: float | None = None
+) -> Path:
+    """Write `config.json` and the safetensors weights (optionally cast, e.g. fp16 for bundling).
+
+    With max_shard_mb the weights are split into shards of at most that size plus the diffusers index file.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: (v.to(dtype) if dtype is not None else v).contiguous() for k, v in model.state_dict().items()}
-    save_file(state, folder / WEIGHTS_NAME)
+    limit = None if max_shard_mb is None else max_shard_mb * 2**20
+    total = sum(v.numel() * v.element_size() for v in state.values())
+    if limit is None or total <= limit:
+        save_file(state, folder / WEIGHTS_NAME)
+    else:
+        shards, size = [{}], 0
+        for k, v in state.items():
+            nbytes = v.numel() * v.element_size()
+            if shards[-1] and size + nbytes > limit:
+                shards.append({})
+                size = 0
+            shards[-1][k] = v
+            size += nbytes
+        weight_map = {}
+        for i, shard in enumerate(shards):
+            name = f"diffusion_pytorch_model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+            save_file(shard, folder / name)
+            weight_map.update(dict.fromkeys(shard, name))
+        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        (folder / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
     (folder / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
     return folder

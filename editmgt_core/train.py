@@ -271,7 +271,7 @@ def export(args) -> Path:
     state = load_file(out / "checkpoint.safetensors")
     load_state_dict(model, {k[6:]: v for k, v in state.items() if k.startswith("model.")})
     dest.mkdir(parents=True, exist_ok=True)
-    save_transformer(model, dest / "editmgt", dtype=torch.float16)
+    save_transformer(model, dest / "editmgt", dtype=torch.float16, max_shard_mb=15)
     shutil.copytree(vq_dir, dest / "vqvae", dirs_exist_ok=True)
     settings = {
         "name": "EditMGT-World (small, trained on the synthetic edit world)",

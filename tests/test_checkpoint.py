@@ -70,3 +70,13 @@ def test_missing_files_raise(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(PRESETS["tiny"].to_dict()))
     with pytest.raises(FileNotFoundError, match="safetensors"):
         load_transformer(tmp_path)
+
+
+def test_save_in_shards(tmp_path):
+    torch.manual_seed(0)
+    model = EditMGTTransformer(PRESETS["tiny"]).eval()
+    folder = save_transformer(model, tmp_path / "sharded", dtype=torch.float16, max_shard_mb=0.1)
+    shards = sorted(folder.glob("*.safetensors"))
+    assert len(shards) > 1 and all(p.stat().st_size <= 0.1 * 2**20 + 4096 for p in shards)
+    loaded = load_transformer(folder)
+    torch.testing.assert_close(loaded.mlm_layer.conv2.weight, model.mlm_layer.conv2.weight.half().float())
