@@ -44,11 +44,15 @@ def check_state_dict(model: nn.Module, state: dict[str, Tensor]) -> None:
 
 
 def load_state_dict(model: nn.Module, state: dict[str, Tensor], dtype: torch.dtype | None = None) -> nn.Module:
-    """Strictly load `state` into `model` (which may live on the meta device) and return it."""
+    """Strictly load `state` into `model` and return it.
+
+    A model on the meta device gets the file's tensors assigned (no second copy); a materialized model is updated
+    in place, so optimizers holding its parameters keep working.
+    """
     check_state_dict(model, state)
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-    model.load_state_dict(state, strict=True, assign=True)
+    model.load_state_dict(state, strict=True, assign=any(p.is_meta for p in model.parameters()))
     return model
 
 

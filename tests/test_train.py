@@ -24,15 +24,25 @@ def run(tmp_path_factory):
     return root, args
 
 
+def _weights(run_dir):
+    from safetensors.torch import load_file
+
+    return {k: v for k, v in load_file(run_dir / "checkpoint.safetensors").items() if k.startswith("model.")}
+
+
 def test_resume_continues_and_checkpoints(run):
     root, args = run
     progress = json.loads((root / "run" / "progress.json").read_text())
     assert progress["step"] == 3
+    before = _weights(root / "run")
     train.main([*args, "--steps", "6"])
     progress = json.loads((root / "run" / "progress.json").read_text())
     assert progress["step"] == 6 and [h[0] for h in progress["history"]] == [1, 2, 3, 4, 5, 6]
     assert (root / "run" / "loss.png").is_file()
     assert not list((root / "run").glob("*.pt"))
+    after = _weights(root / "run")  # the resumed run really trains (optimizer bound to the loaded parameters)
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert len(changed) > 0.9 * len(before)
 
 
 def test_data_cache_matches_world(run):
