@@ -1,4 +1,561 @@
-"""EditMGT Studio web app (placeholder until the UI lands)."""
+"""EditMGT Studio: a Gradio Blocks editor that streams every decoding step of an instruction-driven edit.
+
+    python app.py [--model PATH_OR_HUB_ID] [--host 127.0.0.1] [--port 7860] [--device cpu]
+
+A thin UI over `editmgt_core.studio` (limits, the streamed edit and the λ/γ sweep as CPU data, rendering); the
+handlers below only route values. Named API endpoints `/edit` and `/sweep` take a file, text and numbers (README).
+On a Hugging Face ZeroGPU Space (the `spaces` package is importable) the GPU work runs inside `spaces.GPU` and only
+PIL images, numpy arrays and plain values cross back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import html
+import importlib.util
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import gradio as gr
+import torch
+from PIL import Image
+
+from editmgt_core import studio
+from editmgt_core.editing import default_options, resolve_options
+from editmgt_core.loading import Editor, ModelNotFoundError, load_editor
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_MODEL = ROOT / "assets" / "default-model"
+EXAMPLES = ROOT / "assets" / "examples"
+HISTORY = 12  # results kept per session
+# the UI's controls, in this order, named as studio.request takes them
+KNOBS = ("keywords", "gamma", "lam", "steps", "guidance_scale", "seed", "randomize", "negative_prompt", "layers",
+         "temperature_start", "temperature_end", "resolution", "mask_mode")  # fmt: skip
+SKIP = gr.skip()
+log = logging.getLogger("editmgt.app")
+
+HELP = {
+    "instruction": "What to change, in one sentence, e.g. 'make the red circle blue'.",
+    "keywords": "Click words whose attention forms the edit-location map M; none selected = all words.",
+    "gamma": "Condition strength γ: attention to the source image (1 = as trained, 0 = ignore it, > 1 = stay closer).",
+    "lam": "Hold threshold λ: tokens scoring below λ on the map are restored to the source each step (0 = off).",
+    "steps": "Decoding steps N: each step reveals more tokens; more steps are slower and often cleaner.",
+    "guidance": "Classifier-free guidance: how strongly to follow the instruction (1 = off).",
+    "seed": "The same seed with the same settings reproduces an edit exactly.",
+    "negative": "Text the edit is steered away from (the unconditional side of guidance).",
+    "layers": "Transformer blocks whose instruction→image attention forms the map, e.g. '28-36'; empty = the model's.",
+    "temperature": "Randomness of the reveal order (Gumbel noise) at the first and the last step.",
+    "resolution": "Working resolution: the side of a square with as many pixels as the model edits at (aspect kept).",
+    "mask_mode": "Painted brush region with the map: replace = brush only; union = brush or map; intersection = both.",
+    "lams": "λ values, comma-separated: one cell per value.",
+    "gammas": "γ values, comma-separated: one row of cells per value; empty = the γ slider's value.",
+}
+SWEEP_HELP = (
+    "One instruction and seed, several λ (and γ) values side by side: how much is held against how much changes "
+    "outside the held region. Uses the image and settings on the left; the image and text are encoded once."
+)
+
+
+@contextlib.contextmanager
+def user_errors():
+    """Bad input -> gr.Error with a readable message (no traceback); the session stays usable."""
+    try:
+        yield
+    except gr.Error:
+        raise
+    except (ValueError, OSError) as err:
+        text = str(err) or type(err).__name__
+        text = text[0].upper() + text[1:] if re.match(r"[a-z]+ ", text) else text  # not 'lam=5; ...'
+        raise gr.Error(html.escape(text, quote=False), print_exception=False) from None
+    except Exception as err:
+        log.exception("edit failed")
+        text = f"The edit failed ({type(err).__name__}: {err}). Try other settings."
+        raise gr.Error(html.escape(text, quote=False)) from None
+
+
+def gpu_wrapper():
+    """spaces.GPU on ZeroGPU Spaces, identity elsewhere."""
+    try:
+        import spaces
+    except ImportError:
+        return lambda fn, duration: fn
+    return lambda fn, duration: spaces.GPU(duration=duration)(fn)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the handlers share: the editor and its (possibly ZeroGPU-wrapped) generators."""
+
+    editor: Editor
+    stream: Callable[..., Iterator]  # (image, instruction, options, mask, pixels) -> Frame..., Final
+    sweep: Callable[..., Iterator]  # (image, instruction, options, lams, gammas, mask, pixels) -> CellStep | Cell
+    preview_side: int
+    frame_interval: float  # seconds between live frames sent to the browser
+    out_dir: Path  # downloads (PNG + JSON)
+
+    def save(self, final: studio.Final) -> list[str]:
+        studio.prune(self.out_dir)
+        return [str(p) for p in studio.save_result(final, self.out_dir)]
+
+
+# ---------------------------------------------------------------------------------------------------- UI handlers
+
+
+def editor_image(value) -> tuple[Image.Image, str | None, object]:
+    """gr.ImageEditor value -> (RGB image within the limits, downscale notice, brush mask at its size or None)."""
+    if not value or value.get("background") is None:
+        raise ValueError("no image: upload, paste or capture an image first")
+    image, notice = studio.check_image(value["background"])
+    return image, notice, studio.brush_mask(value.get("layers"), image.size)
+
+
+def live(
+    ctx: Context, frame: studio.Frame, preview: Image.Image, base: Image.Image
+) -> tuple[Image.Image, Image.Image, str]:
+    """The live panel for one step: reveal canvas over the latest decoded preview, attention overlay, status."""
+    status = f"**Step {frame.step + 1}/{frame.num_steps}** · {frame.held_fraction:.0%} of tokens held"
+    if frame.scores is None:
+        status += " · no attention map at λ = 0 (raise λ to compute and use it)"
+    overlay = studio.attention_overlay(base, frame.scores, frame.hold, ctx.preview_side)
+    return studio.reveal_canvas(preview, frame.revealed, ctx.preview_side), overlay, status
+
+
+def run_edit(ctx: Context, value, instruction, history, **knobs):
+    """Stream an edit into the live panel; yields 12 outputs (see build_app's edit_outputs)."""
+    with user_errors():
+        image, notice, mask = editor_image(value)
+        studio.check_instruction(instruction)
+        options, pixels = studio.request(ctx.editor, **knobs)
+    if notice:
+        gr.Warning(notice)
+    frames, sent, clock = [], 0.0, time.perf_counter()
+    base, frame, final = studio.fit(image, ctx.preview_side), None, None
+    preview = studio.dim(base)  # until a preview is decoded every token is undecided
+    with user_errors():
+        for item in ctx.stream(image, instruction, options, mask, pixels):
+            if isinstance(item, studio.Final):
+                final = item
+                continue
+            frame, preview = item, item.preview or preview
+            if item.step == item.num_steps - 1:  # shown below with the result: the last step decoded
+                continue
+            shown = live(ctx, item, preview, base)
+            frames.append((studio.jpeg(shown[0]), studio.jpeg(shown[1]), shown[2]))
+            if time.monotonic() - sent >= ctx.frame_interval:  # throttled
+                sent = time.monotonic()
+                yield (*shown, *[SKIP] * 9)
+        shown = live(ctx, frame, final.image, base)
+        frames.append((studio.jpeg(shown[0]), studio.jpeg(shown[1]), shown[2]))
+        files = ctx.save(final)
+    p = final.parameters
+    history = [*history, {"image": final.image, "parameters": p}][-HISTORY:]
+    took = time.perf_counter() - clock
+    status = f"**Done** · {p['steps']} steps in {took:.1f} s · seed {p['seed']} · {final.held_fraction:.0%} held"
+    n = len(frames)
+    yield (
+        *(shown[0], shown[1], status),
+        (final.source, final.image),
+        studio.change_heatmap(final.source, final.image),
+        gr.Slider(1, n, n, step=1, visible=n > 1),
+        files,
+        p["seed"],
+        frames,
+        {"image": final.image, "parameters": p},
+        history,
+        gallery_items(history),
+    )
+
+
+def replay(frames, k):
+    """Show cached frame k (1-based) of the last run; nothing is recomputed."""
+    if not frames:
+        return SKIP, SKIP, SKIP
+    canvas, overlay, status = frames[min(max(int(k), 1), len(frames)) - 1]
+    return studio.from_jpeg(canvas), studio.from_jpeg(overlay), f"{status} · replay"
+
+
+def chips(instruction, chosen):
+    """Keyword chips: the instruction's words, keeping the chosen ones that are still there."""
+    choices, kept = studio.words(instruction), {w.lower() for w in chosen or []}
+    return gr.CheckboxGroup(choices=choices, value=[w for w in choices if w.lower() in kept])
+
+
+def use_as_input(last):
+    if not last:
+        raise gr.Error("Nothing to use yet: run an edit first.")
+    return editor_value(last["image"])
+
+
+def restore(history, evt: gr.SelectData):
+    """A history entry back into the inputs: its result as the image, its parameters in the controls (KNOBS order)."""
+    p = history[evt.index]["parameters"]
+    t = p["temperature"] if isinstance(p["temperature"], list) else [p["temperature"], 0.01]
+    knobs = {k: p[k] for k in ("gamma", "lam", "steps", "guidance_scale", "seed", "negative_prompt", "mask_mode")}
+    knobs |= {
+        "randomize": False,
+        "layers": layers_text(p["layers"]),
+        "temperature_start": t[0],
+        "temperature_end": t[1],
+    }
+    knobs["keywords"] = gr.CheckboxGroup(choices=studio.words(p["instruction"]), value=list(p["keywords"]))
+    return editor_value(history[evt.index]["image"]), p["instruction"], *(knobs.get(k, SKIP) for k in KNOBS)
+
+
+def sweep_grid(lam_values, gamma_values, gamma) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    lams = studio.parse_values(lam_values, "λ values", *studio.LIMITS["lam"])
+    gammas = (gamma,)
+    if str(gamma_values or "").strip():
+        gammas = studio.parse_values(gamma_values, "γ values", *studio.LIMITS["gamma"])
+    if len(lams) * len(gammas) > studio.MAX_CELLS:
+        raise ValueError(f"{len(lams)} λ x {len(gammas)} γ values = {len(lams) * len(gammas)} cells; "
+                         f"at most {studio.MAX_CELLS}")  # fmt: skip
+    return lams, gammas
+
+
+def run_sweep(ctx: Context, value, instruction, lam_values, gamma_values, **knobs):
+    """Threshold exploration in the UI; yields (grid, table, status, used seed)."""
+    with user_errors():
+        image, notice, mask = editor_image(value)
+        studio.check_instruction(instruction)
+        options, pixels = studio.request(ctx.editor, **knobs)
+        options = resolve_options(ctx.editor, options)  # one seed for every cell, shown below
+        lams, gammas = sweep_grid(lam_values, gamma_values, options.gamma)
+    if notice:
+        gr.Warning(notice)
+    cells, last = [], 0.0
+    with user_errors():
+        for item in ctx.sweep(image, instruction, options, lams, gammas, mask, pixels):
+            if isinstance(item, studio.Cell):
+                cells.append(item)
+                status = f"Cell {item.index + 1} done (λ={item.lam:g}, γ={item.gamma:g}) · {len(cells)} finished"
+                yield cell_gallery(cells), cell_rows(cells), status, SKIP
+            elif time.monotonic() - last >= ctx.frame_interval:
+                last = time.monotonic()
+                yield SKIP, SKIP, cell_step_status(item), SKIP
+    yield SKIP, SKIP, f"**Done** · {len(cells)} cells · seed {options.seed}", options.seed
+
+
+# ---------------------------------------------------------------------------------------------------- API handlers
+
+
+def api_request(ctx: Context, image, mask, knobs: dict):
+    if not image:
+        raise ValueError("no image: pass an image file")
+    img, notice = studio.check_image(studio.open_image(image))
+    user_mask = None if not mask else studio.mask_image(studio.open_image(mask), img.size)
+    return img, notice, user_mask, *studio.request(ctx.editor, **knobs)
+
+
+def api_edit(ctx: Context, image, instruction, mask=None, **knobs):
+    """Edit an image. Streams one update per decoding step, (None, {step, num_steps, held_fraction, preview}) with
+    preview a JPEG data URL when one was decoded at that step (else null), then the result: (the edited PNG with
+    every parameter in its metadata, {done: true, ...the parameters (seed included), held_fraction, notice})."""
+    with user_errors():
+        img, notice, user_mask, options, pixels = api_request(ctx, image, mask, knobs)
+        studio.check_instruction(instruction)
+        for item in ctx.stream(img, instruction, options, user_mask, pixels):
+            if isinstance(item, studio.Frame):
+                preview = None if item.preview is None else studio.data_url(item.preview)
+                yield None, {"step": item.step + 1, "num_steps": item.num_steps,
+                             "held_fraction": item.held_fraction, "preview": preview}  # fmt: skip
+            else:
+                info = {"held_fraction": item.held_fraction, "timings": item.timings, "notice": notice}
+                yield ctx.save(item)[0], {"done": True, **item.parameters, **info}
+
+
+def api_sweep(ctx: Context, image, instruction, mask=None, lam_values="0, 0.2", gamma_values="", **knobs):
+    """Threshold exploration: one edit per (γ, λ) cell, all with one seed; the image and text are encoded once.
+    Streams as cells finish: (gallery of (image, label)), {seed, cells: [{index, lam, gamma, held_fraction,
+    change_outside}], done})."""
+    with user_errors():
+        img, notice, user_mask, options, pixels = api_request(ctx, image, mask, knobs)
+        studio.check_instruction(instruction)
+        options = resolve_options(ctx.editor, options)
+        lams, gammas = sweep_grid(lam_values, gamma_values, options.gamma)
+        cells = []
+        for item in ctx.sweep(img, instruction, options, lams, gammas, user_mask, pixels):
+            if isinstance(item, studio.Cell):
+                cells.append(item)
+                done = len(cells) == len(lams) * len(gammas)
+                summary = {"seed": options.seed, "cells": [c.summary() for c in cells], "done": done}
+                yield cell_gallery(cells), {**summary, "notice": notice}
+
+
+# ---------------------------------------------------------------------------------------------------- small helpers
+
+
+def editor_value(image: Image.Image) -> dict:
+    return {"background": image, "layers": [], "composite": image}
+
+
+def layers_text(layers) -> str:
+    layers = list(layers or ())
+    if len(layers) > 2 and layers == list(range(layers[0], layers[-1] + 1)):
+        return f"{layers[0]}-{layers[-1]}"
+    return ", ".join(map(str, layers))
+
+
+def examples() -> list[list[str]]:
+    listing = EXAMPLES / "examples.json"
+    if not listing.is_file():
+        return []
+    return [[str(EXAMPLES / e["image"]), e["instruction"]] for e in json.loads(listing.read_text())]
+
+
+def gallery_items(history: list[dict]) -> list[tuple[Image.Image, str]]:
+    return [(h["image"], f"{h['parameters']['instruction'][:40]} · seed {h['parameters']['seed']}") for h in history]
+
+
+def cell_gallery(cells: list[studio.Cell]) -> list[tuple[Image.Image, str]]:
+    return [(c.result.image, c.label) for c in cells]
+
+
+def cell_step_status(s: studio.CellStep) -> str:
+    return f"**Cell {s.index + 1}/{s.cells}** (λ={s.lam:g}, γ={s.gamma:g}) · step {s.step + 1}/{s.num_steps}"
+
+
+def cell_rows(cells: list[studio.Cell]) -> list[list]:
+    return [[c.lam, c.gamma, round(100 * c.result.held_fraction, 1), round(c.change_outside, 2)] for c in cells]
+
+
+# ---------------------------------------------------------------------------------------------------- layout
+
+
+def input_panel(editor: Editor) -> tuple[gr.ImageEditor, gr.Textbox, dict]:
+    """Image, instruction and the knobs, named as `studio.request` takes them."""
+    d = default_options(editor)
+    t0, t1 = d.temperature if isinstance(d.temperature, tuple) else (d.temperature, 0.01)
+    lo, side, hi = studio.resolution_range(editor)
+    image = gr.ImageEditor(
+        label="Image (optional: brush where the edit may happen)", type="pil", image_mode="RGBA",
+        layers=False, transforms=(), brush=gr.Brush(colors=[("#ff2d7a", 0.6)], color_mode="fixed"), height=420,
+        elem_id="image-in",
+    )  # fmt: skip
+    instruction = gr.Textbox(label="Instruction", info=HELP["instruction"], lines=2, elem_id="instruction")
+    k = {"keywords": gr.CheckboxGroup([], label="Keywords", info=HELP["keywords"], elem_id="keywords")}
+    with gr.Row():
+        k["gamma"] = gr.Slider(
+            0, 3, d.gamma, step=0.05, label="γ condition strength", elem_id="gamma", info=HELP["gamma"]
+        )
+        k["lam"] = gr.Slider(0, 1, d.lam, step=0.01, label="λ hold threshold", elem_id="lam", info=HELP["lam"])
+    with gr.Row():
+        k["steps"] = gr.Slider(1, 64, d.steps, step=1, label="Steps", elem_id="steps", info=HELP["steps"])
+        k["guidance_scale"] = gr.Slider(0, 15, d.guidance_scale, step=0.5, label="Guidance", info=HELP["guidance"])
+    with gr.Row():
+        k["seed"] = gr.Number(0, precision=0, minimum=0, label="Seed", info=HELP["seed"])
+        k["randomize"] = gr.Checkbox(True, label="Randomize seed")
+    with gr.Accordion("Advanced", open=False):
+        k["negative_prompt"] = gr.Textbox(d.negative_prompt, label="Negative prompt", info=HELP["negative"])
+        k["layers"] = gr.Textbox(layers_text(editor.settings.attention_layers), label="Attention layers",
+                                 info=HELP["layers"])  # fmt: skip
+        with gr.Row():
+            k["temperature_start"] = gr.Slider(0, 10, t0, step=0.1, label="Temperature, first step",
+                                               info=HELP["temperature"])  # fmt: skip
+            k["temperature_end"] = gr.Slider(0, 10, t1, step=0.1, label="Temperature, last step")
+        k["resolution"] = gr.Slider(lo, hi, side, step=2 * editor.vq.factor, label="Working resolution",
+                                    info=HELP["resolution"])  # fmt: skip
+        k["mask_mode"] = gr.Radio(["replace", "union", "intersection"], value=d.mask_mode, label="Brush mask mode",
+                                  info=HELP["mask_mode"])  # fmt: skip
+    assert tuple(k) == KNOBS
+    return image, instruction, k
+
+
+def api_panel(editor: Editor) -> dict:
+    """Hidden components behind the /edit and /sweep endpoints (plain values; ranges are checked by studio)."""
+    d = default_options(editor)
+    t0, t1 = d.temperature if isinstance(d.temperature, tuple) else (d.temperature, 0.01)
+    text, num = gr.Textbox, gr.Number
+    return {
+        "keywords": text("", label="keywords (comma-separated; empty = all words)"),
+        "gamma": num(d.gamma, label="gamma"),
+        "lam": num(d.lam, label="lam"),
+        "steps": num(d.steps, label="steps"),
+        "guidance_scale": num(d.guidance_scale, label="guidance_scale"),
+        "seed": num(-1, label="seed (-1 = random)"),
+        "negative_prompt": text(d.negative_prompt, label="negative_prompt"),
+        "layers": text("", label="layers (e.g. '28-36'; empty = the model's)"),
+        "temperature_start": num(t0, label="temperature_start"),
+        "temperature_end": num(t1, label="temperature_end"),
+        "resolution": num(0, label="resolution (working side in pixels; 0 = the model's)"),
+        "mask_mode": text(d.mask_mode, label="mask_mode (replace | union | intersection)"),
+    }
+
+
+def build_app(editor: Editor, *, concurrency: int = 1, max_queue: int = 16, **context) -> gr.Blocks:
+    """The Blocks app over one loaded editor. concurrency: edits running at once (they share one device); max_queue:
+    requests waiting beyond that; context: `make_context`'s keywords (preview size and budget, frame interval)."""
+    Image.MAX_IMAGE_PIXELS = studio.HARD_PIXELS  # PIL refuses bombs beyond 2x this, in gradio's own decoding too
+    ctx = make_context(editor, **context)
+    private = {"api_visibility": "private", "queue": False, "show_progress": "hidden"}
+    gpu = {"concurrency_id": "gpu", "show_progress": "minimal"}
+
+    with gr.Blocks(title="EditMGT Studio", delete_cache=(3600, 3600)) as demo:
+        frames_state = gr.State([])  # per session: (canvas JPEG, overlay JPEG, status) of each step of the last run
+        last_state = gr.State(None)  # per session: the last result {"image", "parameters"}
+        history_state = gr.State([])  # per session: earlier results, newest last
+        gr.Markdown(
+            "# EditMGT Studio\nInstruction-driven image editing with a masked generative transformer "
+            f"({editor.settings.name}): watch the edit being decoded token by token, see where the model attends, "
+            "and hold everything else."
+        )
+        with gr.Row():
+            with gr.Column(scale=2):
+                image_in, instruction, knobs = input_panel(editor)
+                with gr.Row():
+                    run_btn = gr.Button("Edit", variant="primary", elem_id="run")
+                    stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
+            with gr.Column(scale=3), gr.Tabs():
+                with gr.Tab("Edit"):
+                    status = gr.Markdown("Upload an image, describe the edit, press **Edit**.", elem_id="status")
+                    with gr.Row():
+                        canvas = gr.Image(label="Token reveal (this step's tokens outlined)", type="pil",
+                                          format="jpeg", interactive=False, elem_id="live-canvas")  # fmt: skip
+                        overlay = gr.Image(label="Attention map (hold region outlined)", type="pil", format="jpeg",
+                                           interactive=False, elem_id="live-overlay")  # fmt: skip
+                    scrubber = gr.Slider(1, 2, 1, step=1, label="Replay step", visible=False, elem_id="scrubber")
+                    with gr.Row():
+                        result = gr.ImageSlider(label="Before / after", type="pil", format="png", elem_id="result")
+                        changed = gr.Image(label="What changed", type="pil", format="png", interactive=False)
+                    with gr.Row():
+                        files = gr.File(label="Download: PNG (parameters in metadata) + JSON", file_count="multiple")
+                        with gr.Column():
+                            used_seed = gr.Number(label="Seed used", interactive=False, elem_id="used-seed")
+                            use_btn = gr.Button("Use as input", elem_id="use-as-input")
+                    gallery = gr.Gallery(label="History (click to restore)", columns=6, height=200, elem_id="history",
+                                         allow_preview=False, fit_columns=False, object_fit="contain")  # fmt: skip
+                with gr.Tab("Threshold exploration"):
+                    gr.Markdown(SWEEP_HELP)
+                    with gr.Row():
+                        lam_values = gr.Textbox("0, 0.1, 0.2, 0.4", label="λ values", info=HELP["lams"])
+                        gamma_values = gr.Textbox("", label="γ values", info=HELP["gammas"])
+                    with gr.Row():
+                        sweep_btn = gr.Button("Explore", variant="primary", elem_id="sweep")
+                        sweep_stop = gr.Button("Stop", variant="stop")
+                    sweep_status = gr.Markdown("")
+                    grid = gr.Gallery(label="Cells", columns=4, fit_columns=False, object_fit="contain", elem_id="grid")
+                    table = gr.Dataframe(headers=["λ", "γ", "% held", "Δ outside hold"], interactive=False)
+        gr.Examples(examples(), inputs=[image_in, instruction], label="Examples (click one)", cache_examples=False)
+        with gr.Column(visible=False):
+            api_knobs = api_panel(editor)
+            a_image, a_mask = gr.File(label="image"), gr.File(label="mask (white = may edit)")
+            a_instruction, a_lams, a_gammas = gr.Textbox(label="instruction"), gr.Textbox("0, 0.2"), gr.Textbox("")
+            a_result, a_info = gr.Image(label="image", type="pil", format="png"), gr.JSON(label="info")
+            a_grid, a_cells = gr.Gallery(label="cells", format="png"), gr.JSON(label="summary")
+            a_edit, a_sweep = gr.Button(), gr.Button()
+
+        edit_outputs = [canvas, overlay, status, result, changed, scrubber, files, used_seed]
+        edit_outputs += [frames_state, last_state, history_state, gallery]
+        run_event = run_btn.click(partial(run_edit, ctx), [image_in, instruction, history_state], edit_outputs,
+                                  inputs_kwargs=knobs, api_visibility="private", **gpu)  # fmt: skip
+        sweep_event = sweep_btn.click(
+            partial(run_sweep, ctx), [image_in, instruction, lam_values, gamma_values], [grid, table, sweep_status,
+            used_seed], inputs_kwargs=knobs, api_visibility="private", **gpu,
+        )  # fmt: skip
+        for btn in (stop_btn, sweep_stop):
+            btn.click(None, cancels=[run_event, sweep_event])
+        scrubber.input(replay, [frames_state, scrubber], [canvas, overlay, status], **private)
+        instruction.change(chips, [instruction, knobs["keywords"]], knobs["keywords"], **private)
+        use_btn.click(use_as_input, last_state, image_in, **private)
+        gallery.select(restore, history_state, [image_in, instruction, *knobs.values()], **private)
+        a_edit.click(partial(api_edit, ctx), [a_image, a_instruction, a_mask], [a_result, a_info],
+                     inputs_kwargs=api_knobs, api_name="edit", **gpu)  # fmt: skip
+        a_sweep.click(partial(api_sweep, ctx), [a_image, a_instruction, a_mask, a_lams, a_gammas], [a_grid, a_cells],
+                      inputs_kwargs=api_knobs, api_name="sweep", **gpu)  # fmt: skip
+    demo.queue(default_concurrency_limit=concurrency, max_size=max_queue)
+    return demo
+
+
+def make_context(
+    editor: Editor,
+    *,
+    preview_side: int = studio.PREVIEW_SIDE,
+    preview_budget: float = studio.PREVIEW_BUDGET,
+    frame_interval: float = 0.1,
+    out_dir: Path | None = None,
+) -> Context:
+    """The handlers' context; the edit and sweep generators are wrapped for ZeroGPU when `spaces` is importable.
+    preview_budget: share of an edit's time spent decoding previews; frame_interval: a live frame goes to the browser
+    at most this often (every step is still cached for the scrubber)."""
+
+    def stream(image, instruction, options, mask, pixels):  # runs on the GPU worker under ZeroGPU
+        kw = {"user_mask": mask, "pixels": pixels, "preview_side": preview_side, "preview_budget": preview_budget}
+        yield from studio.stream(editor, image, instruction, options, **kw)
+
+    def sweep(image, instruction, options, lams, gammas, mask, pixels):  # runs on the GPU worker under ZeroGPU
+        yield from studio.sweep(editor, image, instruction, options, lams, gammas, user_mask=mask, pixels=pixels)
+
+    on_gpu = gpu_wrapper()
+    gpu_stream, gpu_sweep = on_gpu(stream, 120), on_gpu(sweep, 300)
+    out_dir = Path(out_dir or tempfile.mkdtemp(prefix="editmgt-studio-"))
+    return Context(
+        editor,
+        lambda *args: studio.prefetch(gpu_stream(*args)),  # the sampler runs ahead while a step is rendered and sent
+        lambda *args: studio.prefetch(gpu_sweep(*args)),
+        preview_side,
+        frame_interval,
+        out_dir,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- entry point
+
+
+def default_device() -> str:
+    """cuda when there is one or on a ZeroGPU Space (where `spaces` lends it per call), else cpu."""
+    return "cuda" if torch.cuda.is_available() or importlib.util.find_spec("spaces") else "cpu"
+
+
+def load(model: str | Path, device: str) -> Editor:
+    """load_editor, or one clear message (no traceback) when the model is missing or broken."""
+    if Path(model).expanduser().resolve() == DEFAULT_MODEL and not DEFAULT_MODEL.is_dir():
+        raise SystemExit(
+            f"EditMGT Studio: the bundled default model is missing ({DEFAULT_MODEL}). Export it with "
+            "`python -m editmgt_core.train --vq runs/vq/vqvae --out runs/editmgt --export assets/default-model`, "
+            "or pass another model folder or hub id with --model."
+        )
+    try:
+        return load_editor(model, device=device)
+    except (ModelNotFoundError, ValueError, OSError) as err:
+        raise SystemExit(f"EditMGT Studio: cannot load the model {str(model)!r}: {err}") from None
+
+
+def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None, **kwargs):
+    """Serve the app; binds loopback unless told otherwise (Spaces set GRADIO_SERVER_NAME=0.0.0.0)."""
+    kwargs = {"max_file_size": "25mb", "allowed_paths": [str(EXAMPLES)], "show_error": True, **kwargs}
+    return demo.launch(server_name=host, server_port=port, **kwargs)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="EditMGT Studio: live instruction-driven image editing in the browser.")
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="model folder or hub id (default: the bundled one)")
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), help="address to bind")
+    p.add_argument("--port", type=int, default=None, help="port (default: GRADIO_SERVER_PORT, else 7860 and up)")
+    p.add_argument("--device", default=default_device(), help="torch device (default: cuda when available)")
+    p.add_argument("--concurrency", type=int, default=1, help="edits running at once (default 1)")
+    args = p.parse_args(argv)
+    global demo
+    demo = build_app(load(args.model, args.device), concurrency=args.concurrency)
+    launch(demo, args.host, args.port)
+
+
+def __getattr__(name: str):
+    """`app.demo` (for `gradio app.py` and Spaces tooling) is built from the default model on first access."""
+    if name == "demo":
+        global demo
+        demo = build_app(load(DEFAULT_MODEL, default_device()))
+        return demo
+    raise AttributeError(name)
+
 
 if __name__ == "__main__":
-    raise SystemExit("The EditMGT Studio UI is not built yet; see README.md.")
+    logging.basicConfig(level=logging.INFO)
+    main()

@@ -1,0 +1,523 @@
+"""EditMGT Studio's UI-independent parts: input limits, the streamed edit and the λ/γ sweep as CPU data, rendering.
+
+Everything here takes and returns PIL images, numpy arrays and plain Python values: a GPU worker (ZeroGPU) runs
+`stream` / `sweep` and only CPU objects cross back to the web process. No gradio here; `app.py` is the UI.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import contextvars
+import dataclasses
+import io
+import json
+import math
+import queue
+import re
+import threading
+import time
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
+
+from .editing import EditResult, Progress, edit_stream, prepare, resolve_options, run, to_rgb
+from .loading import Editor
+from .sampling import MASK_MODES, SamplerOptions
+
+SOFT_PIXELS = 2048 * 2048  # larger inputs are downscaled to about this many pixels (with a notice)
+HARD_PIXELS = 40_000_000  # larger inputs are refused before a pixel is decoded (also PIL's bomb limit in the app)
+MIN_SIDE = 8  # smaller images are refused: there is nothing to edit
+MAX_INSTRUCTION_CHARS = 1000  # the text encoders read ~256 tokens at most; longer text is a mistake, not an edit
+MAX_CELLS = 16  # threshold-exploration grid
+PREVIEW_SIDE = 384  # streamed frames: longer side in pixels
+PREVIEW_BUDGET = 0.1  # share of an edit's time that decoding previews may take (a VQ decode costs about a step on CPU)
+# app-level ranges for the numeric knobs (SamplerOptions only requires >= 0; beyond these the sampler overflows)
+LIMITS = {"steps": (1, 100), "guidance_scale": (0.0, 30.0), "gamma": (0.0, 5.0), "lam": (0.0, 1.0),
+          "temperature": (0.0, 10.0)}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------- inputs
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """An uploaded file as a loaded PIL image; ValueError for non-images, truncated files and decompression bombs."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            _check_pixels(*image.size)  # from the header, before decoding anything
+            image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ValueError(f"refused: the image is too large to decode safely ({err})") from None
+    except UnidentifiedImageError:
+        raise ValueError("the file is not an image that can be read (use PNG, JPEG, WebP, BMP, GIF or TIFF)") from None
+    except OSError as err:  # truncated or corrupt data
+        raise ValueError(f"the image file is damaged or truncated ({err})") from None
+    return image
+
+
+def _check_pixels(width: int, height: int) -> None:
+    if width * height > HARD_PIXELS:
+        raise ValueError(
+            f"refused: the image is {width}x{height} ({width * height / 1e6:.0f} megapixels); "
+            f"the limit is {HARD_PIXELS / 1e6:.0f} megapixels"
+        )
+    if min(width, height) < MIN_SIDE:
+        raise ValueError(f"the image is {width}x{height} pixels; at least {MIN_SIDE}x{MIN_SIDE} is needed")
+
+
+def check_image(image: Image.Image | None) -> tuple[Image.Image, str | None]:
+    """Upright RGB within the limits -> (image, notice); over SOFT_PIXELS it is downscaled and notice says so."""
+    if image is None:
+        raise ValueError("no image: upload, paste or capture an image first")
+    _check_pixels(*image.size)
+    rgb = to_rgb(image)
+    width, height = rgb.size
+    if width * height <= SOFT_PIXELS:
+        return rgb, None
+    scale = math.sqrt(SOFT_PIXELS / (width * height))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    notice = f"The image is {width}x{height} ({width * height / 1e6:.1f} MP); it was downscaled to {size[0]}x{size[1]}."
+    return rgb.resize(size, Image.Resampling.LANCZOS), notice
+
+
+def check_instruction(instruction: str | None) -> str:
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise ValueError("the instruction is empty; describe the edit, e.g. 'make the red circle blue'")
+    if len(instruction) > MAX_INSTRUCTION_CHARS:
+        raise ValueError(
+            f"the instruction has {len(instruction):,} characters; at most {MAX_INSTRUCTION_CHARS:,} are allowed"
+        )
+    return instruction
+
+
+def words(instruction: str | None, limit: int = 40) -> list[str]:
+    """The instruction's distinct words in order (case-insensitive), the candidates for keywords."""
+    seen, out = set(), []
+    for word in re.findall(r"\w+", instruction or ""):
+        if word.lower() not in seen:
+            seen.add(word.lower())
+            out.append(word)
+    return out[:limit]
+
+
+def parse_keywords(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """'circle, red' or ['circle', 'red'] -> ('circle', 'red'); empty -> () (all words)."""
+    items = value.split(",") if isinstance(value, str) else value or ()
+    if not isinstance(items, (list, tuple)) or not all(isinstance(k, str) for k in items):
+        raise ValueError(f"keywords={value!r}; expected words separated by commas")
+    return tuple(dict.fromkeys(k.strip() for k in items if k.strip()))
+
+
+def parse_layers(value: str | None, depth: int) -> tuple[int, ...] | None:
+    """'28-36' or '28, 30, 32' -> block indices; empty -> None (the model's band)."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    layers = []
+    for part in text.replace(" ", "").split(","):
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m:
+            raise ValueError(f"attention layers {value!r}: write block indices like '28-36' or '28, 30, 32'")
+        lo, hi = int(m[1]), int(m[2] or m[1])
+        layers += range(lo, hi + 1)
+    bad = [i for i in layers if i >= depth]
+    if bad or not layers:
+        raise ValueError(f"attention layers {bad or value!r} out of range; this model has blocks 0..{depth - 1}")
+    return tuple(dict.fromkeys(layers))
+
+
+def number(name: str, value, lo: float, hi: float, integer: bool = False) -> float | int:
+    """value as a number in [lo, hi]; ValueError naming the knob otherwise."""
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name}={value!r}; expected {kind} in [{lo:g}, {hi:g}]")
+    if integer and value != int(value) or not lo <= value <= hi:
+        raise ValueError(f"{name}={value!r}; expected {kind} in [{lo:g}, {hi:g}]")
+    return int(value) if integer else float(value)
+
+
+def parse_values(value: str | Sequence[float], name: str, lo: float, hi: float) -> tuple[float, ...]:
+    """'0, 0.1, 0.3' (or a list) -> distinct numbers in [lo, hi], at most MAX_CELLS of them."""
+    items = [v for v in value.replace(";", ",").split(",") if v.strip()] if isinstance(value, str) else list(value)
+    try:
+        values = [float(v) for v in items]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} {value!r}: write numbers separated by commas, e.g. '0, 0.1, 0.3'") from None
+    if not values or len(values) > MAX_CELLS:
+        raise ValueError(f"{name}: give 1 to {MAX_CELLS} values; got {len(values)}")
+    return tuple(dict.fromkeys(number(name, v, lo, hi) for v in values))
+
+
+def make_options(
+    editor: Editor,
+    *,
+    steps,
+    guidance_scale,
+    gamma,
+    lam,
+    keywords=(),
+    seed=None,
+    temperature=(2.0, 0.0),
+    layers: str | None = None,
+    negative_prompt: str = "",
+    mask_mode: str = "replace",
+) -> SamplerOptions:
+    """SamplerOptions from UI / API values, each checked against LIMITS; seed None or < 0 draws a fresh one."""
+    if isinstance(seed, (int, float)) and not isinstance(seed, bool) and seed < 0:
+        seed = None  # negative: draw a fresh seed
+    if seed is not None:
+        seed = number("seed", seed, 0, 2**63 - 1, integer=True)
+    if mask_mode not in MASK_MODES:
+        raise ValueError(f"mask_mode={mask_mode!r}; allowed: {', '.join(MASK_MODES)}")
+    if not isinstance(negative_prompt, str) or len(negative_prompt) > MAX_INSTRUCTION_CHARS:
+        raise ValueError(f"the negative prompt must be text of at most {MAX_INSTRUCTION_CHARS:,} characters")
+    t0, t1 = (number("temperature", t, *LIMITS["temperature"]) for t in temperature)
+    return SamplerOptions(
+        steps=number("steps", steps, *LIMITS["steps"], integer=True),
+        guidance_scale=number("guidance_scale", guidance_scale, *LIMITS["guidance_scale"]),
+        gamma=number("gamma", gamma, *LIMITS["gamma"]),
+        lam=number("lam", lam, *LIMITS["lam"]),
+        keywords=parse_keywords(keywords),
+        temperature=(t0, t1),
+        seed=seed,
+        layers=parse_layers(layers, editor.transformer.config.depth),
+        negative_prompt=negative_prompt,
+        mask_mode=mask_mode,
+    )
+
+
+def request(
+    editor: Editor, *, temperature_start=2.0, temperature_end=0.0, resolution=0, randomize=False, seed=None, **fields
+) -> tuple[SamplerOptions, int | None]:
+    """UI / API knob values -> (options, working pixels). fields: make_options' keywords; randomize drops the seed."""
+    options = make_options(editor, seed=None if randomize else seed, temperature=(temperature_start, temperature_end),
+                           **fields)  # fmt: skip
+    return options, work_pixels(editor, resolution)
+
+
+def resolution_range(editor: Editor) -> tuple[int, int, int]:
+    """(min, default, max) working side in pixels: the default is the model's; at most twice it (4x the pixels)."""
+    default = math.isqrt(editor.settings.pixels)
+    return 8 * editor.vq.factor, default, min(2048, 2 * default)
+
+
+def work_pixels(editor: Editor, side) -> int | None:
+    """Working pixel count for a side length (a square's worth, aspect kept by the core); 0 / None = default."""
+    if side in (None, 0):
+        return None
+    lo, _, hi = resolution_range(editor)
+    side = number("resolution", side, lo, hi, integer=True)
+    return side * side
+
+
+def brush_mask(layers: Sequence[Image.Image] | None, size: tuple[int, int]) -> np.ndarray | None:
+    """Brush layers (painted where alpha > 0) -> bool [H, W] at size (width, height); None when nothing is painted."""
+    painted = np.zeros(size[::-1], dtype=bool)
+    for layer in layers or ():
+        if "A" in layer.getbands():
+            painted |= np.asarray(layer.getchannel("A").resize(size, Image.Resampling.NEAREST)) > 0
+    return painted if painted.any() else None
+
+
+def mask_image(mask: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """A mask image (white = may edit, black = keep; transparency counts as white) -> bool [H, W] at size."""
+    return np.asarray(to_rgb(mask).convert("L").resize(size, Image.Resampling.BILINEAR)) > 127
+
+
+# ---------------------------------------------------------------------------------------------------- edits as CPU data
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoding step, CPU only."""
+
+    step: int  # 0-based
+    num_steps: int
+    preview: Image.Image | None  # decided tokens decoded, undecided as dimmed source (working size, capped); None:
+    # not decoded at this step (preview budget spent), the last decoded one still stands
+    revealed: np.ndarray  # bool [h, w] tokens decided at this step
+    scores: np.ndarray | None  # float [h, w] map compared with λ (brush applied), None when not computed
+    hold: np.ndarray | None  # bool [h, w] tokens held to the source so far, None when hold is off
+    held_fraction: float
+
+
+@dataclass(frozen=True)
+class Final:
+    """A finished edit, CPU only."""
+
+    image: Image.Image  # at the input's size
+    source: Image.Image  # the RGB input it was made from
+    parameters: dict  # EditResult.parameters(): everything needed to reproduce it (seed included)
+    scores: np.ndarray | None  # float [h, w]
+    hold: np.ndarray | None  # bool [h, w]
+    held_fraction: float
+    timings: dict[str, float]
+
+
+def fit(image: Image.Image, side: int = PREVIEW_SIDE, enlarge: bool = True) -> Image.Image:
+    """Scale so the longer side is `side` (never up when not enlarge): nearest when enlarging (token edges stay
+    crisp), area when shrinking."""
+    scale = side / max(image.size) if enlarge else min(1.0, side / max(image.size))
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    method = Image.Resampling.NEAREST if scale > 1 else Image.Resampling.BOX
+    return image if size == image.size else image.resize(size, method)
+
+
+def _np(t) -> np.ndarray | None:
+    return None if t is None else t[0].float().cpu().numpy() if t.dtype.is_floating_point else t[0].cpu().numpy()
+
+
+def _frame(p: Progress, preview: Image.Image | None) -> Frame:
+    r = p.record
+    return Frame(r.step, r.num_steps, preview, _np(r.revealed), _np(r.scores), _np(r.hold), r.held_fraction)
+
+
+def _final(result: EditResult, source: Image.Image) -> Final:
+    t = lambda x: None if x is None else x.numpy()
+    return Final(result.image, source, result.parameters(), t(result.scores), t(result.hold), result.held_fraction,
+                 dict(result.timings))  # fmt: skip
+
+
+def stream(
+    editor: Editor,
+    image: Image.Image,
+    instruction: str,
+    options: SamplerOptions,
+    *,
+    user_mask: np.ndarray | None = None,
+    pixels: int | None = None,
+    preview_side: int = PREVIEW_SIDE,
+    preview_budget: float = PREVIEW_BUDGET,
+) -> Iterator[Frame | Final]:
+    """`edit_stream` as CPU data: a Frame per decoding step, then the Final.
+
+    A preview costs a full VQ decode, about as much as a sampling step on CPU, so one is decoded only while decoding
+    stays within preview_budget of the time spent so far (1 = every step; the first estimate of its cost is the VQ
+    encode's time). The last step has none: the Final's image is that step decoded.
+    """
+    clock, spent, cost = time.perf_counter(), 0.0, None
+    for item in edit_stream(editor, image, instruction, options, user_mask=user_mask, pixels=pixels):
+        if not isinstance(item, Progress):
+            yield _final(item, to_rgb(image))
+            continue
+        cost = item.prepared.timings["encode"] if cost is None else cost
+        elapsed, preview = time.perf_counter() - clock, None
+        if item.record.step < item.record.num_steps - 1 and spent + cost <= preview_budget * (elapsed + cost):
+            start = time.perf_counter()
+            preview = fit(item.preview(editor), preview_side, enlarge=False)
+            cost = time.perf_counter() - start
+            spent += cost
+        yield _frame(item, preview)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One finished cell of a threshold sweep."""
+
+    index: int
+    lam: float
+    gamma: float
+    result: Final
+    change_outside: float  # mean |after - before| (0..255) over pixels outside the hold region
+
+    @property
+    def label(self) -> str:
+        return (f"λ={self.lam:g} γ={self.gamma:g} · {self.result.held_fraction:.0%} held · "
+                f"Δ outside hold {self.change_outside:.1f}")  # fmt: skip
+
+    def summary(self) -> dict:
+        keys = ("index", "lam", "gamma", "change_outside")
+        return {**{k: getattr(self, k) for k in keys}, "held_fraction": self.result.held_fraction}
+
+
+@dataclass(frozen=True)
+class CellStep:
+    """Sweep progress: cell `index` of `cells` is at decoding step `step` of `num_steps`."""
+
+    index: int
+    cells: int
+    step: int
+    num_steps: int
+    lam: float
+    gamma: float
+
+
+def sweep(
+    editor: Editor,
+    image: Image.Image,
+    instruction: str,
+    options: SamplerOptions,
+    lams: Sequence[float],
+    gammas: Sequence[float],
+    *,
+    user_mask: np.ndarray | None = None,
+    pixels: int | None = None,
+) -> Iterator[CellStep | Cell]:
+    """One edit per (γ, λ) cell, all with one seed. The image and text are encoded once; only the sampler re-runs
+    (λ and γ enter only the sampler and the transformer's attention bias). Yields CellStep progress and each Cell."""
+    options = resolve_options(editor, options)
+    prepared = prepare(editor, image, instruction, options, user_mask=user_mask, pixels=pixels)
+    grid = [(g, lam) for g in gammas for lam in lams]
+    for index, (gamma, lam) in enumerate(grid):
+        for item in run(editor, prepared, dataclasses.replace(options, gamma=gamma, lam=lam)):
+            if isinstance(item, Progress):
+                r = item.record
+                yield CellStep(index, len(grid), r.step, r.num_steps, lam, gamma)
+            else:
+                final = _final(item, prepared.image)
+                yield Cell(index, lam, gamma, final, mean_change_outside(final.source, final.image, final.hold))
+
+
+def prefetch(items: Iterable, depth: int = 2) -> Iterator:
+    """Iterate `items` in a worker thread up to `depth` ahead, so that the consumer's work per item (rendering,
+    sending) overlaps with producing the next step. Closing this generator stops the worker between items; the
+    worker's exceptions are raised here."""
+    buffer, stop, end = queue.Queue(maxsize=depth), threading.Event(), object()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                buffer.put(entry, timeout=0.05)
+                return True
+        return False
+
+    def work():
+        source = iter(items)
+        try:
+            for item in source:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except BaseException as err:  # handed to the consumer
+            put((end, err))
+        finally:
+            getattr(source, "close", lambda: None)()  # a generator stops between steps
+
+    context = contextvars.copy_context()  # the caller's context variables (e.g. the web request) go along
+    threading.Thread(target=context.run, args=(work,), daemon=True, name="editmgt-prefetch").start()
+    try:
+        while True:
+            item, err = buffer.get()
+            if item is end:
+                if err is not None:
+                    raise err
+                return
+            yield item
+    finally:
+        stop.set()
+
+
+# ---------------------------------------------------------------------------------------------------- rendering
+
+
+def _grid_to(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """[h, w] token-grid array -> [H, W] at image size (nearest)."""
+    return cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_NEAREST)
+
+
+def _outline(rgb: np.ndarray, mask: np.ndarray, color: tuple[int, int, int], thickness: int = 1) -> np.ndarray:
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    return cv2.drawContours(rgb.copy(), contours, -1, color, thickness)
+
+
+def dim(image: Image.Image, factor: float = 0.4) -> Image.Image:
+    """The source as undecided tokens show it (the core's preview dims them the same way)."""
+    return Image.fromarray((np.asarray(image.convert("RGB"), dtype=np.float32) * factor).astype(np.uint8))
+
+
+def reveal_canvas(preview: Image.Image, revealed: np.ndarray, side: int = PREVIEW_SIDE) -> Image.Image:
+    """A (partially) decoded image fitted to side, with the tokens revealed (bool [h, w]) outlined in yellow."""
+    img = fit(preview.convert("RGB"), side)
+    return Image.fromarray(_outline(np.asarray(img), _grid_to(revealed, img.size) > 0.5, (255, 220, 0)))
+
+
+def attention_overlay(
+    base: Image.Image, scores: np.ndarray | None, hold: np.ndarray | None, side: int = PREVIEW_SIDE
+) -> Image.Image:
+    """The localization map over the (fitted) image as a heatmap, the hold region outlined (cyan)."""
+    img = fit(base.convert("RGB"), side)
+    rgb = np.asarray(img).astype(np.float32)
+    if scores is not None:
+        s = cv2.resize(np.clip(scores, 0, 1).astype(np.float32), img.size, interpolation=cv2.INTER_LINEAR)
+        heat = cv2.cvtColor(cv2.applyColorMap((s * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+        rgb = 0.5 * rgb + 0.5 * heat
+    rgb = rgb.astype(np.uint8)
+    if hold is not None and hold.any():
+        rgb = _outline(rgb, _grid_to(hold, img.size) > 0.5, (0, 255, 255), max(1, side // 192))
+    return Image.fromarray(rgb)
+
+
+def change_map(before: Image.Image, after: Image.Image) -> np.ndarray:
+    """float [H, W]: mean absolute RGB change (0..255) per pixel, at after's size."""
+    a = np.asarray(before.convert("RGB").resize(after.size), dtype=np.float32)
+    return np.abs(np.asarray(after.convert("RGB"), dtype=np.float32) - a).mean(axis=-1)
+
+
+def change_heatmap(before: Image.Image, after: Image.Image, full_scale: float = 96.0) -> Image.Image:
+    """'What changed': the per-pixel change (INFERNO, saturating at full_scale) over a faded grey input."""
+    diff = np.clip(change_map(before, after) / full_scale, 0, 1)
+    heat = cv2.cvtColor(cv2.applyColorMap((diff * 255).astype(np.uint8), cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+    grey = np.asarray(after.convert("L"), dtype=np.float32)[..., None]
+    alpha = 0.25 + 0.75 * diff[..., None]  # unchanged pixels show the faded image
+    return Image.fromarray((alpha * heat + (1 - alpha) * 0.5 * grey).astype(np.uint8))
+
+
+def mean_change_outside(before: Image.Image, after: Image.Image, hold: np.ndarray | None) -> float:
+    """Mean |after - before| (0..255) over pixels outside the hold region (everywhere when nothing is held)."""
+    diff = change_map(before, after)
+    free = np.ones(diff.shape, bool) if hold is None else _grid_to(hold, after.size) < 0.5
+    return float(diff[free].mean()) if free.any() else 0.0
+
+
+# ---------------------------------------------------------------------------------------------------- files
+
+
+def jpeg(image: Image.Image, quality: int = 85) -> bytes:
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def data_url(image: Image.Image) -> str:
+    """A small image as a JPEG data URL (streamed previews travel inline, not as files)."""
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg(image)).decode()
+
+
+def from_jpeg(data: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def save_result(final: Final, folder: Path, extra: dict | None = None) -> tuple[Path, Path]:
+    """The edit as a PNG with its parameters in a 'parameters' text chunk, plus the same JSON as a sidecar file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {**final.parameters, "held_fraction": final.held_fraction, "timings": final.timings, **(extra or {})}
+    text = json.dumps(record, indent=2)
+    stem = f"editmgt-{final.parameters['seed']}-{time.strftime('%Y%m%d-%H%M%S')}-{time.monotonic_ns() % 10**6:06d}"
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", text)
+    info.add_text("Software", "EditMGT Studio")
+    png, sidecar = folder / f"{stem}.png", folder / f"{stem}.json"
+    final.image.save(png, pnginfo=info)
+    sidecar.write_text(text + "\n")
+    return png, sidecar
+
+
+def read_parameters(png: str | Path) -> dict:
+    """The parameters a saved PNG carries."""
+    with Image.open(png) as image:
+        return json.loads(image.text["parameters"])
+
+
+def prune(folder: Path, max_age_s: float = 3600.0) -> None:
+    """Delete saved results older than max_age_s (the app's download folder is a cache, not an archive)."""
+    cutoff = time.time() - max_age_s
+    for path in folder.glob("editmgt-*"):
+        if path.stat().st_mtime < cutoff:
+            path.unlink(missing_ok=True)

@@ -1,0 +1,285 @@
+"""The app in-process on a tiny model, driven through gradio_client (and its UI handlers called directly)."""
+
+import os
+import socket
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+from test_studio import picture, png_header_only
+from tiny_model import make_model_folder
+
+import app
+from editmgt_core import studio
+from editmgt_core.editing import default_options, edit
+from editmgt_core.loading import load_editor
+
+pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")  # pandas 3 deprecations inside gradio
+FAST = dict(steps=3, guidance_scale=2.0, negative_prompt="", lam=0.3, seed=5)
+QUICK = dict(steps=1, guidance_scale=2.0, negative_prompt="")
+
+
+@pytest.fixture(scope="module")
+def editor(tmp_path_factory):
+    return load_editor(make_model_folder(tmp_path_factory.mktemp("tiny")))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def url(editor, tmp_path_factory):
+    demo = app.build_app(editor, concurrency=2, out_dir=tmp_path_factory.mktemp("downloads"))
+    _, local_url, _ = app.launch(demo, "127.0.0.1", free_port(), prevent_thread_lock=True, quiet=True)
+    yield local_url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(url):
+    return Client(url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Good and bad input files by name."""
+    d = tmp_path_factory.mktemp("inputs")
+    picture(40, 32, seed=1).save(d / "photo.png")
+    (d / "notes.png").write_text("this is not an image")
+    (d / "cut.png").write_bytes((d / "photo.png").read_bytes()[:-1500])
+    png_header_only(d / "huge.png", 8000, 6000)
+    png_header_only(d / "bomb.png", 40000, 40000)
+    picture(1, 1).save(d / "dot.png")
+    picture(1000, 10).save(d / "sliver.png")
+    Image.fromarray((np.arange(32 * 32, dtype=np.uint16) * 60).reshape(32, 32)).save(d / "sixteen.png")
+    picture(32, 32, "CMYK").save(d / "cmyk.jpg")
+    picture(32, 32, "P").save(d / "palette.png")
+    picture(32, 32, "RGBA").save(d / "alpha.png")
+    return d
+
+
+def run(client, path, instruction="make the circle red", **kw):
+    job = client.submit(handle_file(str(path)), instruction, **{**FAST, **kw}, api_name="/edit")
+    job.result(timeout=120)
+    return job.outputs()
+
+
+def same(path, image) -> bool:
+    return np.array_equal(np.asarray(Image.open(path).convert("RGB")), np.asarray(image))
+
+
+def test_streamed_edit_gives_every_step_then_the_same_result_as_edit(client, editor, files):
+    outputs = run(client, files / "photo.png")
+    steps, (png, info) = outputs[:-1], outputs[-1]
+    assert [s[1]["step"] for s in steps] == [1, 2, 3] and all(s[1]["num_steps"] == 3 for s in steps)
+    assert all(s[0] is None for s in steps) and info["done"] and info["seed"] == 5
+    assert steps[-1][1]["preview"] is None  # the last step is the result itself
+    expected = edit(editor, Image.open(files / "photo.png"), "make the circle red", default_options(editor, **FAST))
+    assert same(png, expected.image)
+    assert studio.read_parameters(png)["lam"] == 0.3
+
+
+def test_sweep_returns_one_cell_per_value(client, files):
+    job = client.submit(handle_file(str(files / "photo.png")), "make the circle red", lam_values="0, 0.3, 1",
+                        gamma_values="1, 1.5", **{**FAST, "lam": 0}, api_name="/sweep")  # fmt: skip
+    cells, summary = job.result(timeout=120)
+    assert len(cells) == 6 and summary["done"] and summary["seed"] == 5
+    assert len(job.outputs()) == 6  # one update per finished cell
+    assert [(c["gamma"], c["lam"]) for c in summary["cells"]][:3] == [(1.0, 0.0), (1.0, 0.3), (1.0, 1.0)]
+    assert summary["cells"][2]["held_fraction"] == 1.0 and "λ=1 γ=1" in cells[2]["caption"]
+
+
+BAD = {
+    "no image": (None, {}, "no image"),
+    "empty instruction": ("photo.png", {"instruction": ""}, "instruction is empty"),
+    "blank instruction": ("photo.png", {"instruction": " \n\t "}, "instruction is empty"),
+    "not an image": ("notes.png", {}, "not an image"),
+    "truncated": ("cut.png", {}, "damaged or truncated"),
+    "over the hard cap": ("huge.png", {}, "refused"),
+    "decompression bomb": ("bomb.png", {}, "refused"),
+    "1x1": ("dot.png", {}, "at least 8x8"),
+    "aspect ratio": ("sliver.png", {}, "aspect ratio"),
+    "10,000 characters": ("photo.png", {"instruction": "make it red " * 910}, "at most 1,000"),
+    "keyword not in the instruction": ("photo.png", {"keywords": "dog"}, "not found"),
+    "steps": ("photo.png", {"steps": 10_000}, "steps=10000"),
+    "fractional steps": ("photo.png", {"steps": 2.5}, "integer"),
+    "lam": ("photo.png", {"lam": 5}, "lam=5"),
+    "gamma": ("photo.png", {"gamma": -1}, "gamma=-1"),
+    "guidance": ("photo.png", {"guidance_scale": 1e9}, "guidance_scale"),
+    "temperature": ("photo.png", {"temperature_start": -1}, "temperature"),
+    "resolution": ("photo.png", {"resolution": 100_000}, "resolution"),
+    "layers": ("photo.png", {"layers": "99"}, "attention layers"),
+    "mask mode": ("photo.png", {"mask_mode": "blur"}, "mask_mode"),
+    "seed": ("photo.png", {"seed": "lucky"}, "seed"),
+}
+
+
+@pytest.mark.parametrize("case", BAD, ids=list(BAD))
+def test_bad_input_is_a_readable_error_and_the_session_goes_on(client, files, case):
+    name, kw, match = BAD[case]
+    with pytest.raises(AppError) as err:
+        image = None if name is None else handle_file(str(files / name))
+        client.predict(image, kw.pop("instruction", "make the circle red"), **{**FAST, **kw}, api_name="/edit")
+    assert match.lower() in str(err.value).lower() and "Traceback" not in str(err.value)
+    assert run(client, files / "photo.png", **QUICK)[-1][1]["done"]
+
+
+@pytest.mark.parametrize("name", ["sixteen.png", "cmyk.jpg", "palette.png", "alpha.png"])
+def test_unusual_pixel_formats_are_edited(client, files, name):
+    png, info = run(client, files / name, **QUICK)[-1]
+    assert info["done"] and Image.open(png).mode == "RGB" and Image.open(png).size == (32, 32)
+
+
+def test_large_image_is_downscaled_with_a_notice(client, tmp_path, monkeypatch):
+    monkeypatch.setattr(studio, "SOFT_PIXELS", 48 * 48)  # the server runs in this process
+    picture(96, 64).save(tmp_path / "large.png")
+    png, info = run(client, tmp_path / "large.png", **QUICK)[-1]
+    assert "downscaled" in info["notice"] and Image.open(png).width * Image.open(png).height <= 48 * 48
+
+
+def test_sweep_rejects_bad_grids(client, files):
+    nine = ", ".join(str(i / 10) for i in range(9))
+    for kw, match in [({"lam_values": "0, x"}, "numbers"), ({"lam_values": nine, "gamma_values": "1, 2"}, "at most 16"),
+                      ({"gamma_values": "9"}, "γ values")]:  # fmt: skip
+        with pytest.raises(AppError, match=match):
+            client.predict(handle_file(str(files / "photo.png")), "make it red", **QUICK, **kw, api_name="/sweep")
+
+
+def test_four_concurrent_clients_get_their_own_results(url, editor, files):
+    jobs = [("make the circle red", 11), ("make the square blue", 12), ("add a hat", 13), ("remove the dog", 14)]
+    results = {}
+
+    def one(instruction, seed):
+        c = Client(url, verbose=False)
+        results[seed] = run(c, files / "photo.png", instruction, seed=seed)
+
+    threads = [threading.Thread(target=one, args=j) for j in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=180)
+    assert sorted(results) == [11, 12, 13, 14]
+    for instruction, seed in jobs:
+        png, info = results[seed][-1]
+        assert info["instruction"] == instruction and info["seed"] == seed and len(results[seed]) == 4
+        options = default_options(editor, **{**FAST, "seed": seed})
+        assert same(png, edit(editor, Image.open(files / "photo.png"), instruction, options).image)
+
+
+def test_stop_cancels_between_steps_and_the_next_edit_runs(client, files, monkeypatch):
+    produced = []
+
+    def counted(*args, **kwargs):  # the server runs in this process: count the steps its sampler produces
+        for item in real_stream(*args, **kwargs):
+            produced.append(item)
+            yield item
+
+    real_stream = studio.stream
+    monkeypatch.setattr(studio, "stream", counted)
+    job = client.submit(
+        handle_file(str(files / "photo.png")), "make it red", **{**FAST, "steps": 100}, api_name="/edit"
+    )
+    next(iter(job))  # the first step arrived
+    job.cancel()
+    deadline = time.monotonic() + 30
+    while any(t.name == "editmgt-prefetch" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(t.name == "editmgt-prefetch" for t in threading.enumerate()), "the cancelled edit still runs"
+    assert len(produced) < 100
+    assert run(client, files / "photo.png", **QUICK)[-1][1]["done"]
+
+
+def test_ui_handlers(editor, tmp_path):
+    ctx = app.make_context(editor, frame_interval=0.0, out_dir=tmp_path, preview_side=64)
+    layer = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+    layer.paste((255, 0, 0, 200), (0, 0, 16, 32))
+    value = {"background": picture(32, 32).convert("RGBA"), "layers": [layer], "composite": None}
+    knobs = dict(keywords=["circle"], gamma=1.1, lam=0.3, steps=3, guidance_scale=2.0, seed=7, randomize=False,
+                 negative_prompt="", layers="", temperature_start=2.0, temperature_end=0.0, resolution=32,
+                 mask_mode="union")  # fmt: skip
+    updates = list(app.run_edit(ctx, value, "make the circle red", [], **knobs))
+    assert len(updates) == 3 and all(len(u) == 12 for u in updates)  # steps 1 and 2 live, step 3 with the result
+    final = updates[-1]
+    before, after = final[3]
+    files, seed, frames, last, history = final[6], final[7], final[8], final[9], final[10]
+    assert seed == 7 and len(frames) == 3 and len(history) == 1 and before.size == after.size == (32, 32)
+    assert studio.read_parameters(files[0])["keywords"] == ["circle"] and Path(files[1]).suffix == ".json"
+    assert app.replay(frames, 2)[2].startswith("**Step 2/3**")
+    assert app.use_as_input(last)["background"] is last["image"]
+    assert app.chips("make the Circle red", ["circle", "dog"]).value == ["Circle"]  # stale chips are dropped
+    restored = app.restore(history, type("Select", (), {"index": 0})())
+    assert restored[1] == "make the circle red" and restored[7] == 7 and restored[8] is False
+    assert (
+        restored[2 + app.KNOBS.index("mask_mode")] == "union"
+        and restored[2 + app.KNOBS.index("resolution")] is app.SKIP
+    )
+    with pytest.raises(app.gr.Error, match="No image"):
+        next(app.run_edit(ctx, None, "make it red", [], **knobs))
+    sweep = list(app.run_sweep(ctx, value, "make the circle red", "0, 1", "", **knobs))
+    assert len(sweep[-2][0]) == 2 and sweep[-1][3] == 7
+
+
+def test_zerogpu_wraps_the_gpu_work(editor, monkeypatch):
+    wrapped = []
+
+    class Spaces:
+        @staticmethod
+        def GPU(duration):  # noqa: N802 (the spaces API)
+            return lambda fn: wrapped.append((fn, duration)) or fn
+
+    monkeypatch.setitem(sys.modules, "spaces", Spaces)
+    app.make_context(editor)
+    assert [d for _, d in wrapped] == [120, 300]
+
+
+def test_missing_model_is_one_clear_message(tmp_path, monkeypatch):
+    monkeypatch.setattr(app, "DEFAULT_MODEL", tmp_path / "default-model")
+    with pytest.raises(SystemExit, match="bundled default model is missing"):
+        app.load(app.DEFAULT_MODEL, "cpu")
+    with pytest.raises(SystemExit, match="does not exist"):
+        app.main(["--model", str(tmp_path / "nowhere")])
+
+
+def test_bundled_examples_are_valid_inputs():
+    listed = app.examples()
+    assert len(listed) >= 3
+    for path, instruction in listed:
+        image, notice = studio.check_image(studio.open_image(path))
+        assert notice is None and studio.check_instruction(instruction) and min(image.size) >= 64
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("EDITMGT_TIMING"), reason="a timing test: EDITMGT_TIMING=1 on a quiet machine")
+def test_streamed_edit_costs_at_most_a_quarter_more_than_edit(tmp_path):
+    """Issue 5's speed bar on the bundled default model: through gradio_client <= 1.25x edit() in-process."""
+    editor = load_editor(app.DEFAULT_MODEL)
+    demo = app.build_app(editor, out_dir=tmp_path)
+    _, local_url, _ = app.launch(demo, "127.0.0.1", free_port(), prevent_thread_lock=True, quiet=True)
+    try:
+        client, path = Client(local_url, verbose=False), app.EXAMPLES / "recolor-purple-star.png"
+        instruction, options = "Repaint the purple star in white", default_options(editor, seed=1)
+        client.predict(handle_file(str(path)), instruction, seed=1, api_name="/edit")  # warm up both paths
+        edit(editor, Image.open(path), instruction, options)
+        local, remote = [], []
+        for _ in range(5):
+            start = time.perf_counter()
+            edit(editor, Image.open(path), instruction, options)
+            local.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            job = client.submit(handle_file(str(path)), instruction, seed=1, api_name="/edit")
+            job.result()
+            remote.append(time.perf_counter() - start)
+        assert len(job.outputs()) == options.steps + 1
+        assert statistics.median(remote) <= 1.25 * statistics.median(local), (local, remote)
+    finally:
+        demo.close()

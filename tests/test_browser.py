@@ -1,0 +1,107 @@
+"""The app in headless Chromium (Playwright): upload an example, type, pick a keyword, run, watch it stream.
+
+Needs Debian's chromium at /usr/bin/chromium (or CHROMIUM=path). Runs on a tiny random model unless
+EDITMGT_BROWSER_MODEL names a model folder. The README's screenshot is made with
+
+    EDITMGT_BROWSER_MODEL=assets/default-model EDITMGT_SCREENSHOT=assets/screenshot.png pytest tests/test_browser.py
+
+(the test itself writes only under tmp_path; EDITMGT_SCREENSHOT copies its screenshot there).
+"""
+
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from tiny_model import make_model_folder
+
+import app
+from editmgt_core.loading import load_editor
+
+pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore:::gradio.queueing")]
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+        "--disable-component-update", "--disable-sync", "--disable-quic"]  # fmt: skip
+EXAMPLE = app.EXAMPLES / "recolor-purple-star.png"
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory):
+    if not Path(CHROMIUM).exists():  # CI installs it (.ci/run); elsewhere say what is missing
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    model = os.environ.get("EDITMGT_BROWSER_MODEL") or make_model_folder(tmp_path_factory.mktemp("tiny"))
+    editor = load_editor(model)
+    demo = app.build_app(editor, frame_interval=0.0, out_dir=tmp_path_factory.mktemp("downloads"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _, local_url, _ = app.launch(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+    yield local_url
+    demo.close()
+
+
+@pytest.fixture
+def page(url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.set_default_timeout(60_000)
+        page.goto(url, wait_until="load")
+        page.wait_for_selector("#image-in canvas")  # the editor is ready to take an upload
+        yield page
+        browser.close()
+
+
+def upload(page, path):
+    page.locator("#image-in input[type=file]").set_input_files(str(path))
+    page.wait_for_function("() => !document.querySelector('#image-in').innerText.includes('Upload an image')")
+
+
+def test_edit_streams_frames_and_ends_with_the_slider(page, tmp_path):
+    upload(page, EXAMPLE)
+    page.locator("#instruction textarea").fill("Repaint the purple star in white")
+    page.locator("#keywords label", has_text="star").click()
+    assert page.locator("#keywords input:checked").count() == 1
+    page.locator("#steps input[type=number]").fill("12")
+    page.locator("#lam input[type=number]").fill("0.3")
+    page.evaluate("""() => {  // record every frame the live canvas shows
+        window.frames_seen = new Set();
+        setInterval(() => {
+            const img = document.querySelector('#live-canvas img');
+            if (img && img.src) window.frames_seen.add(img.src);
+        }, 10);
+    }""")
+    started = time.monotonic()
+    page.locator("#run").click()
+    page.wait_for_selector("#result img", timeout=120_000)
+    page.wait_for_function("() => document.querySelector('#status').innerText.includes('Done')")
+    assert page.evaluate("window.frames_seen.size") >= 3, "the live canvas did not change between steps"
+    assert "12 steps" in page.locator("#status").inner_text() and page.locator("#scrubber").is_visible()
+    assert page.locator("#history img").count() == 1
+    shot = tmp_path / "studio.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000 and time.monotonic() - started < 120
+    if os.environ.get("EDITMGT_SCREENSHOT"):
+        shutil.copy(shot, os.environ["EDITMGT_SCREENSHOT"])
+
+
+def test_a_brush_stroke_restricts_the_edit(page):
+    upload(page, EXAMPLE)
+    box = page.locator("#image-in canvas").first.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x - 30, y)  # the brush is the active tool after an upload
+    page.mouse.down()
+    for dx in range(-30, 31, 5):
+        page.mouse.move(x + dx, y + dx / 3)
+    page.mouse.up()
+    page.locator("#instruction textarea").fill("make the star red")
+    page.locator("#steps input[type=number]").fill("4")
+    page.locator("#lam input[type=number]").fill("0")
+    page.locator("#run").click()
+    page.wait_for_function("() => document.querySelector('#status').innerText.includes('Done')", timeout=120_000)
+    held = int(page.locator("#status").inner_text().split("seed")[1].split("·")[1].split("%")[0])
+    assert 50 < held < 100  # at λ = 0 only the brush holds tokens: everything but the stroke
