@@ -280,6 +280,7 @@ def test_streamed_edit_costs_at_most_a_quarter_more_than_edit(tmp_path):
             job.result()
             remote.append(time.perf_counter() - start)
         assert len(job.outputs()) == options.steps + 1
+        print(f"edit() {statistics.median(local):.2f} s, through gradio_client {statistics.median(remote):.2f} s")
         assert statistics.median(remote) <= 1.25 * statistics.median(local), (local, remote)
     finally:
         demo.close()
