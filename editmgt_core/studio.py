@@ -36,7 +36,7 @@ MIN_SIDE = 8  # smaller images are refused: there is nothing to edit
 MAX_INSTRUCTION_CHARS = 1000  # the text encoders read ~256 tokens at most; longer text is a mistake, not an edit
 MAX_CELLS = 16  # threshold-exploration grid
 PREVIEW_SIDE = 384  # streamed frames: longer side in pixels
-PREVIEW_BUDGET = 0.1  # share of an edit's time that decoding previews may take (a VQ decode costs about a step on CPU)
+PREVIEW_BUDGET = 0.1  # share of an edit's time that decoding previews may take (on CPU a VQ decode can cost a step)
 # app-level ranges for the numeric knobs (SamplerOptions only requires >= 0; beyond these the sampler overflows)
 LIMITS = {"steps": (1, 100), "guidance_scale": (0.0, 30.0), "gamma": (0.0, 5.0), "lam": (0.0, 1.0),
           "temperature": (0.0, 10.0)}  # fmt: skip
@@ -298,7 +298,7 @@ def stream(
 ) -> Iterator[Frame | Final]:
     """`edit_stream` as CPU data: a Frame per decoding step, then the Final.
 
-    A preview costs a full VQ decode, about as much as a sampling step on CPU, so one is decoded only while decoding
+    A preview costs a full VQ decode (on CPU up to a sampling step's time), so one is decoded only while decoding
     stays within preview_budget of the time spent so far (1 = every step; the first estimate of its cost is the VQ
     encode's time). The last step has none: the Final's image is that step decoded.
     """
