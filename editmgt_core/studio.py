@@ -11,7 +11,6 @@ import contextlib
 import contextvars
 import dataclasses
 import io
-import json
 import math
 import queue
 import re
@@ -24,8 +23,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
+from . import files
 from .editing import EditResult, Progress, edit_stream, prepare, resolve_options, run, to_rgb
 from .loading import Editor
 from .sampling import MASK_MODES, SamplerOptions
@@ -498,21 +498,14 @@ def save_result(final: Final, folder: Path, extra: dict | None = None) -> tuple[
     """The edit as a PNG with its parameters in a 'parameters' text chunk, plus the same JSON as a sidecar file."""
     folder.mkdir(parents=True, exist_ok=True)
     record = {**final.parameters, "held_fraction": final.held_fraction, "timings": final.timings, **(extra or {})}
-    text = json.dumps(record, indent=2)
     stem = f"editmgt-{final.parameters['seed']}-{time.strftime('%Y%m%d-%H%M%S')}-{time.monotonic_ns() % 10**6:06d}"
-    info = PngImagePlugin.PngInfo()
-    info.add_text("parameters", text)
-    info.add_text("Software", "EditMGT Studio")
     png, sidecar = folder / f"{stem}.png", folder / f"{stem}.json"
-    final.image.save(png, pnginfo=info)
-    sidecar.write_text(text + "\n")
+    files.save_image(final.image, png, record)
+    files.write_json_atomic(sidecar, record)
     return png, sidecar
 
 
-def read_parameters(png: str | Path) -> dict:
-    """The parameters a saved PNG carries."""
-    with Image.open(png) as image:
-        return json.loads(image.text["parameters"])
+read_parameters = files.read_parameters  # the parameters a saved PNG carries
 
 
 def prune(folder: Path, max_age_s: float = 3600.0) -> None:
