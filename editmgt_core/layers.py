@@ -33,7 +33,37 @@ def layer_norm(x: Tensor) -> Tensor:
 
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
     """AdaLN: layer-norm x [B, n, D] and apply a per-row shift/scale [B, D]."""
-    return layer_norm(x) * (1 + scale[:, None]) + shift[:, None]
+    return torch.addcmul(shift[:, None], layer_norm(x), 1 + scale[:, None])
+
+
+def modulate_rows(*parts: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+    """`modulate` of several streams (x, shift, scale), concatenated along the sequence.
+
+    Without autograd the results are written straight into one buffer, saving a copy of the whole sequence.
+    """
+    if len(parts) == 1:
+        return modulate(*parts[0])
+    if torch.is_grad_enabled():
+        return torch.cat([modulate(*p) for p in parts], dim=1)
+    x0 = parts[0][0]
+    out = x0.new_empty(x0.shape[0], sum(p[0].shape[1] for p in parts), x0.shape[2])
+    start = 0
+    for x, shift, scale in parts:
+        torch.addcmul(shift[:, None], layer_norm(x), 1 + scale[:, None], out=out[:, start : start + x.shape[1]])
+        start += x.shape[1]
+    return out
+
+
+def gated(x: Tensor, gate: Tensor, y: Tensor) -> Tensor:
+    """The AdaLN-Zero residual x + gate * y, gate [B, D] per row."""
+    return torch.addcmul(x, gate[:, None], y)
+
+
+def gelu_tanh(x: Tensor) -> Tensor:
+    """tanh-approximated GELU; in place when no gradient is needed (x is a fresh projection output)."""
+    if torch.is_grad_enabled():
+        return F.gelu(x, approximate="tanh")
+    return torch.ops.aten.gelu_(x, approximate="tanh")
 
 
 class AdaNorm(nn.Module):
@@ -66,7 +96,7 @@ class _GeluProj(nn.Module):
         self.proj = nn.Linear(dim, hidden)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.gelu(self.proj(x), approximate="tanh")
+        return gelu_tanh(self.proj(x))
 
 
 class FeedForward(nn.Module):
@@ -107,14 +137,6 @@ class Attention(nn.Module):
         return self.norm_added_q(q), self.norm_added_k(k), v
 
 
-def _rotate(q: Tensor, k: Tensor, start: int, pe: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-    """RoPE on sequence positions start.. of q and k; text ids are all zero, so text rows are left as they are."""
-    cos, sin = pe
-    q = torch.cat([q[:, :, :start], apply_rope(q[:, :, start:], cos, sin)], dim=2)
-    k = torch.cat([k[:, :, :start], apply_rope(k[:, :, start:], cos, sin)], dim=2)
-    return q, k
-
-
 class DualBlock(nn.Module):
     """Dual-stream block: text and image keep separate weights and meet in one joint attention."""
 
@@ -126,34 +148,34 @@ class DualBlock(nn.Module):
         self.ff = FeedForward(dim)
         self.ff_context = FeedForward(dim)
 
-    def forward(self, img, txt, vec, pe, cond=None, vec_cond=None, bias=None, capture=False):
-        """img [B, I, D], txt [B, T, D], cond [B, R, D] or None; pe covers the image rows (img then cond)."""
+    def forward(self, img, txt, vec, freqs, cond=None, vec_cond=None, bias=None, capture=False):
+        """img [B, I, D], txt [B, T, D], cond [B, R, D] or None; freqs: RoPE table of the rows [txt, img, cond]."""
         n_txt, n_img = txt.shape[1], img.shape[1]
         img_mod, txt_mod = self.norm1(vec), self.norm1_context(vec)
-        x = modulate(img, img_mod[0], img_mod[1])
+        rows = [(img, img_mod[0], img_mod[1])]
         if cond is not None:
             cond_mod = self.norm1(vec_cond)
-            x = torch.cat([x, modulate(cond, cond_mod[0], cond_mod[1])], dim=1)  # image-branch rows: [img, cond]
-        q, k, v = self.attn.qkv(x)
+            rows.append((cond, cond_mod[0], cond_mod[1]))
+        q, k, v = self.attn.qkv(modulate_rows(*rows))  # image-branch rows: [img, cond]
         tq, tk, tv = self.attn.qkv_context(modulate(txt, txt_mod[0], txt_mod[1]))
-        q, k = _rotate(torch.cat([tq, q], 2), torch.cat([tk, k], 2), n_txt, pe)
+        q, k = apply_rope(torch.cat([tq, q], 2), freqs), apply_rope(torch.cat([tk, k], 2), freqs)
         v = torch.cat([tv, v], 2)
         probs = text_to_image_probs(q, k, n_txt, n_img) if capture else None
         out = attention(q, k, v, bias)
         out_txt, out_img = self.attn.to_add_out(out[:, :n_txt]), self.attn.to_out[0](out[:, n_txt:])
 
-        img = img + img_mod[2][:, None] * out_img[:, :n_img]
-        ff_in = modulate(img, img_mod[3], img_mod[4])
+        img = gated(img, img_mod[2], out_img[:, :n_img])
+        rows = [(img, img_mod[3], img_mod[4])]
         if cond is not None:
-            cond = cond + cond_mod[2][:, None] * out_img[:, n_img:]
-            ff_in = torch.cat([ff_in, modulate(cond, cond_mod[3], cond_mod[4])], dim=1)
-        ff_out = self.ff(ff_in)
-        img = img + img_mod[5][:, None] * ff_out[:, :n_img]
+            cond = gated(cond, cond_mod[2], out_img[:, n_img:])
+            rows.append((cond, cond_mod[3], cond_mod[4]))
+        ff_out = self.ff(modulate_rows(*rows))
+        img = gated(img, img_mod[5], ff_out[:, :n_img])
         if cond is not None:
-            cond = cond + cond_mod[5][:, None] * ff_out[:, n_img:]
+            cond = gated(cond, cond_mod[5], ff_out[:, n_img:])
 
-        txt = txt + txt_mod[2][:, None] * out_txt
-        txt = txt + txt_mod[5][:, None] * self.ff_context(modulate(txt, txt_mod[3], txt_mod[4]))
+        txt = gated(txt, txt_mod[2], out_txt)
+        txt = gated(txt, txt_mod[5], self.ff_context(modulate(txt, txt_mod[3], txt_mod[4])))
         return img, txt, cond, probs
 
 
@@ -167,23 +189,45 @@ class SingleBlock(nn.Module):
         self.proj_out = nn.Linear(dim + mlp_ratio * dim, dim)
         self.attn = Attention(dim, heads, context=False)
 
-    def forward(self, x, n_txt, vec, pe, cond=None, vec_cond=None, bias=None, capture=False):
-        """x [B, T + I, D] (text first), cond [B, R, D] or None; every row shares the same weights."""
+    def forward(self, x, n_txt, vec, freqs, cond=None, vec_cond=None, bias=None, capture=False, last=False):
+        """x [B, T + I, D] (text first), cond [B, R, D] or None; every row shares the same weights.
+
+        last: only the image rows' output is wanted (the final block): returns x [B, I, D] and no cond, and text and
+        cond rows get keys and values only (unless capturing, which needs the text queries).
+        """
         n_main = x.shape[1]
         shift, scale, gate = self.norm(vec)
-        h = modulate(x, shift, scale)
+        rows = [(x, shift, scale)]
         if cond is not None:
             c_shift, c_scale, c_gate = self.norm(vec_cond)
-            h = torch.cat([h, modulate(cond, c_shift, c_scale)], dim=1)
-        mlp = F.gelu(self.proj_mlp(h), approximate="tanh")
+            rows.append((cond, c_shift, c_scale))
+        h = modulate_rows(*rows)
+        if last and not capture:
+            return self._image_rows(x, h, slice(n_txt, n_main), gate, freqs, bias), None, None
+        mlp = gelu_tanh(self.proj_mlp(h))
         q, k, v = self.attn.qkv(h)
-        q, k = _rotate(q, k, n_txt, pe)
+        q, k = apply_rope(q, freqs), apply_rope(k, freqs)
         probs = text_to_image_probs(q, k, n_txt, n_main - n_txt) if capture else None
-        out = self.proj_out(torch.cat([attention(q, k, v, bias), mlp], dim=-1))
-        x = x + gate[:, None] * out[:, :n_main]
+        out = self._proj_out(attention(q, k, v, bias), mlp)
+        x = gated(x, gate, out[:, :n_main])
         if cond is not None:
-            cond = cond + c_gate[:, None] * out[:, n_main:]
+            cond = gated(cond, c_gate, out[:, n_main:])
         return x, cond, probs
+
+    def _image_rows(self, x, h, rows: slice, gate, freqs, bias) -> Tensor:
+        a, hi = self.attn, h[:, rows]
+        q = a.norm_q(a._heads(a.to_q(hi)))
+        k, v = a.norm_k(a._heads(a.to_k(h))), a._heads(a.to_v(h))
+        q, k = apply_rope(q, freqs[rows]), apply_rope(k, freqs)
+        out = attention(q, k, v, None if bias is None else bias[rows])
+        return gated(x[:, rows], gate, self._proj_out(out, gelu_tanh(self.proj_mlp(hi))))
+
+    def _proj_out(self, attn: Tensor, mlp: Tensor) -> Tensor:
+        """proj_out(cat([attn, mlp])) as two products summed in one GEMM call, without building the concatenation."""
+        d = attn.shape[-1]
+        w = self.proj_out.weight
+        out = F.linear(attn, w[:, :d], self.proj_out.bias)
+        return torch.addmm(out.flatten(0, 1), mlp.flatten(0, 1), w[:, d:].t()).view_as(out)
 
 
 class TokenEmbed(nn.Module):

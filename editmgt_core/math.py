@@ -24,10 +24,11 @@ def grid_ids(h: int, w: int, device: torch.device | None = None) -> Tensor:
     return torch.stack([torch.zeros_like(rows), rows, cols], dim=-1).float()
 
 
-def rope(ids: Tensor, axes_dims: tuple[int, ...], theta: float = 10000.0) -> tuple[Tensor, Tensor]:
-    """cos, sin tables [n, head_dim // 2] for ids [n, n_axes]; one frequency per rotated channel pair.
+def rope(ids: Tensor, axes_dims: tuple[int, ...], theta: float = 10000.0) -> Tensor:
+    """Rotation table for ids [n, n_axes]: complex64 [n, head_dim // 2], e^(i angle) for each rotated channel pair.
 
-    Frequencies and angles are computed in float64 and cast to float32, as the reference does.
+    Frequencies and angles are computed in float64, cos and sin cast to float32, as the reference does. An id row
+    of zeros (the text rows) gives exactly 1 + 0i: its rotation is the identity, bit for bit.
     """
     cos, sin = [], []
     pos = ids.double()
@@ -36,14 +37,16 @@ def rope(ids: Tensor, axes_dims: tuple[int, ...], theta: float = 10000.0) -> tup
         angles = pos[:, axis, None] * freqs[None]  # (n, dim // 2)
         cos.append(angles.cos().float())
         sin.append(angles.sin().float())
-    return torch.cat(cos, dim=-1), torch.cat(sin, dim=-1)
+    return torch.complex(torch.cat(cos, dim=-1), torch.cat(sin, dim=-1))
 
 
-def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate interleaved channel pairs (2j, 2j+1) of x [B, heads, n, D] by the angles of cos/sin [n, D // 2]."""
-    x0, x1 = x.float().unflatten(-1, (-1, 2)).unbind(-1)  # each (B, heads, n, D/2)
-    out = torch.stack([x0 * cos - x1 * sin, x1 * cos + x0 * sin], dim=-1)
-    return out.flatten(-2).to(x.dtype)
+def apply_rope(x: Tensor, freqs: Tensor) -> Tensor:
+    """Rotate interleaved channel pairs (2j, 2j+1) of x [B, heads, n, D] by freqs [n, D // 2] (one complex product).
+
+    (x0 + i x1) e^(i a) = (x0 cos a - x1 sin a) + i (x1 cos a + x0 sin a), computed in float32.
+    """
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
+    return torch.view_as_real(pairs * freqs).flatten(-2).to(x.dtype)
 
 
 def gamma_bias(n_main: int, n_cond: int, gamma: float, dtype: torch.dtype, device: torch.device) -> Tensor | None:

@@ -122,28 +122,29 @@ class EditMGTTransformer(nn.Module):
         txt = self.encoder_proj_layer_norm(self.context_embedder(txt))
         img, grid = self.embed_tokens(tokens)
 
-        cos, sin = rope(grid_ids(*grid, device=img.device), self.config.axes_dims_rope)
-        vec_cond = bias = None
+        ids = grid_ids(*grid, device=img.device)
+        rows = [torch.zeros(txt.shape[1], 3, device=img.device), ids]  # text ids are zero: no rotation
+        vec_cond = bias = c = None
         if cond is not None:
             c, _ = self.embed_tokens(cond)
             vec_cond = self.time_text_embed(torch.zeros_like(timestep, dtype=torch.float32), pooled)
-            cos, sin = cos.repeat(2, 1), sin.repeat(2, 1)  # cond rows sit at the same positions as the target
+            rows.append(ids)  # cond rows sit at the same positions as the target
             bias = gamma_bias(txt.shape[1] + img.shape[1], c.shape[1], gamma, img.dtype, img.device)
-        else:
-            c = None
+        freqs = rope(torch.cat(rows), self.config.axes_dims_rope)
 
         maps = {}
         for i, block in enumerate(self.transformer_blocks):
-            img, txt, c, probs = block(img, txt, vec, (cos, sin), c, vec_cond, bias, capture=i in capture)
+            img, txt, c, probs = block(img, txt, vec, freqs, c, vec_cond, bias, capture=i in capture)
             if probs is not None:
                 maps[i] = probs
         n_txt = txt.shape[1]
         x = torch.cat([txt, img], dim=1)
+        last = self.config.depth - 1
         for j, block in enumerate(self.single_transformer_blocks, start=self.config.num_layers):
-            x, c, probs = block(x, n_txt, vec, (cos, sin), c, vec_cond, bias, capture=j in capture)
+            x, c, probs = block(x, n_txt, vec, freqs, c, vec_cond, bias, capture=j in capture, last=j == last)
             if probs is not None:
                 maps[j] = probs
-        return self.head(x[:, n_txt:], grid), maps
+        return self.head(x[:, -img.shape[1] :], grid), maps  # the last block may return the image rows only
 
     def _check(self, tokens: Tensor, cond: Tensor | None, gamma: float, capture: Iterable[int]) -> frozenset[int]:
         if tokens.ndim != 3:

@@ -76,6 +76,30 @@ def test_capture_changes_nothing_and_leaves_no_state(model, inputs):
     assert maps_again == {}
 
 
+def test_inference_shortcuts_equal_the_autograd_path(model, inputs):
+    """Without autograd the blocks write into shared buffers, run GELU in place, and the last block computes only
+    the image rows' outputs; with autograd (training) they take the plain path. Both must give the same logits."""
+    with torch.enable_grad():
+        train_path = model(**inputs, gamma=1.1)[0].detach()
+    with torch.inference_mode():
+        fast = model(**inputs, gamma=1.1)[0]
+        last = model.config.depth - 1
+        full_last_block = model(**inputs, gamma=1.1, capture=[last])[0]  # capture keeps the last block whole
+    torch.testing.assert_close(fast, train_path, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast, full_last_block, atol=1e-5, rtol=1e-5)
+
+
+def test_rope_leaves_text_rows_untouched():
+    from editmgt_core.math import apply_rope, grid_ids, rope
+
+    ids = torch.cat([torch.zeros(5, 3), grid_ids(3, 4)])
+    x = torch.randn(2, 3, len(ids), 16)
+    out = apply_rope(x, rope(ids, (4, 6, 6)))
+    assert torch.equal(out[:, :, :5], x[:, :, :5])  # id 0: rotation by exactly 0
+    assert not torch.allclose(out[:, :, 6:], x[:, :, 6:])
+    torch.testing.assert_close(out.norm(dim=-1), x.norm(dim=-1))  # a rotation keeps lengths
+
+
 @torch.inference_mode()
 def test_batch_rows_are_independent(model, inputs):
     both = model(**inputs, gamma=1.3, capture=[2])

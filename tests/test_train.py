@@ -71,3 +71,24 @@ def test_timestep_calibration():
     steps = 12
     ratios = torch.cos(torch.pi / 2 * torch.arange(steps) / steps)  # masked fraction entering each step
     assert train.timestep_for(ratios, steps).tolist() == list(range(steps - 1, -1, -1))
+
+
+def test_hold_unchanged_keeps_source_tokens_where_pixels_did_not_change():
+    src, tgt = torch.arange(16).view(1, 4, 4), 100 + torch.arange(16).view(1, 4, 4)
+    src_px = torch.zeros(1, 16, 16, 3, dtype=torch.uint8)
+    tgt_px = src_px.clone()
+    tgt_px[0, 0, 15, 1] = 7  # one pixel in token (0, 3)
+    held, changed = train.hold_unchanged(src, tgt, src_px, tgt_px, dilate=0)
+    assert changed.sum() == 1 and changed[0, 0, 3]
+    assert held[0, 0, 3] == 103 and (held[~changed] == src[~changed]).all()
+    held, changed = train.hold_unchanged(src, tgt, src_px, tgt_px, dilate=1)
+    assert changed[0].nonzero().tolist() == [[0, 2], [0, 3], [1, 2], [1, 3]]
+
+
+def test_data_cache_holds_unchanged_tokens(run):
+    root, _ = run
+    from safetensors.torch import load_file
+
+    data = load_file(root / "run" / "data.safetensors")
+    assert torch.equal(data["tgt"][~data["changed"]], data["src"][~data["changed"]])
+    assert 0 < data["changed"].float().mean() < 1
