@@ -287,6 +287,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate_layers(args: argparse.Namespace) -> int:
+    from .calibrate import best_band, layer_scores, local_records
+
+    if args.records < 1 or args.width < 1:
+        raise ValueError("--records and --width must be >= 1")
+    editor = _load_editor(args)
+    scores = layer_scores(editor, local_records(args.seed, args.records, args.size))
+    print("block  AUC    top-k IoU")
+    for s in scores:
+        print(f"{s.layer:>5}  {s.auc:.3f}  {s.topk_iou:.3f}")
+    band = best_band(scores, args.width)
+    print(f"best band (mean AUC): {list(band)}  -> \"attention_layers\": {list(band)} in editmgt_studio.json")
+    return 0
+
+
 def cmd_world_eval(args: argparse.Namespace) -> int:
     from .batch import read_manifest
     from .world_eval import run_world_eval
@@ -441,6 +456,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(p)
     add_sampler_args(p, "every record (--lam is the region-hold λ compared with λ=0; record i uses seed --seed + i)")
     p.set_defaults(run=cmd_world_eval)
+
+    p = sub.add_parser(
+        "calibrate-layers",
+        help="score every block's attention map against edit-world masks to pick the attention band",
+        description="Per block: AUC and top-k IoU of the instruction->image attention at the first decoding step "
+        "against the edit masks of local edit-world records (see calibrate.py). Use a validation seed.",
+    )
+    p.add_argument("--seed", type=int, default=555, help="edit-world seed (not the training or evaluation seed)")
+    p.add_argument("--records", type=int, default=64, help="local-category records to score (default 64)")
+    p.add_argument("--size", type=int, default=64, help="world image side in pixels (default 64)")
+    p.add_argument("--width", type=int, default=3, help="longest band to report (default 3 blocks)")
+    add_model_args(p)
+    p.set_defaults(run=cmd_calibrate_layers)
 
     p = sub.add_parser(
         "convert",

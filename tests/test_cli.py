@@ -39,7 +39,7 @@ def _subparsers(parser):
 
 def test_every_option_of_every_command_is_documented():
     commands = _subparsers(cli.build_parser())
-    assert set(commands) == {"edit", "batch", "evaluate", "world-eval", "convert"}
+    assert set(commands) == {"edit", "batch", "evaluate", "world-eval", "calibrate-layers", "convert"}
     for name, parser in commands.items():
         for action in parser._actions:
             if isinstance(action, argparse._HelpAction):

@@ -1,0 +1,43 @@
+"""Attention-band calibration: the ranking measures, band choice, and the command on a tiny model."""
+
+import numpy as np
+import pytest
+from tiny_model import make_model_folder
+
+from editmgt_core import cli
+from editmgt_core.calibrate import LayerScore, auc, best_band, local_records, topk_iou
+from editmgt_core.world import GLOBAL_CATEGORIES
+
+
+def test_auc_and_topk_iou():
+    inside = np.array([True, True, False, False, False])
+    assert auc(np.array([0.9, 0.8, 0.1, 0.2, 0.3]), inside) == 1.0
+    assert auc(np.array([0.1, 0.2, 0.9, 0.8, 0.7]), inside) == 0.0
+    assert auc(np.ones(5), inside) == 0.5  # ties count half
+    assert auc(np.ones(5), np.zeros(5, bool)) is None
+    assert topk_iou(np.array([0.9, 0.1, 0.8, 0.0, 0.0]), inside) == pytest.approx(1 / 3)
+    assert topk_iou(np.arange(5.0), np.ones(5, bool)) is None
+
+
+def test_best_band_is_the_contiguous_run_with_the_highest_mean_auc():
+    scores = [LayerScore(i, a, 0.0) for i, a in enumerate([0.5, 0.7, 0.9, 0.8, 0.4])]
+    assert best_band(scores, 1) == (2,)
+    assert best_band(scores, 3) == (2,)  # a longer band would lower the mean
+    flat = [LayerScore(i, 0.6, 0.0) for i in range(4)]
+    assert len(best_band(flat, 3)) == 3  # equal means: the widest band averages more evidence
+
+
+def test_local_records_skip_global_categories():
+    records = local_records(3, 12, 32)
+    assert len(records) == 12 and all(r.category not in GLOBAL_CATEGORIES for r in records)
+
+
+def test_command_scores_every_block(tmp_path, capsys):
+    folder = make_model_folder(tmp_path)
+    assert cli.main(["calibrate-layers", "--model", str(folder), "--records", "3", "--size", "32"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    rows = [line.split() for line in out[1:] if line.strip()[:1].isdigit()]
+    assert [int(r[0]) for r in rows] == list(range(len(rows))) and len(rows) >= 2
+    assert all(0.0 <= float(r[1]) <= 1.0 for r in rows)
+    assert out[-1].startswith("best band (mean AUC): [")
+    assert cli.main(["calibrate-layers", "--model", str(folder), "--records", "0"]) == 1
