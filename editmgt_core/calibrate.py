@@ -24,7 +24,7 @@ from PIL import Image
 
 from . import world
 from .consolidate import attention_scores
-from .editing import prepare, resolve_options
+from .editing import logits_fn_for, prepare, resolve_options
 from .loading import Editor
 
 
@@ -62,14 +62,10 @@ def layer_scores(editor: Editor, records: list[world.Record]) -> list[LayerScore
     per_layer = {i: ([], []) for i in layers}
     for r in records:
         p = prepare(editor, Image.fromarray(r.src), r.instruction, options)
-        tokens = torch.full_like(p.src_tokens, editor.mask_id)
-        micro = torch.tensor([[p.work_size[0], p.work_size[1], 0.0, 0.0, 6.0]], device=editor.device)
-        t = torch.full((1,), options.steps - 1, device=editor.device)
-        dtype = model.dtype
-        _, maps = model(tokens, p.feats.txt[1:].to(dtype), p.feats.pooled[1:].to(dtype), micro, t, p.src_tokens,
-                        gamma=options.gamma, capture=layers)  # fmt: skip
-        grid = (p.src_tokens.shape[1] // 2, p.src_tokens.shape[2] // 2) if model.config.downsample else None
-        grid = grid or tuple(p.src_tokens.shape[1:])
+        network = logits_fn_for(editor, p, options.gamma, layers)
+        _, maps = network(torch.full_like(p.src_tokens, editor.mask_id), options.steps - 1, True)  # first step
+        h, w = p.src_tokens.shape[1:]
+        grid = (h // 2, w // 2) if model.config.downsample else (h, w)
         mask = torch.from_numpy(np.asarray(Image.fromarray(r.mask).resize(p.work_size), dtype=np.float32))
         inside = (F.adaptive_avg_pool2d(mask[None, None], grid).flatten() >= 0.25).numpy()
         for i in layers:

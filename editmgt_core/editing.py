@@ -98,6 +98,16 @@ def preview(editor: Editor, record: StepRecord, src_tokens: Tensor, src_pixels: 
     return torch.where(up, src_pixels.to(pixels.device) * dim, pixels)
 
 
+def logits_fn_for(editor: Editor, prepared: Prepared, gamma: float, layers: tuple[int, ...]):
+    """The network as the sampler sees it for a prepared edit: fn(tokens, timestep, capture) -> (logits, maps).
+
+    A batch of 2 rows is the guidance pair [negative, instruction]; 1 row is the instruction alone.
+    """
+    p = prepared
+    micro = torch.tensor([[p.work_size[0], p.work_size[1], 0.0, 0.0, 6.0]], device=editor.device)
+    return _logits_fn(editor, p.feats, micro, p.src_tokens, gamma, layers)
+
+
 def _logits_fn(editor: Editor, feats, micro: Tensor, src: Tensor, gamma: float, layers: tuple[int, ...]):
     """The network as the sampler sees it; text rows are [negative, instruction] and cond = source tokens."""
 
@@ -217,8 +227,7 @@ def run(editor: Editor, prepared: Prepared, options: SamplerOptions) -> Iterator
         raise ValueError("options must be resolved first (resolve_options): seed and layers set")
     clock = time.perf_counter()
     p = prepared
-    micro = torch.tensor([[p.work_size[0], p.work_size[1], 0.0, 0.0, 6.0]], device=editor.device)
-    logits_fn = _logits_fn(editor, p.feats, micro, p.src_tokens, options.gamma, options.layers)
+    logits_fn = logits_fn_for(editor, p, options.gamma, options.layers)
     kw = dict(mask_id=editor.mask_id, text_weights=p.weights, user_mask=p.user_mask)
     record = None
     for record in sample(logits_fn, p.src_tokens, options, **kw):

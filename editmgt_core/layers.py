@@ -128,8 +128,9 @@ class Attention(nn.Module):
     def _heads(self, x: Tensor) -> Tensor:
         return x.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, n, D) -> (B, heads, n, head_dim)
 
-    def qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        q, k, v = (self._heads(proj(x)) for proj in (self.to_q, self.to_k, self.to_v))
+    def qkv(self, x: Tensor, q_rows: slice = slice(None)) -> tuple[Tensor, Tensor, Tensor]:
+        """Normalized queries (of the rows q_rows only), keys and values of x [B, n, D], each [B, heads, rows, d]."""
+        q, k, v = (self._heads(self.to_q(x[:, q_rows])), self._heads(self.to_k(x)), self._heads(self.to_v(x)))
         return self.norm_q(q), self.norm_k(k), v
 
     def qkv_context(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -215,12 +216,10 @@ class SingleBlock(nn.Module):
         return x, cond, probs
 
     def _image_rows(self, x, h, rows: slice, gate, freqs, bias) -> Tensor:
-        a, hi = self.attn, h[:, rows]
-        q = a.norm_q(a._heads(a.to_q(hi)))
-        k, v = a.norm_k(a._heads(a.to_k(h))), a._heads(a.to_v(h))
+        q, k, v = self.attn.qkv(h, q_rows=rows)
         q, k = apply_rope(q, freqs[rows]), apply_rope(k, freqs)
         out = attention(q, k, v, None if bias is None else bias[rows])
-        return gated(x[:, rows], gate, self._proj_out(out, gelu_tanh(self.proj_mlp(hi))))
+        return gated(x[:, rows], gate, self._proj_out(out, gelu_tanh(self.proj_mlp(h[:, rows]))))
 
     def _proj_out(self, attn: Tensor, mlp: Tensor) -> Tensor:
         """proj_out(cat([attn, mlp])) as two products summed in one GEMM call, without building the concatenation."""
