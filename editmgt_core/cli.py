@@ -298,7 +298,7 @@ def cmd_calibrate_layers(args: argparse.Namespace) -> int:
     for s in scores:
         print(f"{s.layer:>5}  {s.auc:.3f}  {s.topk_iou:.3f}")
     band = best_band(scores, args.width)
-    print(f"best band (mean AUC): {list(band)}  -> \"attention_layers\": {list(band)} in editmgt_studio.json")
+    print(f'best band (mean AUC): {list(band)}  -> "attention_layers": {list(band)} in editmgt_studio.json')
     return 0
 
 
