@@ -313,12 +313,22 @@ def _reference_update(logits, maps, tokens, src, generator, weights, temps, step
     b, h, w = tokens.shape
     scores = None
     if maps is not None:  # the reference's tokens_to_attn -> rescale_scores -> smooth_local_scores('adaptive')
-        scores = adaptive_filter(min_max(attention_scores(maps, weights)).view(b, h // 2, w // 2))
+        scores = adaptive_filter(min_max(attention_scores(maps, weights)).view(b, *map_grid(maps, h, w)))
         scores = scores.flatten(1) if (h, w) == (64, 64) else upsample(scores, (h, w)).flatten(1)
     kwargs = dict(mask_id=mask_id, temperatures=temps, lam=options.lam, scores=scores, src=src)
     out = reference_step_details(logits, step, options.steps, tokens, generator, **kwargs)
     grid = lambda t: None if t is None else t.view(b, h, w)
     return out.prev_sample, grid(out.token_probs), grid(out.hold), grid(out.scores)
+
+
+def map_grid(maps: dict[int, Tensor], h: int, w: int) -> tuple[int, int]:
+    """The attention grid of captured maps [.., I] for an h x w token grid: (h/2, w/2) after the model's 2x2
+    downsample (the published configuration), (h, w) for a model without it."""
+    i = next(iter(maps.values())).shape[-1]
+    for grid in ((h // 2, w // 2), (h, w)):
+        if i == grid[0] * grid[1]:
+            return grid
+    raise ValueError(f"maps have {i} image keys; expected {(h // 2) * (w // 2)} or {h * w} for a {h}x{w} token grid")
 
 
 def _check_inputs(src, mask_id, text_weights, user_mask, options, capture):
@@ -333,10 +343,7 @@ def _check_inputs(src, mask_id, text_weights, user_mask, options, capture):
             raise ValueError(
                 f"user_mask must be bool {tuple(src.shape)}; got {user_mask.dtype} {tuple(user_mask.shape)}"
             )
-    if capture:
-        h, w = src.shape[1:]
-        if h % 2 or w % 2:
-            raise ValueError(f"the token grid {h}x{w} must have even sides for the attention map (lam > 0)")
+    if capture:  # (a downsampling model checks the grid's even sides itself)
         if text_weights is None or text_weights.ndim != 2 or text_weights.shape[0] != src.shape[0]:
             got = None if text_weights is None else tuple(text_weights.shape)
             raise ValueError(f"lam > 0 needs text_weights [B={src.shape[0]}, T]; got {got}")
@@ -359,7 +366,7 @@ def sample(
     (guidance_scale != 1; the reference's rule > 1 when reference_compatible) n = 2B, the sampler passes [tokens,
     tokens] and the closure lays rows out as [uncond (B), cond (B)]; the sampler combines u + g (c - u) and keeps the
     cond maps. Without guidance n = B. capture is True when the step needs maps (lam > 0 and not a 'replace' brush);
-    the map (grid (H/2, W/2) -> (H, W)) of step k's forward decides the hold of step k, recomputed every step as the
+    the map (on the model's attention grid, see map_grid, upsampled to (H, W)) of step k's forward decides the hold of step k, recomputed every step as the
     reference does. text_weights [B, T] (see consolidate.text_weights_for) picks the text rows of the map.
     user_mask bool [B, H, W] (True = editable) combines with the map per options.mask_mode (see combine_hold).
 
@@ -396,7 +403,7 @@ def sample(
                 logits, maps if capture else None, tokens, src, generator, weights, temps, step, options, mask_id
             )
         else:
-            scores = consolidate_maps(maps, weights, (h // 2, w // 2), (h, w)) if capture else None
+            scores = consolidate_maps(maps, weights, map_grid(maps, h, w), (h, w)) if capture else None
             if user_mask is not None:
                 scores = combine_hold(scores, user_mask, options.mask_mode)
             length = mask_len(step, n, h * w) if step < n - 1 else None

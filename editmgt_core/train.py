@@ -43,6 +43,7 @@ class TrainConfig:
     dim: int = 256  # transformer width (heads of 64 channels)
     dual: int = 2  # dual-stream blocks
     single: int = 6  # single-stream blocks
+    downsample: bool = True  # the published 2x2 token downsample; False: attention on the full token grid
     batch: int = 32
     steps: int = 3000
     lr: float = 5e-4  # peak AdamW learning rate (linear warmup, cosine decay to 10%)
@@ -59,6 +60,7 @@ class TrainConfig:
             num_layers=self.dual, num_single_layers=self.single, num_heads=heads, head_dim=64,
             joint_attention_dim=384, pooled_projection_dim=384, axes_dims_rope=(16, 24, 24),
             vocab_size=codebook + 1, codebook_size=codebook, text_encoder_architecture="MiniLM-L6",
+            downsample=self.downsample, upsample=self.downsample,
         )  # fmt: skip
 
 
@@ -315,6 +317,14 @@ def export(args) -> Path:
     return dest
 
 
+def _flag(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m editmgt_core.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -325,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prepare-world", action="store_true", help="only generate the world records and text features")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     for name, field in TrainConfig.__dataclass_fields__.items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=type(field.default), default=None,
+        kind = _flag if isinstance(field.default, bool) else type(field.default)
+        p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None,
                        help=f"(default {field.default}, or the run folder's saved value)")  # fmt: skip
     args = p.parse_args(argv)
     if args.threads:

@@ -23,6 +23,7 @@ from editmgt_core.sampling import (
     draw_tokens,
     hold_tokens,
     mask_len,
+    map_grid,
     pixel_mask_to_tokens,
     reference_step,
     reference_step_details,
@@ -99,8 +100,10 @@ def test_reference_step_matches_fixture(case):
 K, MASK, TEXT = 16, 16, 6
 
 
-def mock_model(seed=0, calls=None):
-    """Deterministic random logits per (timestep, row); maps with an attention bump in the top-left quarter."""
+def mock_model(seed=0, calls=None, stride=2):
+    """Deterministic random logits per (timestep, row); maps with an attention bump in the top-left quarter.
+
+    stride: the model's token downsample (2 published; 1 = attention on the full token grid)."""
 
     def logits_fn(tokens, timestep, capture):
         n, h, w = tokens.shape
@@ -110,7 +113,7 @@ def mock_model(seed=0, calls=None):
             calls.append((tokens.clone(), timestep, capture))
         if not capture:
             return logits, {}
-        gh, gw = h // 2, w // 2
+        gh, gw = h // stride, w // stride
         y, x = torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing="ij")
         bump = torch.exp(-((y - gh / 4) ** 2 + (x - gw / 4) ** 2) / (0.02 * gh * gw)).flatten()
         maps = {L: 1e-3 * torch.rand(n, 2, TEXT, gh * gw, generator=g) + 1e-2 * bump for L in (7, 8)}
@@ -174,6 +177,19 @@ def test_held_tokens_equal_src_and_never_change():
         held = r.hold
     assert 0 < records[-1].held_fraction < 1 and records[-1].held_fraction == held.float().mean().item()
     assert records[0].hold.any(dim=(1, 2)).all()  # both rows hold something from step 0
+
+
+def test_map_on_the_full_token_grid_for_a_model_without_downsample():
+    src = make_src(2, 8, 8)
+    records = run(dataclasses.replace(OPTS, lam=0.5), src, fn=mock_model(stride=1))
+    for r in records:
+        assert r.scores.shape == src.shape and torch.equal(r.tokens[r.hold], src[r.hold])
+    top_left = records[0].scores[:, :4, :4].mean()
+    assert top_left > records[0].scores[:, 4:, 4:].mean()  # the bump is where the maps put it, not upsampled away
+    assert map_grid({7: torch.zeros(1, 2, TEXT, 64)}, 8, 8) == (8, 8)
+    assert map_grid({7: torch.zeros(1, 2, TEXT, 16)}, 8, 8) == (4, 4)
+    with pytest.raises(ValueError, match="image keys"):
+        map_grid({7: torch.zeros(1, 2, TEXT, 20)}, 8, 8)
 
 
 def test_lam_one_holds_everything():

@@ -92,3 +92,25 @@ def test_data_cache_holds_unchanged_tokens(run):
     data = load_file(root / "run" / "data.safetensors")
     assert torch.equal(data["tgt"][~data["changed"]], data["src"][~data["changed"]])
     assert 0 < data["changed"].float().mean() < 1
+
+
+def test_model_without_downsample_trains_exports_and_holds(run, tmp_path):
+    root, args = run
+    args = [*args[:2], "--out", str(tmp_path / "run"), *SMALL, "--downsample", "false"]
+    train.main([*args, "--steps", "2"])
+    saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert saved["downsample"] is False
+    train.main([*args, "--export", str(tmp_path / "bundle")])
+    editor = load_editor(tmp_path / "bundle")
+    assert not editor.transformer.config.downsample and not hasattr(editor.transformer, "down_block")
+    image = Image.fromarray(world.record(7, 0, 32).src)
+    options = default_options(editor, seed=0, lam=0.5)
+    result = edit(editor, image, "make the circle red", options)
+    assert result.scores.shape == (16, 16) and result.hold is not None  # the map is captured on the 16x16 grid
+    assert result.image.size == (32, 32)
+
+
+def test_boolean_flags_parse_words():
+    assert train._flag("false") is False and train._flag("True") is True
+    with pytest.raises(Exception, match="true or false"):
+        train._flag("maybe")
