@@ -367,7 +367,8 @@ def sample(
     tokens] and the closure lays rows out as [uncond (B), cond (B)]; the sampler combines u + g (c - u) and keeps the
     cond maps. Without guidance n = B. capture is True when the step needs maps (lam > 0 and not a 'replace' brush);
     the map (on the model's attention grid, see map_grid, upsampled to (H, W)) of step k's forward decides the hold
-    of step k, recomputed every step as the reference does. text_weights [B, T] (see consolidate.text_weights_for) picks the text rows of the map.
+    of step k, recomputed every step as the reference does. text_weights [B, T] (see consolidate.text_weights_for)
+    picks the text rows of the map.
     user_mask bool [B, H, W] (True = editable) combines with the map per options.mask_mode (see combine_hold).
 
     Normal mode: held tokens are committed to src and never re-masked (so they never change), and exactly the
