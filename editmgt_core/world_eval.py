@@ -148,6 +148,8 @@ def markdown_table(summary: dict, lam: float, checks: dict | None = None) -> str
         ("vq_floor", "VQ floor", "leak"),
         ("iou_on", f"IoU (λ={lam:g})", "iou"),
     ]
+    if lam == 0:  # both runs are the same one: one column each
+        cols = [c for c in cols if not c[0].endswith("_on")]
     lines = ["| Category | N | " + " | ".join(c[1] for c in cols) + " |", "|---|---:|" + "---:|" * len(cols)]
     rows = [*summary["categories"].items(), ("**overall**", summary["overall"])]
     for name, s in rows:

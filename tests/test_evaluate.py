@@ -243,3 +243,15 @@ def test_world_eval_on_a_tiny_model(tmp_path, capsys):
     for name in ("world_eval.png", "world_examples.png"):
         Image.open(out / name).load()
     assert (out / "world_eval.md").read_text().startswith("| Category |")
+
+
+def test_world_table_has_one_column_per_metric_when_hold_is_off():
+    from editmgt_core.world_eval import markdown_table
+
+    stats = {"n": 2, "success_off": 0.5, "success_on": 0.5, "leakage_off": 0.06, "leakage_on": 0.06,
+             "vq_floor": 0.02, "iou_on": None, "held_fraction_on": 0.0}  # fmt: skip
+    summary = {"categories": {"recolor": stats}, "overall": stats}
+    off = markdown_table(summary, 0.0).splitlines()[0]
+    assert off == "| Category | N | Success λ=0 | Leakage λ=0 | VQ floor |"
+    on = markdown_table(summary, 0.3).splitlines()[0]
+    assert on.count("λ=0.3") == 3 and "| Success λ=0 | Success λ=0.3 |" in on
