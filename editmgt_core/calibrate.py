@@ -26,6 +26,7 @@ from . import world
 from .consolidate import attention_scores
 from .editing import logits_fn_for, prepare, resolve_options
 from .loading import Editor
+from .sampling import map_grid
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,7 @@ def layer_scores(editor: Editor, records: list[world.Record]) -> list[LayerScore
         p = prepare(editor, Image.fromarray(r.src), r.instruction, options)
         network = logits_fn_for(editor, p, options.gamma, layers)
         _, maps = network(torch.full_like(p.src_tokens, editor.mask_id), options.steps - 1, True)  # first step
-        h, w = p.src_tokens.shape[1:]
-        grid = (h // 2, w // 2) if model.config.downsample else (h, w)
+        grid = map_grid(maps, *p.src_tokens.shape[1:])
         mask = torch.from_numpy(np.asarray(Image.fromarray(r.mask).resize(p.work_size), dtype=np.float32))
         inside = (F.adaptive_avg_pool2d(mask[None, None], grid).flatten() >= 0.25).numpy()
         for i in layers:

@@ -101,24 +101,20 @@ def preview(editor: Editor, record: StepRecord, src_tokens: Tensor, src_pixels: 
 def logits_fn_for(editor: Editor, prepared: Prepared, gamma: float, layers: tuple[int, ...]):
     """The network as the sampler sees it for a prepared edit: fn(tokens, timestep, capture) -> (logits, maps).
 
-    A batch of 2 rows is the guidance pair [negative, instruction]; 1 row is the instruction alone.
+    A batch of 2 rows is the guidance pair [negative, instruction]; 1 row is the instruction alone. The condition
+    stream is the source tokens.
     """
-    p = prepared
-    micro = torch.tensor([[p.work_size[0], p.work_size[1], 0.0, 0.0, 6.0]], device=editor.device)
-    return _logits_fn(editor, p.feats, micro, p.src_tokens, gamma, layers)
-
-
-def _logits_fn(editor: Editor, feats, micro: Tensor, src: Tensor, gamma: float, layers: tuple[int, ...]):
-    """The network as the sampler sees it; text rows are [negative, instruction] and cond = source tokens."""
+    feats, src, model = prepared.feats, prepared.src_tokens, editor.transformer
+    micro = torch.tensor([[*prepared.work_size, 0.0, 0.0, 6.0]], device=editor.device)
 
     def logits_fn(tokens: Tensor, timestep: int, capture: bool):
         n = tokens.shape[0]
         rows = slice(0, 2) if n == 2 else slice(1, 2)
         t = torch.full((n,), timestep, device=tokens.device)
-        return editor.transformer(
+        return model(
             tokens,
-            feats.txt[rows].to(editor.transformer.dtype),
-            feats.pooled[rows].to(editor.transformer.dtype),
+            feats.txt[rows].to(model.dtype),
+            feats.pooled[rows].to(model.dtype),
             micro.expand(n, -1),
             t,
             src.expand(n, -1, -1),

@@ -49,12 +49,11 @@ N_RECORDS, MIN_SUCCESS, MEASURED = 30, 2, 4
 
 
 def test_bundle_edits_succeed_on_unseen_records(editor):
-    wins = []
+    wins, unit = [], metrics.to_unit
     for index in range(N_RECORDS):
         rec = world.record(2026, index, 64)
         mask = np.ones_like(rec.mask) if rec.category in world.GLOBAL_CATEGORIES else rec.mask
         result = edit(editor, Image.fromarray(rec.src), rec.instruction, default_options(editor, seed=index))
-        unit = metrics.to_unit
         ok, _ = metrics.edit_success(unit(result.image), unit(rec.src), unit(rec.tgt), mask.astype(bool))
         wins.append(ok)
     assert sum(wins) >= MIN_SUCCESS, f"{sum(wins)}/{N_RECORDS} edits succeeded (measured {MEASURED})"
