@@ -209,15 +209,38 @@ def train_step(model: VQModel, x: torch.Tensor, opt: torch.optim.Optimizer) -> t
     return metrics, latents.detach()
 
 
+def flat_code_purity(x: torch.Tensor, codes: torch.Tensor) -> float:
+    """How consistently one flat colour gets one code: over token cells whose pixels are all one colour, the share
+    of cells carrying their colour's most common code (1 = every flat colour always maps to a single code).
+
+    x: images (B, 3, H, W); codes: (B, h, w) with H/h = W/w. A tokenizer that splits flat colour over many codes
+    makes the transformer predict noise: copying and recolouring then depend on codes no pixel explains.
+    """
+    b, c, h, w = x.shape
+    f = h // codes.shape[1]
+    cells = x.view(b, c, h // f, f, w // f, f).permute(0, 2, 4, 1, 3, 5).flatten(3)  # (B, h, w, C * f * f)
+    cells = cells.view(*cells.shape[:3], c, f * f)
+    flat = (cells == cells[..., :1]).all(-1).all(-1)
+    if not flat.any():
+        return float("nan")
+    colour = cells[..., 0][flat]  # (n, C)
+    _, colour_id = colour.unique(dim=0, return_inverse=True)
+    counts = torch.zeros(int(colour_id.max()) + 1, int(codes.max()) + 1)
+    counts.index_put_((colour_id, codes[flat]), torch.ones(len(colour_id)), accumulate=True)
+    return (counts.max(1).values.sum() / flat.sum()).item()
+
+
 @torch.no_grad()
 def evaluate(model: VQModel, x: torch.Tensor, chunk: int = 64) -> dict:
-    """Held-out reconstruction PSNR (dB), codebook usage (fraction of codes used) and code perplexity."""
+    """Held-out reconstruction PSNR (dB), codebook usage (fraction of codes used), code perplexity and flat-colour
+    code purity (`flat_code_purity`)."""
     model.eval()
-    recs, idx = [], []
+    recs, idx, grids = [], [], []
     for xb in x.split(chunk):
         latents = model.encode(xb).latents
         recs.append(model.decode(latents).sample)
-        idx.append(code_indices(model, latents).flatten())
+        grids.append(code_indices(model, latents))
+        idx.append(grids[-1].flatten())
     model.train()
     counts = torch.bincount(torch.cat(idx), minlength=model.config.num_vq_embeddings).float()
     p = counts / counts.sum()
@@ -226,6 +249,7 @@ def evaluate(model: VQModel, x: torch.Tensor, chunk: int = 64) -> dict:
         "psnr": psnr(torch.cat(recs), x),
         "codebook_usage": (counts > 0).float().mean().item(),
         "perplexity": perplexity,
+        "flat_code_purity": flat_code_purity(x, torch.cat(grids)),
         "images": x.shape[0],
     }
 
@@ -312,7 +336,12 @@ def main(args: argparse.Namespace) -> dict:
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    return train(out, PRESETS[args.preset], cfg, resume=args.resume)
+    vq_cfg = PRESETS[args.preset]
+    if args.codebook is not None:
+        if args.codebook < 2:
+            raise ValueError(f"--codebook must be >= 2, got {args.codebook}")
+        vq_cfg = dataclasses.replace(vq_cfg, num_vq_embeddings=args.codebook)
+    return train(out, vq_cfg, cfg, resume=args.resume)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -325,6 +354,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=d.seed, help="world stream seed")
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
     p.add_argument("--preset", default="small", help=f"model size, one of {sorted(PRESETS)}")
+    p.add_argument("--codebook", type=int, help="codebook size (image-token vocabulary); default: the preset's")
     p.add_argument("--ckpt-every", type=int, default=d.ckpt_every, help="checkpoint period in steps")
     p.add_argument("--log-every", type=int, default=d.log_every, help="log period in steps")
     p.add_argument("--restart-every", type=int, default=d.restart_every, help="dead-code restart period; 0 = off")

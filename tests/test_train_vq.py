@@ -26,7 +26,8 @@ def test_train_checkpoint_resume_and_load(tmp_path, capsys):
     assert "at step 4" in resumed and "step 6/6" in resumed and "step 2/" not in resumed
     assert json.loads((tmp_path / "ckpt" / "step_0000006" / "state.json").read_text())["step"] == 6
     assert sorted(p.name for p in (tmp_path / "ckpt").glob("step_*")) == ["step_0000004", "step_0000006"]
-    assert set(json.loads((tmp_path / "vq_report.json").read_text())) >= {"psnr", "codebook_usage", "perplexity"}
+    keys = {"psnr", "codebook_usage", "perplexity", "flat_code_purity"}
+    assert set(json.loads((tmp_path / "vq_report.json").read_text())) >= keys
 
     model = VQModel.from_pretrained(tmp_path / "vqvae")
     x = torch.rand(1, 3, 64, 64) * 2 - 1
@@ -68,3 +69,25 @@ def test_world_images_crops_and_bad_config():
         train_vq.build_vq(train_vq.VQConfig(block_out_channels=(12, 16, 16), norm_num_groups=8))
     with pytest.raises(ValueError, match="preset"):
         train_vq.main(train_vq.parse_args(["--out", "unused", "--preset", "huge"]))
+
+
+def test_codebook_override(tmp_path):
+    report = train_vq.main(_args(tmp_path, 1, "--codebook", "32"))
+    assert report["vq_config"]["num_vq_embeddings"] == 32
+    assert VQModel.from_pretrained(tmp_path / "vqvae").config.num_vq_embeddings == 32
+    with pytest.raises(ValueError, match="codebook"):
+        train_vq.main(_args(tmp_path / "bad", 1, "--codebook", "1"))
+
+
+def test_flat_code_purity():
+    x = torch.zeros(2, 3, 8, 8)
+    x[:, 0, :, 4:] = 1.0  # two flat colours: left half black, right half red; cells of 4x4 pixels
+    x[1, 1, 4:, :4] = 0.5  # image 1: one more colour in its bottom-left cell
+    x[1, 2, 0, 0] = 0.3  # image 1: its top-left cell is not flat
+    one_code_per_colour = torch.tensor([[[0, 1], [0, 1]], [[0, 1], [2, 1]]])
+    assert train_vq.flat_code_purity(x, one_code_per_colour) == 1.0
+    split = one_code_per_colour.clone()
+    split[0, 1, 1] = 3  # red cells: codes 1, 3, 1, 1 -> 3 of 4 on red's most common code
+    assert train_vq.flat_code_purity(x, split) == pytest.approx(6 / 7)  # 7 flat cells, 6 on their colour's top code
+    split[1, 0, 0] = 5  # a non-flat cell's code does not count
+    assert train_vq.flat_code_purity(x, split) == pytest.approx(6 / 7)
