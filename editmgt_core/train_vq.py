@@ -11,8 +11,14 @@ On 2 busy CPU cores a 64x64 step (batch 16) takes ~0.85 s, so most steps can use
 --crop-until K`, ~0.25 s/step; the model is fully convolutional) and the last steps full images, which re-adapts the
 GroupNorm statistics to whole images.
 
+Codebook size: 128, not more. A 1024-code tokenizer trained this way (99% usage, perplexity 464) splits one flat
+colour over hundreds of codes (flat grey: 579 codes; `flat_code_purity` 0.16), because its codes are dense enough
+that the encoder's context (GroupNorm statistics, nearby edges) decides between them. The transformer must then
+predict codes no pixel explains: after 8,300 steps it still copied only 71% of the unchanged tokens. With 128 codes
+(purity 0.34; 0.79 away from edges) it copies 95% after 600 steps, for 2.6 dB less PSNR (24.0 against 26.6 dB).
+
 CLI: `python -m editmgt_core.train_vq --out runs/vq --steps N --batch 16 [--resume] [--seed S] [--crop 32
---crop-until K]`.
+--crop-until K] [--codebook N]`.
 """
 
 import argparse
@@ -38,7 +44,7 @@ class VQConfig:
     block_out_channels: tuple[int, ...] = (16, 32, 64)  # 3 blocks -> downsampling factor 4 (64 px -> 16 tokens)
     layers_per_block: int = 1  # resnets per encoder block (decoder uses one more)
     latent_channels: int = 16  # encoder output / decoder input channels
-    num_vq_embeddings: int = 1024  # codebook size = image-token vocabulary
+    num_vq_embeddings: int = 128  # codebook size = image-token vocabulary (see the module note on code purity)
     vq_embed_dim: int = 16  # codebook vector size
     norm_num_groups: int = 8  # GroupNorm groups; must divide every block width
     mid_block_add_attention: bool = False  # attention at 16x16 costs ~10% time for no gain on this data
@@ -264,6 +270,9 @@ def train(out: Path, vq_cfg: VQConfig, cfg: TrainConfig, resume: bool = False) -
     usage = torch.zeros(vq_cfg.num_vq_embeddings)
     start, ckpt = 0, latest_checkpoint(out) if resume else None
     if ckpt is not None:
+        saved = json.loads((ckpt / "state.json").read_text())["vq_config"]
+        if saved != json.loads(json.dumps(dataclasses.asdict(vq_cfg))):
+            raise ValueError(f"{ckpt} holds a tokenizer with {saved}; resume with the same --preset and --codebook")
         state, usage = load_checkpoint(ckpt, model, opt)
         start = state["step"]
         gen.manual_seed(cfg.seed + start)

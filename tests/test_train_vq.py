@@ -77,6 +77,8 @@ def test_codebook_override(tmp_path):
     assert VQModel.from_pretrained(tmp_path / "vqvae").config.num_vq_embeddings == 32
     with pytest.raises(ValueError, match="codebook"):
         train_vq.main(_args(tmp_path / "bad", 1, "--codebook", "1"))
+    with pytest.raises(ValueError, match="same --preset and --codebook"):
+        train_vq.main(_args(tmp_path, 2, "--codebook", "16", "--resume"))
 
 
 def test_flat_code_purity():
