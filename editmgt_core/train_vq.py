@@ -224,8 +224,7 @@ def flat_code_purity(x: torch.Tensor, codes: torch.Tensor) -> float:
     """
     b, c, h, w = x.shape
     f = h // codes.shape[1]
-    cells = x.view(b, c, h // f, f, w // f, f).permute(0, 2, 4, 1, 3, 5).flatten(3)  # (B, h, w, C * f * f)
-    cells = cells.view(*cells.shape[:3], c, f * f)
+    cells = x.view(b, c, h // f, f, w // f, f).permute(0, 2, 4, 1, 3, 5).flatten(4)  # (B, h, w, C, f * f)
     flat = (cells == cells[..., :1]).all(-1).all(-1)
     if not flat.any():
         return float("nan")
@@ -241,21 +240,21 @@ def evaluate(model: VQModel, x: torch.Tensor, chunk: int = 64) -> dict:
     """Held-out reconstruction PSNR (dB), codebook usage (fraction of codes used), code perplexity and flat-colour
     code purity (`flat_code_purity`)."""
     model.eval()
-    recs, idx, grids = [], [], []
+    recs, grids = [], []
     for xb in x.split(chunk):
         latents = model.encode(xb).latents
         recs.append(model.decode(latents).sample)
         grids.append(code_indices(model, latents))
-        idx.append(grids[-1].flatten())
     model.train()
-    counts = torch.bincount(torch.cat(idx), minlength=model.config.num_vq_embeddings).float()
+    codes = torch.cat(grids)
+    counts = torch.bincount(codes.flatten(), minlength=model.config.num_vq_embeddings).float()
     p = counts / counts.sum()
     perplexity = math.exp(-(p[p > 0] * p[p > 0].log()).sum().item())
     return {
         "psnr": psnr(torch.cat(recs), x),
         "codebook_usage": (counts > 0).float().mean().item(),
         "perplexity": perplexity,
-        "flat_code_purity": flat_code_purity(x, torch.cat(grids)),
+        "flat_code_purity": flat_code_purity(x, codes),
         "images": x.shape[0],
     }
 
