@@ -114,3 +114,30 @@ def test_boolean_flags_parse_words():
     assert train._flag("false") is False and train._flag("True") is True
     with pytest.raises(Exception, match="true or false"):
         train._flag("maybe")
+
+
+def test_world_generation_in_worker_processes_matches_in_process():
+    cfg = train.TrainConfig(records=10, size=32)
+    one = list(train._world_records(cfg, workers=1, chunk=4))
+    many = list(train._world_records(cfg, workers=2, chunk=4))
+    assert [len(c[2]) for c in many] == [4, 4, 2]  # chunks come back in record order
+    for (src, tgt, text), (src2, tgt2, text2) in zip(one, many, strict=True):
+        assert text == text2 and (src == src2).all() and (tgt == tgt2).all()
+    assert many[2][2][1] == world.record(0, 9, 32).instruction
+
+
+def test_learning_rate_follows_a_time_budget():
+    cfg = train.TrainConfig(lr=1e-3, warmup=10, steps=1000)
+    assert train.lr_at(5, cfg, progress=0.9) == pytest.approx(6e-4)  # warmup still counts in steps
+    assert train.lr_at(500, cfg, progress=0.0) == pytest.approx(1e-3)
+    assert train.lr_at(20, cfg, progress=1.0) == pytest.approx(1e-4)  # the budget, not the step count, ends decay
+    assert train.lr_at(20, cfg) > 9.9e-4
+
+
+def test_time_budget_stops_with_a_checkpoint(run, tmp_path):
+    root, _ = run
+    args = ["--vq", str(root / "vq"), "--out", str(tmp_path / "run"), *SMALL, "--steps", "100000"]
+    train.main([*args, "--minutes", "0.1"])  # 6 s, data preparation included
+    progress = json.loads((tmp_path / "run" / "progress.json").read_text())
+    assert progress["step"] < 100000  # without the budget this run would go on for hours
+    assert _weights(tmp_path / "run")
