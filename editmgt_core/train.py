@@ -324,7 +324,8 @@ def train(args) -> Path:
         bar.update(1)
         if step % cfg.log_every == 0:  # reading the loss waits for the GPU, so only at log steps
             mean, running = running.item() / cfg.log_every, None
-            smooth = mean if smooth is None else 0.8 * smooth + 0.2 * mean
+            keep = 0.98**cfg.log_every  # the same smoothing per step whatever the logging interval
+            smooth = mean if smooth is None else keep * smooth + (1 - keep) * mean
             rate = cfg.log_every * cfg.batch / (time.perf_counter() - clock)
             clock = time.perf_counter()
             history.append([step, round(smooth, 4)])
