@@ -2,6 +2,7 @@
 
     python -m editmgt_core.train --vq runs/vq/vqvae --out runs/editmgt --steps 3000   # resumable: run it again
     python -m editmgt_core.train --vq runs/vq/vqvae --out runs/editmgt --export assets/default-model
+    python -m editmgt_core.train ... --workers 15 --batch 1024 --minutes 7   # a GPU run with a wall-clock budget
 
 Eq. 1: cross-entropy on the masked target tokens only; the mask ratio r = cos(pi/2 u), u ~ U(0, 1) (the truncated
 arccos distribution: at least one token masked); conditioned on the source tokens through attention injection (the
@@ -240,8 +241,9 @@ def load_checkpoint(out: Path, model, opt, g: torch.Generator) -> tuple[int, lis
             name, slot = key[4:].rsplit(".", 1)
             p = params[name]
             if slot == "step":  # a CPU scalar, except for the fused (GPU) AdamW
-                value = value.reshape(()).to(p.device if opt.defaults.get("fused") else "cpu")
-            opt.state[p][slot] = value.to(p.device) if slot != "step" else value
+                opt.state[p][slot] = value.reshape(()).to(p.device if opt.defaults.get("fused") else "cpu")
+            else:
+                opt.state[p][slot] = value.to(p.device)
     g.set_state(state["rng"])
     progress = json.loads((out / "progress.json").read_text())
     return progress["step"], progress["history"]
