@@ -266,8 +266,8 @@ def test_streamed_edit_costs_at_most_a_quarter_more_than_edit(tmp_path):
     demo = app.build_app(editor, out_dir=tmp_path)
     _, local_url, _ = app.launch(demo, "127.0.0.1", free_port(), prevent_thread_lock=True, quiet=True)
     try:
-        client, path = Client(local_url, verbose=False), app.EXAMPLES / "recolor-purple-star.png"
-        instruction, options = "Repaint the purple star in white", default_options(editor, seed=1)
+        client, path = Client(local_url, verbose=False), app.EXAMPLES / "recolor-yellow-circle.png"
+        instruction, options = "Paint the yellow circle green", default_options(editor, seed=1)
         client.predict(handle_file(str(path)), instruction, seed=1, api_name="/edit")  # warm up both paths
         edit(editor, Image.open(path), instruction, options)
         local, remote = [], []

@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore:::gradio.q
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
         "--disable-component-update", "--disable-sync", "--disable-quic"]  # fmt: skip
-EXAMPLE = app.EXAMPLES / "recolor-purple-star.png"
+EXAMPLE = app.EXAMPLES / "recolor-yellow-circle.png"
 
 
 @pytest.fixture(scope="module")
@@ -63,11 +63,11 @@ def upload(page, path):
 
 def test_edit_streams_frames_and_ends_with_the_slider(page, tmp_path):
     upload(page, EXAMPLE)
-    page.locator("#instruction textarea").fill("Repaint the purple star in white")
-    page.locator("#keywords label", has_text="star").click()
+    page.locator("#instruction textarea").fill("Paint the yellow circle green")
+    page.locator("#keywords label", has_text="circle").click()
     assert page.locator("#keywords input:checked").count() == 1
     page.locator("#steps input[type=number]").fill("12")
-    page.locator("#lam input[type=number]").fill("0.3")
+    page.locator("#lam input[type=number]").fill("0.1")
     page.evaluate("""() => {  // record every frame the live canvas shows
         window.frames_seen = new Set();
         setInterval(() => {
@@ -98,7 +98,7 @@ def test_a_brush_stroke_restricts_the_edit(page):
     for dx in range(-30, 31, 5):
         page.mouse.move(x + dx, y + dx / 3)
     page.mouse.up()
-    page.locator("#instruction textarea").fill("make the star red")
+    page.locator("#instruction textarea").fill("make the circle red")
     page.locator("#steps input[type=number]").fill("4")
     page.locator("#lam input[type=number]").fill("0")
     page.locator("#run").click()

@@ -13,12 +13,13 @@ from PIL import Image
 from editmgt_core import world
 
 SEED, SIZE = 2024, 256  # the world renders the same scene at any size; the app resizes to the model's resolution
-PICKS = {  # world record index -> file stem
+PICKS = {  # world record index -> file stem (edits the bundled model gets right at its defaults on most seeds)
     0: "remove-red-triangle",
-    14: "recolor-purple-star",
-    19: "add-purple-heart",
+    52: "recolor-yellow-circle",
+    48: "add-blue-triangle",
     25: "replace-green-square",
     13: "gray-background",
+    11: "sepia-filter",
 }
 
 
