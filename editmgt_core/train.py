@@ -65,6 +65,11 @@ class TrainConfig:
         )  # fmt: skip
 
 
+def default_device() -> torch.device:
+    """Where training and data preparation run: the GPU when there is one."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def minilm(text_len: int, device="cpu", path: str | Path | None = None) -> SingleTextEncoder:
     """The packaged MiniLM, or the same model from a local folder (`path`)."""
     import importlib.util
@@ -94,7 +99,9 @@ def _world_records(cfg: TrainConfig, workers: int, chunk: int = 1000):
         yield from pool.map(_world_chunk, *zip(*[(cfg.seed, a, b, cfg.size) for a, b in chunks], strict=True))
 
 
-def prepare_world(out: Path, cfg: TrainConfig, workers: int = 1, text_path=None) -> dict[str, torch.Tensor]:
+def prepare_world(
+    out: Path, cfg: TrainConfig, workers: int = 1, text_path=None, device="cpu"
+) -> dict[str, torch.Tensor]:
     """Stage 1 (no VQ needed): world records -> pixels, instruction index, MiniLM features (index 0 = "")."""
     path = out / "world.safetensors"
     if path.is_file():
@@ -111,7 +118,7 @@ def prepare_world(out: Path, cfg: TrainConfig, workers: int = 1, text_path=None)
         done += len(chunk_text)
         if done % 10000 == 0 or done == cfg.records:
             print(f"[data] {done}/{cfg.records} world records, {time.time() - start:.0f}s", flush=True)
-    text = minilm(cfg.text_len, "cuda" if torch.cuda.is_available() else "cpu", text_path)
+    text = minilm(cfg.text_len, device, text_path)
     txt, pooled = [], []
     for i in range(0, len(instructions), 256):
         feats = text(instructions[i : i + 256])
@@ -147,7 +154,7 @@ def hold_unchanged(src, tgt, src_px, tgt_px, dilate: int = 1):
 
 
 def prepare_data(
-    out: Path, vq_dir: Path, cfg: TrainConfig, workers: int = 1, text_path=None
+    out: Path, vq_dir: Path, cfg: TrainConfig, workers: int = 1, text_path=None, device="cpu"
 ) -> dict[str, torch.Tensor]:
     """Stage 2: {src, tgt: int16 VQ tokens [N, h, w], changed: bool [N, h, w], text: int32 [N], txt, pooled}.
 
@@ -157,15 +164,15 @@ def prepare_data(
     if path.is_file():
         data = load_file(path)
         if "changed" not in data:
-            w = prepare_world(out, cfg, workers, text_path)
+            w = prepare_world(out, cfg, workers, text_path, device)
             data["tgt"], data["changed"] = hold_unchanged(data["src"], data["tgt"], w["src_px"], w["tgt_px"])
             save_file(data, path)
             print(f"[data] held unchanged tokens: {data['changed'].float().mean():.3f} of tokens change", flush=True)
         return data
     from diffusers import VQModel
 
-    w = prepare_world(out, cfg, workers, text_path)
-    vq = VQTokenizer(VQModel.from_pretrained(vq_dir).to("cuda" if torch.cuda.is_available() else "cpu"), VQ_RANGE)
+    w = prepare_world(out, cfg, workers, text_path, device)
+    vq = VQTokenizer(VQModel.from_pretrained(vq_dir).to(device), VQ_RANGE)
     tokens = {"src": [], "tgt": []}
     for key in tokens:
         for i in range(0, len(w["text"]), 512):
@@ -278,10 +285,10 @@ def train(args) -> Path:
     overrides = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
     cfg = TrainConfig(**{**asdict(cfg), **overrides})
     cfg_path.write_text(json.dumps(asdict(cfg), indent=2))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device()
     deadline = time.time() + 60 * args.minutes if args.minutes else None
     torch.manual_seed(cfg.seed)
-    data = prepare_data(out, Path(args.vq), cfg, args.workers, args.text_encoder)
+    data = prepare_data(out, Path(args.vq), cfg, args.workers, args.text_encoder, device)
     if device.type == "cuda":
         data = {k: v.to(device) for k, v in data.items()}
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -302,14 +309,18 @@ def train(args) -> Path:
     clock, smooth, running, begin = time.perf_counter(), None, None, time.time()
     # On a GPU the matmuls run in bf16 autocast (weights, optimizer and loss stay fp32); on CPU plain fp32.
     autocast = torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda")
+    saved = step
+
+    def checkpoint():
+        save_checkpoint(out, model, opt, step, g, history)
+        plot_loss(history, out / "loss.png")
+
     while step < cfg.steps:
         progress = None
         if deadline is not None:
             progress = (time.time() - begin) / max(1.0, deadline - begin)
             if progress >= 1:
                 print(f"[train] time budget reached at step {step}", flush=True)
-                save_checkpoint(out, model, opt, step, g, history)
-                plot_loss(history, out / "loss.png")
                 break
         batch = training_batch(data, cfg, mask_id, g, device)
         for group in opt.param_groups:
@@ -332,9 +343,11 @@ def train(args) -> Path:
             clock = time.perf_counter()
             history.append([step, round(smooth, 4)])
             bar.set_postfix(loss=f"{smooth:.3f}", samples_per_s=f"{rate:.1f}", lr=f"{opt.param_groups[0]['lr']:.2e}")
-        if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            save_checkpoint(out, model, opt, step, g, history)
-            plot_loss(history, out / "loss.png")
+        if step % cfg.ckpt_every == 0:
+            checkpoint()
+            saved = step
+    if step != saved:  # the steps since the last periodic checkpoint (end of --steps or of --minutes)
+        checkpoint()
     bar.close()
     return out
 
@@ -402,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = TrainConfig(
             **{k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
         )
-        prepare_world(Path(args.out), cfg, args.workers, args.text_encoder)
+        prepare_world(Path(args.out), cfg, args.workers, args.text_encoder, default_device())
         return 0
     print(export(args) if args.export else train(args))
     return 0
