@@ -3,6 +3,7 @@
     python -m editmgt_core.train --vq runs/vq/vqvae --out runs/editmgt --steps 3000   # resumable: run it again
     python -m editmgt_core.train --vq runs/vq/vqvae --out runs/editmgt --export assets/default-model
     python -m editmgt_core.train ... --workers 15 --batch 1024 --minutes 7   # a GPU run with a wall-clock budget
+    python -m editmgt_core.train ... --init assets/default-model --seed 1   # fine-tune a model on new world records
 
 Eq. 1: cross-entropy on the masked target tokens only; the mask ratio r = cos(pi/2 u), u ~ U(0, 1) (the truncated
 arccos distribution: at least one token masked); conditioned on the source tokens through attention injection (the
@@ -26,7 +27,7 @@ from PIL import Image, ImageDraw
 from safetensors.torch import load_file, save_file
 
 from . import world
-from .checkpoint import load_state_dict, save_transformer
+from .checkpoint import load_state_dict, read_weights, save_transformer
 from .config import TransformerConfig
 from .encoders import SingleTextEncoder, VQTokenizer
 from .model import EditMGTTransformer
@@ -301,6 +302,9 @@ def train(args) -> Path:
     if (out / "checkpoint.safetensors").is_file():
         step, history = load_checkpoint(out, model, opt, g)
         print(f"[train] resumed at step {step}", flush=True)
+    elif args.init:  # fine-tune: start from an exported model's weights (same config), fresh optimizer and schedule
+        load_state_dict(model, read_weights(Path(args.init) / "editmgt"), dtype=torch.float32)
+        print(f"[train] initialized from {args.init}", flush=True)
     mask_id = model.config.mask_id
     micro = torch.tensor([[cfg.size, cfg.size, 0.0, 0.0, 6.0]], device=device).expand(cfg.batch, -1)
     from tqdm import tqdm
@@ -399,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prepare-world", action="store_true", help="only generate the world records and text features")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     p.add_argument("--workers", type=int, default=1, help="processes that generate the world records (default 1)")
+    p.add_argument("--init", help="start a new run from this model folder's transformer weights (same architecture)")
     p.add_argument("--text-encoder", help="MiniLM folder to use instead of the packaged one (same model)")
     p.add_argument("--minutes", type=float, default=None,
                    help="wall-clock budget for this run, data preparation included: training stops (with a "

@@ -141,3 +141,27 @@ def test_time_budget_stops_with_a_checkpoint(run, tmp_path):
     progress = json.loads((tmp_path / "run" / "progress.json").read_text())
     assert progress["step"] < 100000  # without the budget this run would go on for hours
     assert _weights(tmp_path / "run")
+
+
+def test_init_starts_a_new_run_from_an_exported_model(run, tmp_path):
+    root, args = run
+    train.main([*args, "--export", str(tmp_path / "bundle")])
+    exported = _weights(root / "run")
+    new = ["--vq", str(root / "vq"), "--out", str(tmp_path / "tuned"), *SMALL, "--init", str(tmp_path / "bundle")]
+    train.main([*new, "--steps", "1", "--lr", "0", "--seed", "1"])  # lr 0: the step leaves the weights as loaded
+    tuned = _weights(tmp_path / "tuned")
+    assert tuned.keys() == exported.keys()
+    for key, value in exported.items():  # the bundle is stored fp16
+        torch.testing.assert_close(tuned[key], value.half().float(), rtol=0, atol=0)
+    fresh = ["--vq", str(root / "vq"), "--out", str(tmp_path / "fresh"), *SMALL, "--steps", "1", "--lr", "0"]
+    train.main(fresh)
+    assert not torch.equal(_weights(tmp_path / "fresh")["model.project_to_hidden.weight"],
+                           tuned["model.project_to_hidden.weight"])  # fmt: skip
+
+
+def test_init_from_another_architecture_is_refused(run, tmp_path):
+    root, args = run
+    train.main([*args, "--export", str(tmp_path / "bundle")])
+    wider = ["--vq", str(root / "vq"), "--out", str(tmp_path / "wide"), *SMALL, "--dim", "128", "--steps", "1"]
+    with pytest.raises(ValueError, match="shape|size|missing|unexpected"):
+        train.main([*wider, "--init", str(tmp_path / "bundle")])
