@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw
 from safetensors.torch import load_file, save_file
 
 from . import world
-from .checkpoint import load_state_dict, read_weights, save_transformer
+from .checkpoint import CheckpointError, load_state_dict, read_weights, save_transformer
 from .config import TransformerConfig
 from .encoders import SingleTextEncoder, VQTokenizer
 from .model import EditMGTTransformer
@@ -301,9 +301,14 @@ def train(args) -> Path:
     step, history = 0, []
     if (out / "checkpoint.safetensors").is_file():
         step, history = load_checkpoint(out, model, opt, g)
-        print(f"[train] resumed at step {step}", flush=True)
+        ignored = f" (--init ignored: {out} already has a checkpoint)" if args.init else ""
+        print(f"[train] resumed at step {step}{ignored}", flush=True)
     elif args.init:  # fine-tune: start from an exported model's weights (same config), fresh optimizer and schedule
-        load_state_dict(model, read_weights(Path(args.init) / "editmgt"), dtype=torch.float32)
+        try:
+            load_state_dict(model, read_weights(Path(args.init) / "editmgt"), dtype=torch.float32)
+        except CheckpointError as e:
+            raise CheckpointError(f"--init {args.init}: {e} (pass the --dim/--dual/--single/--downsample it was "
+                                  "trained with)") from None  # fmt: skip
         print(f"[train] initialized from {args.init}", flush=True)
     mask_id = model.config.mask_id
     micro = torch.tensor([[cfg.size, cfg.size, 0.0, 0.0, 6.0]], device=device).expand(cfg.batch, -1)

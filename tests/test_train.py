@@ -8,6 +8,7 @@ from PIL import Image
 from tiny_model import _vq
 
 from editmgt_core import train, world
+from editmgt_core.checkpoint import CheckpointError
 from editmgt_core.editing import default_options, edit
 from editmgt_core.loading import load_editor
 
@@ -143,7 +144,7 @@ def test_time_budget_stops_with_a_checkpoint(run, tmp_path):
     assert _weights(tmp_path / "run")
 
 
-def test_init_starts_a_new_run_from_an_exported_model(run, tmp_path):
+def test_init_starts_a_new_run_from_an_exported_model(run, tmp_path, capsys):
     root, args = run
     train.main([*args, "--export", str(tmp_path / "bundle")])
     exported = _weights(root / "run")
@@ -153,6 +154,9 @@ def test_init_starts_a_new_run_from_an_exported_model(run, tmp_path):
     assert tuned.keys() == exported.keys()
     for key, value in exported.items():  # the bundle is stored fp16
         torch.testing.assert_close(tuned[key], value.half().float(), rtol=0, atol=0)
+    capsys.readouterr()
+    train.main([*new, "--steps", "2", "--lr", "0", "--seed", "1"])  # a run folder with a checkpoint resumes
+    assert "resumed at step 1 (--init ignored" in capsys.readouterr().out
     fresh = ["--vq", str(root / "vq"), "--out", str(tmp_path / "fresh"), *SMALL, "--steps", "1", "--lr", "0"]
     train.main(fresh)
     assert not torch.equal(_weights(tmp_path / "fresh")["model.project_to_hidden.weight"],
@@ -163,5 +167,5 @@ def test_init_from_another_architecture_is_refused(run, tmp_path):
     root, args = run
     train.main([*args, "--export", str(tmp_path / "bundle")])
     wider = ["--vq", str(root / "vq"), "--out", str(tmp_path / "wide"), *SMALL, "--dim", "128", "--steps", "1"]
-    with pytest.raises(ValueError, match="shape|size|missing|unexpected"):
+    with pytest.raises(CheckpointError, match="--init .*shape mismatches.*--dim"):
         train.main([*wider, "--init", str(tmp_path / "bundle")])
