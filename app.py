@@ -39,7 +39,8 @@ EXAMPLES = ROOT / "assets" / "examples"
 HISTORY = 12  # results kept per session
 # the UI's controls, in this order, named as studio.request takes them
 KNOBS = ("keywords", "gamma", "lam", "steps", "guidance_scale", "seed", "randomize", "negative_prompt", "layers",
-         "temperature_start", "temperature_end", "resolution", "mask_mode")  # fmt: skip
+         "temperature_start", "temperature_end", "resolution", "mask_mode", "grow", "keep_pixels",
+         "focus_gate")  # fmt: skip
 SKIP = gr.skip()
 log = logging.getLogger("editmgt.app")
 
@@ -56,6 +57,10 @@ HELP = {
     "temperature": "Randomness of the reveal order (Gumbel noise) at the first and the last step.",
     "resolution": "Working resolution: the side of a square with as many pixels as the model edits at (aspect kept).",
     "mask_mode": "Painted brush region with the map: replace = brush only; union = brush or map; intersection = both.",
+    "grow": "Grow the map's edit region by this many tokens before holding: room for edits that reach past the object.",
+    "focus_gate": "Hold only when the instruction's attention on the image reaches this share; below it the edit reads "
+    "as a whole-image one (a style, a background) and nothing is held. 0 = always hold.",
+    "keep_pixels": "Held regions show your image's own pixels at full resolution, not their re-encoded version.",
     "lams": "λ values, comma-separated: one cell per value.",
     "gammas": "γ values, comma-separated: one row of cells per value; empty = the γ slider's value.",
 }
@@ -118,6 +123,15 @@ def editor_image(value) -> tuple[Image.Image, str | None, object]:
     return image, notice, studio.brush_mask(value.get("layers"), image.size)
 
 
+def gate_note(item: studio.Frame | studio.Final) -> str:
+    if not item.gated:
+        return ""
+    gate = item.parameters["focus_gate"] if isinstance(item, studio.Final) else None
+    limit = f" < gate {gate:g}" if gate is not None else ""
+    return (f" · nothing held by the map: the instruction reads as a whole-image edit (focus {item.focus:.3f}{limit};"
+            " lower the focus gate to hold anyway)")  # fmt: skip
+
+
 def live(
     ctx: Context, frame: studio.Frame, preview: Image.Image, base: Image.Image
 ) -> tuple[Image.Image, Image.Image, str]:
@@ -125,6 +139,7 @@ def live(
     status = f"**Step {frame.step + 1}/{frame.num_steps}** · {frame.held_fraction:.0%} of tokens held"
     if frame.scores is None:
         status += " · no attention map at λ = 0 (raise λ to compute and use it)"
+    status += gate_note(frame)
     overlay = studio.attention_overlay(base, frame.scores, frame.hold, ctx.preview_side)
     return studio.reveal_canvas(preview, frame.revealed, ctx.preview_side), overlay, status
 
@@ -160,6 +175,7 @@ def run_edit(ctx: Context, value, instruction, history, **knobs):
     history = [*history, {"image": final.image, "parameters": p}][-HISTORY:]
     took = time.perf_counter() - clock
     status = f"**Done** · {p['steps']} steps in {took:.1f} s · seed {p['seed']} · {final.held_fraction:.0%} held"
+    status += gate_note(final)
     n = len(frames)
     yield (
         *(shown[0], shown[1], status),
@@ -199,7 +215,9 @@ def restore(history, evt: gr.SelectData):
     """A history entry back into the inputs: its result as the image, its parameters in the controls (KNOBS order)."""
     p = history[evt.index]["parameters"]
     t = p["temperature"] if isinstance(p["temperature"], list) else [p["temperature"], 0.01]
-    knobs = {k: p[k] for k in ("gamma", "lam", "steps", "guidance_scale", "seed", "negative_prompt", "mask_mode")}
+    names = ("gamma", "lam", "steps", "guidance_scale", "seed", "negative_prompt", "mask_mode", "grow", "keep_pixels",
+             "focus_gate")  # fmt: skip
+    knobs = {k: p[k] for k in names if k in p}  # (entries saved before a knob existed keep the control's value)
     knobs |= {
         "randomize": False,
         "layers": layers_text(p["layers"]),
@@ -347,6 +365,8 @@ def input_panel(editor: Editor) -> tuple[gr.ImageEditor, gr.Textbox, dict]:
             0, 3, d.gamma, step=0.05, label="γ condition strength", elem_id="gamma", info=HELP["gamma"]
         )
         k["lam"] = gr.Slider(0, 1, d.lam, step=0.01, label="λ hold threshold", elem_id="lam", info=HELP["lam"])
+        k["grow"] = gr.Slider(*studio.LIMITS["grow"], d.grow, step=1, label="Grow edit region (tokens)", elem_id="grow",
+                              info=HELP["grow"])  # fmt: skip
     with gr.Row():
         k["steps"] = gr.Slider(1, 64, d.steps, step=1, label="Steps", elem_id="steps", info=HELP["steps"])
         k["guidance_scale"] = gr.Slider(0, 15, d.guidance_scale, step=0.5, label="Guidance", info=HELP["guidance"])
@@ -365,8 +385,12 @@ def input_panel(editor: Editor) -> tuple[gr.ImageEditor, gr.Textbox, dict]:
                                     info=HELP["resolution"])  # fmt: skip
         k["mask_mode"] = gr.Radio(["replace", "union", "intersection"], value=d.mask_mode, label="Brush mask mode",
                                   info=HELP["mask_mode"])  # fmt: skip
-    assert tuple(k) == KNOBS
-    return image, instruction, k
+        k["focus_gate"] = gr.Slider(0, 1, d.focus_gate, step=0.005, label="Focus gate", elem_id="focus-gate",
+                                    info=HELP["focus_gate"])  # fmt: skip
+        k["keep_pixels"] = gr.Checkbox(d.keep_pixels, label="Keep original pixels where held", elem_id="keep-pixels",
+                                       info=HELP["keep_pixels"])  # fmt: skip
+    assert set(k) == set(KNOBS)
+    return image, instruction, {name: k[name] for name in KNOBS}  # laid out by section, passed in KNOBS order
 
 
 def api_panel(editor: Editor) -> dict:
@@ -387,6 +411,9 @@ def api_panel(editor: Editor) -> dict:
         "temperature_end": num(t1, label="temperature_end"),
         "resolution": num(0, label="resolution (working side in pixels; 0 = the model's)"),
         "mask_mode": text(d.mask_mode, label="mask_mode (replace | union | intersection)"),
+        "grow": num(d.grow, label="grow (tokens)"),
+        "keep_pixels": gr.Checkbox(d.keep_pixels, label="keep_pixels"),
+        "focus_gate": num(d.focus_gate, label="focus_gate (0 = always hold)"),
     }
 
 

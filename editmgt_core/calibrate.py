@@ -11,10 +11,16 @@ mask on the attention grid (a cell counts as inside when at least a quarter of i
 - top-k IoU: IoU of the k best cells with the edit's cells, k = the edit's size in cells.
 Local categories only (global edits have no region). The band reported is the contiguous run of up to `--width`
 blocks with the highest mean AUC; write it to the model's editmgt_studio.json as `attention_layers` if it helps.
+
+It also suggests a `focus_gate` (see sampling.focus): the instruction focus of local and of whole-image (background,
+style) records at the first step, with the model's band and defaults, and the gate that best tells them apart
+(Youden's J: the share of whole-image records it gates minus the share of local ones). Holding a whole-image edit by
+its map clips the edit; gating a local one only gives up its hold.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +32,7 @@ from . import world
 from .consolidate import attention_scores
 from .editing import logits_fn_for, prepare, resolve_options
 from .loading import Editor
-from .sampling import map_grid
+from .sampling import focus, map_grid
 
 
 @dataclass(frozen=True)
@@ -88,12 +94,45 @@ def best_band(scores: list[LayerScore], width: int) -> tuple[int, ...]:
     return best
 
 
-def local_records(seed: int, n: int, size: int) -> list[world.Record]:
-    """The first n local-category records (recolour, remove, replace, resize, add) of a world seed."""
+def local_records(seed: int, n: int, size: int, *, whole_image: bool = False) -> list[world.Record]:
+    """The first n local-category records (recolour, remove, replace, resize, add) of a world seed; whole_image:
+    the first n whole-image ones (background, style) instead."""
     out, i = [], 0
     while len(out) < n:
         r = world.record(seed, i, size)
-        if r.category not in world.GLOBAL_CATEGORIES:
+        if (r.category in world.GLOBAL_CATEGORIES) == whole_image:
             out.append(r)
         i += 1
     return out
+
+
+@torch.inference_mode()
+def record_focus(editor: Editor, records: list[world.Record]) -> list[float]:
+    """Each record's instruction focus at the first decoding step, with the model's defaults and band."""
+    options = resolve_options(editor, None)
+    out = []
+    for r in records:
+        p = prepare(editor, Image.fromarray(r.src), r.instruction, options)
+        network = logits_fn_for(editor, p, options.gamma, options.layers)
+        _, maps = network(torch.full_like(p.src_tokens, editor.mask_id), options.steps - 1, True)
+        out.append(float(focus(maps, p.weights.to(editor.device))[0]))
+    return out
+
+
+@dataclass(frozen=True)
+class Gate:
+    value: float  # focus_gate: hold only when focus >= value
+    whole_image_gated: float  # share of whole-image records below it
+    local_gated: float  # share of local records below it
+
+
+def suggest_gate(local: list[float], whole_image: list[float]) -> Gate:
+    """The gate (one of the observed focus values, rounded down to 0.005) with the highest Youden's J; ties: the
+    lower gate (fewer local edits lose their hold)."""
+    lo, wi = np.asarray(local), np.asarray(whole_image)
+    best = Gate(0.0, 0.0, 0.0)
+    for value in sorted({math.floor(v / 0.005) * 0.005 + 0.005 for v in (*local, *whole_image)}):
+        gate = Gate(round(value, 3), float((wi < value).mean()), float((lo < value).mean()))
+        if gate.whole_image_gated - gate.local_gated > best.whole_image_gated - best.local_gated + 1e-12:
+            best = gate
+    return best

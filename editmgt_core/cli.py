@@ -32,6 +32,9 @@ KNOBS = (
     "layers",
     "negative_prompt",
     "mask_mode",
+    "grow",
+    "focus_gate",
+    "keep_pixels",
     "reference_compatible",
 )
 
@@ -120,6 +123,25 @@ def add_sampler_args(p: argparse.ArgumentParser, what: str = "the edit") -> None
         "--mask-mode",
         dest="mask_mode",
         help="how a brush mask combines with the map: union | intersection | replace (default replace)",
+    )
+    g.add_argument(
+        "--grow",
+        type=int,
+        help="grow the map's edit region by this many tokens on each side before holding (default 0)",
+    )
+    g.add_argument(
+        "--focus-gate",
+        dest="focus_gate",
+        type=float,
+        help="hold by the map only when the instruction's focus on the image (share of its attention, first step) "
+        "reaches this; below it the edit reads as a whole-image one and nothing is held (0 = always hold; "
+        "calibrate-layers suggests a value)",
+    )
+    g.add_argument(
+        "--keep-pixels",
+        dest="keep_pixels",
+        action=argparse.BooleanOptionalAction,
+        help="where tokens are held, the output keeps the input's own pixels at full resolution (default on)",
     )
     g.add_argument(
         "--reference-compatible",
@@ -288,7 +310,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate_layers(args: argparse.Namespace) -> int:
-    from .calibrate import best_band, layer_scores, local_records
+    import numpy as np
+
+    from .calibrate import best_band, layer_scores, local_records, record_focus, suggest_gate
 
     if args.records < 1 or args.width < 1:
         raise ValueError("--records and --width must be >= 1")
@@ -299,6 +323,17 @@ def cmd_calibrate_layers(args: argparse.Namespace) -> int:
         print(f"{s.layer:>5}  {s.auc:.3f}  {s.topk_iou:.3f}")
     band = best_band(scores, args.width)
     print(f'best band (mean AUC): {list(band)}  -> "attention_layers": {list(band)} in editmgt_studio.json')
+    local = record_focus(editor, local_records(args.seed, args.records, args.size))
+    whole = record_focus(editor, local_records(args.seed, args.records, args.size, whole_image=True))
+    gate = suggest_gate(local, whole)
+    print(
+        f"instruction focus with the model's band {list(editor.settings.attention_layers)}: local edits median "
+        f"{np.median(local):.3f}, whole-image edits median {np.median(whole):.3f}"
+    )
+    print(
+        f'suggested gate: "focus_gate": {gate.value:g} in the defaults of editmgt_studio.json (gates '
+        f"{gate.whole_image_gated:.0%} of whole-image edits and {gate.local_gated:.0%} of local ones)"
+    )
     return 0
 
 

@@ -1,7 +1,8 @@
 """One edit, assembled in one place: `edit_stream` (used by the app, the CLI and the tests) and `edit`.
 
 PIL image + instruction -> working-size RGB -> VQ tokens -> text features -> streamed region-hold MaskGIT decoding
--> decoded image at the input's size, with every parameter actually used (seed included) to reproduce it.
+-> decoded image at the input's size, held tokens showing the input's own pixels (options.keep_pixels), with every
+parameter actually used (seed included) to reproduce it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -37,6 +39,8 @@ class EditResult:
     scores: Tensor | None  # float [H, W] final localization map in [0, 1] (CPU), None when not computed
     hold: Tensor | None  # bool [H, W] tokens held to the source (CPU), None when hold is off
     timings: dict[str, float]  # seconds: text, encode, sampling, decode
+    focus: float | None = None  # instruction focus at the first step (sampling.focus), None when no map was made
+    gated: bool = False  # region-hold by the map was skipped: focus below options.focus_gate (a whole-image edit)
 
     @property
     def held_fraction(self) -> float:
@@ -87,6 +91,28 @@ def image_to_tensor(image: Image.Image) -> Tensor:
 def tensor_to_image(x: Tensor) -> Image.Image:
     arr = (x[0].clamp(0, 1).permute(1, 2, 0).float().cpu().numpy() * 255 + 0.5).astype(np.uint8)
     return Image.fromarray(arr)
+
+
+def keep_source_pixels(out: Image.Image, source: Image.Image, hold: Tensor) -> Image.Image:
+    """The output with the input's own pixels wherever tokens were held: region-hold restores the source *tokens*,
+    whose decoding is only the VQ round trip of the source (blurred at a small working size); this restores the
+    pixels, at the input's full resolution.
+
+    out, source: same-size RGB images; hold: bool [h, w] token grid. The held region is eroded by half a token cell
+    and feathered with a Gaussian of a quarter cell, so the blend stays inside held tokens (the edited ones are
+    untouched) and no seam shows where a held token meets an edited one.
+    """
+    if out.size != source.size:
+        raise ValueError(f"output {out.size} and source {source.size} differ in size")
+    if not bool(hold.any()):
+        return out
+    width, height = source.size
+    held = cv2.resize(hold.numpy().astype(np.float32), (width, height), interpolation=cv2.INTER_NEAREST)
+    radius = max(1, int(min(width / hold.shape[1], height / hold.shape[0]) / 2))
+    core = cv2.erode(held, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8))
+    alpha = np.minimum(cv2.GaussianBlur(core, (0, 0), radius / 2), held)[..., None]
+    mixed = alpha * np.asarray(source, np.float32) + (1 - alpha) * np.asarray(out, np.float32)
+    return Image.fromarray(np.clip(mixed + 0.5, 0, 255).astype(np.uint8))
 
 
 def preview(editor: Editor, record: StepRecord, src_tokens: Tensor, src_pixels: Tensor, dim: float = 0.4) -> Tensor:
@@ -230,6 +256,8 @@ def run(editor: Editor, prepared: Prepared, options: SamplerOptions) -> Iterator
         yield Progress(record, p, options)
     sampling, clock = time.perf_counter() - clock, time.perf_counter()
     out = tensor_to_image(editor.vq.decode(record.tokens)).resize(p.image.size, Image.Resampling.LANCZOS)
+    if options.keep_pixels and record.hold is not None and not options.reference_compatible:
+        out = keep_source_pixels(out, p.image, record.hold[0].cpu())
     yield EditResult(
         image=out,
         instruction=p.instruction,
@@ -240,6 +268,8 @@ def run(editor: Editor, prepared: Prepared, options: SamplerOptions) -> Iterator
         scores=None if record.scores is None else record.scores[0].float().cpu(),
         hold=None if record.hold is None else record.hold[0].cpu(),
         timings={**p.timings, "sampling": sampling, "decode": time.perf_counter() - clock},
+        focus=None if record.focus is None else float(record.focus[0]),
+        gated=record.gated is not None and bool(record.gated[0]),
     )
 
 

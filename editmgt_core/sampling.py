@@ -39,8 +39,9 @@ LogitsFn = Callable[[Tensor, int, bool], tuple[Tensor, dict[int, Tensor]]]
 class SamplerOptions:
     """Sampler knobs; defaults are the published demo's (infer.py) and, where it is silent, the reference pipeline's.
 
-    `sample` reads steps, guidance_scale, lam, temperature, seed, mask_mode and reference_compatible; gamma, keywords,
-    layers and negative_prompt are for whoever builds logits_fn and text_weights (the editing engine).
+    `sample` reads steps, guidance_scale, lam, grow, temperature, seed, mask_mode and reference_compatible; gamma,
+    keywords, layers and negative_prompt are for whoever builds logits_fn and text_weights, keep_pixels for whoever
+    decodes the result (the editing engine).
     """
 
     steps: int = 36  # decoding steps N; infer.py num_inference_steps=36 (Pipeline.__call__ default: 12)
@@ -53,6 +54,9 @@ class SamplerOptions:
     layers: tuple[int, ...] | None = None  # global blocks to capture; None = the model's band (infer.py: 28..36)
     negative_prompt: str = DEMO_NEGATIVE_PROMPT  # unconditional text of the CFG pair; infer.py v2_model.negative_prompt
     mask_mode: str = "replace"  # brush mask with the map: 'union' | 'intersection' | 'replace' (not in the reference)
+    grow: int = 0  # grow the map's edit region by this many tokens before holding (see grow_map; not in the reference)
+    focus_gate: float = 0.0  # hold only rows whose instruction focus (see focus) reaches this; 0 = always (not in ref.)
+    keep_pixels: bool = True  # held tokens show the input's own pixels in the output (editing; not in the reference)
     reference_compatible: bool = False  # every step exactly the reference's Scheduler.step (see sample)
 
     def __post_init__(self):
@@ -83,6 +87,12 @@ class SamplerOptions:
             bad("negative_prompt", "a string")
         if self.mask_mode not in MASK_MODES:
             bad("mask_mode", MASK_MODES)
+        if not integer(self.grow) or self.grow < 0:
+            bad("grow", "an integer >= 0 (tokens)")
+        if not number(self.focus_gate) or not 0 <= self.focus_gate <= 1:
+            bad("focus_gate", "[0, 1] (0 = always hold)")
+        if not isinstance(self.keep_pixels, bool):
+            bad("keep_pixels", "True or False")
         if not isinstance(self.reference_compatible, bool):
             bad("reference_compatible", "True or False")
 
@@ -143,6 +153,27 @@ def hold_tokens(pred: Tensor, unknown: Tensor, scores: Tensor, lam: float, src: 
     below = scores <= lam if lam >= 1.0 else scores < lam
     hold = unknown & below
     return torch.where(hold, src, pred), hold
+
+
+def focus(maps: dict[int, Tensor], text_weights: Tensor) -> Tensor:
+    """Instruction focus [B]: the share of the instruction's attention that lands on the image being edited (mean
+    over the captured blocks, heads and the weighted text rows; the rest goes to text and to the source tokens).
+
+    An instruction that names something in the image ("the red circle") attends to it; one that changes the whole
+    image ("make it sepia", "a blue background") attends less to the image, and holding by its map would clip the
+    edit. With options.focus_gate, a row whose focus at the first step is below the gate is not held.
+    """
+    return attention_scores(maps, text_weights).sum(dim=-1)
+
+
+def grow_map(scores: Tensor, tokens: int) -> Tensor:
+    """Every token takes the highest score within `tokens` tokens of it (a square max filter): the region above any
+    λ grows by that many tokens on each side, so an edit that reaches past the object the map found (a larger shape,
+    an object's rim) is not held. scores [B, H, W]; tokens 0 returns scores unchanged."""
+    if tokens == 0:
+        return scores
+    k = 2 * tokens + 1
+    return F.max_pool2d(scores[:, None], k, stride=1, padding=tokens)[:, 0]  # padding counts as -inf
 
 
 def combine_hold(scores: Tensor | None, user_mask: Tensor, mode: str) -> Tensor:
@@ -276,6 +307,8 @@ class StepRecord:
     confidence: Tensor  # float [B, H, W] model probability of the token predicted (or kept / held) this step
     scores: Tensor | None  # float [B, H, W] map compared with lam (consolidated, brush applied); None: no map
     hold: Tensor | None  # bool [B, H, W] positions committed to the source token so far; None: hold off
+    focus: Tensor | None = None  # float [B] instruction focus at the first step (see focus); None: no map
+    gated: Tensor | None = None  # bool [B] rows not held because focus < options.focus_gate; None: no gate
 
     @property
     def held_fraction(self) -> float:
@@ -336,6 +369,9 @@ def _check_inputs(src, mask_id, text_weights, user_mask, options, capture):
         raise ValueError(f"src must be int64 [B, H, W]; got {src.dtype} {tuple(src.shape)}")
     if not isinstance(mask_id, int) or mask_id < 0:
         raise ValueError(f"mask_id={mask_id!r}; expected an integer >= 0")
+    if options.reference_compatible and (options.grow or options.focus_gate):
+        raise ValueError("grow and focus_gate are not supported with reference_compatible=True (the reference holds "
+                         "by the raw map)")  # fmt: skip
     if user_mask is not None:
         if options.reference_compatible:
             raise ValueError("user_mask is not supported with reference_compatible=True (the reference has no brush)")
@@ -369,7 +405,8 @@ def sample(
     the map (on the model's attention grid, see map_grid, upsampled to (H, W)) of step k's forward decides the hold
     of step k, recomputed every step as the reference does. text_weights [B, T] (see consolidate.text_weights_for)
     picks the text rows of the map.
-    user_mask bool [B, H, W] (True = editable) combines with the map per options.mask_mode (see combine_hold).
+    options.grow widens the map's edit region (grow_map) before it meets the brush and λ. user_mask bool [B, H, W]
+    (True = editable) combines with the map per options.mask_mode (see combine_hold).
 
     Normal mode: held tokens are committed to src and never re-masked (so they never change), and exactly the
     scheduled number of open tokens is re-masked. reference_compatible: every step is exactly `reference_step`
@@ -391,6 +428,7 @@ def sample(
         generator.manual_seed(options.seed)
     tokens = torch.full_like(src, mask_id)
     held = torch.zeros_like(src, dtype=torch.bool) if options.lam > 0 or user_mask is not None else None
+    first_focus = gated = None
     for step in range(n):
         logits, maps = logits_fn(torch.cat([tokens, tokens]) if guided else tokens, n - 1 - step, capture)
         if guided:
@@ -404,7 +442,14 @@ def sample(
                 logits, maps if capture else None, tokens, src, generator, weights, temps, step, options, mask_id
             )
         else:
-            scores = consolidate_maps(maps, weights, map_grid(maps, h, w), (h, w)) if capture else None
+            scores = None
+            if capture:
+                scores = grow_map(consolidate_maps(maps, weights, map_grid(maps, h, w), (h, w)), options.grow)
+                if step == 0:
+                    first_focus = focus(maps, weights)
+                    gated = first_focus < options.focus_gate if options.focus_gate > 0 else None
+                if gated is not None:  # a gated row holds nothing by the map (its brush still applies)
+                    scores = torch.where(gated[:, None, None], EDITABLE, scores)
             if user_mask is not None:
                 scores = combine_hold(scores, user_mask, options.mask_mode)
             length = mask_len(step, n, h * w) if step < n - 1 else None
@@ -416,7 +461,7 @@ def sample(
         if hold is not None:
             held = held | (hold & decided)
         tokens = new
-        yield StepRecord(step, n, tokens, revealed, probs, scores, held)
+        yield StepRecord(step, n, tokens, revealed, probs, scores, held, first_focus, gated)
 
 
 def sample_to_end(logits_fn: LogitsFn, src: Tensor, options: SamplerOptions, **kwargs) -> Tensor:

@@ -39,7 +39,7 @@ PREVIEW_SIDE = 384  # streamed frames: longer side in pixels
 PREVIEW_BUDGET = 0.1  # share of an edit's time that decoding previews may take (on CPU a VQ decode can cost a step)
 # app-level ranges for the numeric knobs (SamplerOptions only requires >= 0; beyond these the sampler overflows)
 LIMITS = {"steps": (1, 100), "guidance_scale": (0.0, 30.0), "gamma": (0.0, 5.0), "lam": (0.0, 1.0),
-          "temperature": (0.0, 10.0)}  # fmt: skip
+          "temperature": (0.0, 10.0), "grow": (0, 16)}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------- inputs
@@ -168,6 +168,9 @@ def make_options(
     layers: str | None = None,
     negative_prompt: str = "",
     mask_mode: str = "replace",
+    grow=0,
+    focus_gate=0.0,
+    keep_pixels=True,
 ) -> SamplerOptions:
     """SamplerOptions from UI / API values, each checked against LIMITS; seed None or < 0 draws a fresh one."""
     if isinstance(seed, (int, float)) and not isinstance(seed, bool) and seed < 0:
@@ -176,6 +179,8 @@ def make_options(
         seed = number("seed", seed, 0, 2**63 - 1, integer=True)
     if mask_mode not in MASK_MODES:
         raise ValueError(f"mask_mode={mask_mode!r}; allowed: {', '.join(MASK_MODES)}")
+    if not isinstance(keep_pixels, bool):
+        raise ValueError(f"keep_pixels={keep_pixels!r}; allowed: true or false")
     if not isinstance(negative_prompt, str) or len(negative_prompt) > MAX_INSTRUCTION_CHARS:
         raise ValueError(f"the negative prompt must be text of at most {MAX_INSTRUCTION_CHARS:,} characters")
     t0, t1 = (number("temperature", t, *LIMITS["temperature"]) for t in temperature)
@@ -190,6 +195,9 @@ def make_options(
         layers=parse_layers(layers, editor.transformer.config.depth),
         negative_prompt=negative_prompt,
         mask_mode=mask_mode,
+        grow=number("grow", grow, *LIMITS["grow"], integer=True),
+        focus_gate=number("focus_gate", focus_gate, 0.0, 1.0),
+        keep_pixels=keep_pixels,
     )
 
 
@@ -246,6 +254,8 @@ class Frame:
     scores: np.ndarray | None  # float [h, w] map compared with λ (brush applied), None when not computed
     hold: np.ndarray | None  # bool [h, w] tokens held to the source so far, None when hold is off
     held_fraction: float
+    focus: float | None = None  # instruction focus at the first step (sampling.focus), None without a map
+    gated: bool = False  # the map holds nothing: focus below the focus gate (a whole-image edit)
 
 
 @dataclass(frozen=True)
@@ -259,6 +269,8 @@ class Final:
     hold: np.ndarray | None  # bool [h, w]
     held_fraction: float
     timings: dict[str, float]
+    focus: float | None = None
+    gated: bool = False
 
 
 def fit(image: Image.Image, side: int = PREVIEW_SIDE, enlarge: bool = True) -> Image.Image:
@@ -276,13 +288,16 @@ def _np(t) -> np.ndarray | None:
 
 def _frame(p: Progress, preview: Image.Image | None) -> Frame:
     r = p.record
-    return Frame(r.step, r.num_steps, preview, _np(r.revealed), _np(r.scores), _np(r.hold), r.held_fraction)
+    focus = None if r.focus is None else float(r.focus[0])
+    gated = r.gated is not None and bool(r.gated[0])
+    return Frame(r.step, r.num_steps, preview, _np(r.revealed), _np(r.scores), _np(r.hold), r.held_fraction, focus,
+                 gated)  # fmt: skip
 
 
 def _final(result: EditResult, source: Image.Image) -> Final:
     t = lambda x: None if x is None else x.numpy()
     return Final(result.image, source, result.parameters(), t(result.scores), t(result.hold), result.held_fraction,
-                 dict(result.timings))  # fmt: skip
+                 dict(result.timings), result.focus, result.gated)  # fmt: skip
 
 
 def stream(
@@ -497,7 +512,8 @@ def from_jpeg(data: bytes) -> Image.Image:
 def save_result(final: Final, folder: Path, extra: dict | None = None) -> tuple[Path, Path]:
     """The edit as a PNG with its parameters in a 'parameters' text chunk, plus the same JSON as a sidecar file."""
     folder.mkdir(parents=True, exist_ok=True)
-    record = {**final.parameters, "held_fraction": final.held_fraction, "timings": final.timings, **(extra or {})}
+    record = {**final.parameters, "held_fraction": final.held_fraction, "focus": final.focus, "gated": final.gated,
+              "timings": final.timings, **(extra or {})}  # fmt: skip
     stem = f"editmgt-{final.parameters['seed']}-{time.strftime('%Y%m%d-%H%M%S')}-{time.monotonic_ns() % 10**6:06d}"
     png, sidecar = folder / f"{stem}.png", folder / f"{stem}.json"
     files.save_image(final.image, png, record)

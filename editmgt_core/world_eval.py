@@ -87,6 +87,7 @@ def evaluate_record(
         out[f"leakage_{setting}"] = metrics.leakage(pred, src, mask)
         out[f"seconds_{setting}"] = sum(result.timings.values())
     out["held_fraction_on"] = results["on"].held_fraction
+    out["focus"], out["gated_on"] = results["on"].focus, results["on"].gated
     out["vq_floor"] = metrics.leakage(vq_round_trip(editor, prepared, src_img.size), src, mask)
     scores = results["on"].scores
     if category in LOCAL_CATEGORIES and scores is not None:
@@ -103,6 +104,7 @@ def _mean(rows: list[dict], key: str) -> float | None:
 
 def summarize(rows: list[dict]) -> dict:
     keys = ("success_off", "success_on", "leakage_off", "leakage_on", "vq_floor", "iou_on", "held_fraction_on")
+    keys += ("gated_on",)
     groups = {c: [r for r in rows if r["category"] == c] for c in dict.fromkeys(r["category"] for r in rows)}
     order = [c for c in CATEGORIES if c in groups] + sorted(c for c in groups if c not in CATEGORIES)
     per = {c: {"n": len(groups[c]), **{k: _mean(groups[c], k) for k in keys}} for c in order}

@@ -1,5 +1,6 @@
 """The app in-process on a tiny model, driven through gradio_client (and its UI handlers called directly)."""
 
+import json
 import os
 import socket
 import statistics
@@ -227,6 +228,20 @@ def test_ui_handlers(editor, tmp_path):
         next(app.run_edit(ctx, None, "make it red", [], **knobs))
     sweep = list(app.run_sweep(ctx, value, "make the circle red", "0, 1", "", **knobs))
     assert len(sweep[-2][0]) == 2 and sweep[-1][3] == 7
+
+
+def test_a_gated_edit_says_why_nothing_was_held(editor, tmp_path):
+    ctx = app.make_context(editor, frame_interval=0.0, out_dir=tmp_path, preview_side=64)
+    value = {"background": picture(32, 32).convert("RGBA"), "layers": [], "composite": None}
+    knobs = dict(keywords=[], gamma=1.0, lam=0.5, steps=2, guidance_scale=2.0, seed=3, randomize=False,
+                 negative_prompt="", layers="", temperature_start=2.0, temperature_end=0.0, resolution=32,
+                 mask_mode="replace", grow=1, keep_pixels=True)  # fmt: skip
+    held = list(app.run_edit(ctx, value, "make the circle red", [], **knobs, focus_gate=0.0))[-1]
+    assert "whole-image" not in held[2] and "0% held" not in held[2]
+    gated = list(app.run_edit(ctx, value, "make the circle red", [], **knobs, focus_gate=1.0))[-1]
+    assert "0% held" in gated[2] and "whole-image edit (focus 0." in gated[2] and "< gate 1;" in gated[2]
+    record = json.loads(Path(gated[6][1]).read_text())
+    assert record["gated"] is True and 0 < record["focus"] < 1 and record["focus_gate"] == 1.0
 
 
 def test_zerogpu_wraps_the_gpu_work(editor, monkeypatch):

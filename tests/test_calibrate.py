@@ -5,7 +5,7 @@ import pytest
 from tiny_model import make_model_folder
 
 from editmgt_core import cli
-from editmgt_core.calibrate import LayerScore, auc, best_band, local_records, topk_iou
+from editmgt_core.calibrate import LayerScore, auc, best_band, local_records, suggest_gate, topk_iou
 from editmgt_core.world import GLOBAL_CATEGORIES
 
 
@@ -30,6 +30,14 @@ def test_best_band_is_the_contiguous_run_with_the_highest_mean_auc():
 def test_local_records_skip_global_categories():
     records = local_records(3, 12, 32)
     assert len(records) == 12 and all(r.category not in GLOBAL_CATEGORIES for r in records)
+    whole = local_records(3, 5, 32, whole_image=True)
+    assert len(whole) == 5 and all(r.category in GLOBAL_CATEGORIES for r in whole)
+
+
+def test_suggested_gate_separates_whole_image_from_local_focus():
+    gate = suggest_gate(local=[0.8, 0.85, 0.9, 0.62], whole_image=[0.4, 0.5, 0.6, 0.82])
+    assert gate.value == 0.605 and (gate.whole_image_gated, gate.local_gated) == (0.75, 0.0)  # 0.62 stays held
+    assert suggest_gate([0.3, 0.4], [0.8, 0.9]).value == 0.0  # no gate helps: hold always
 
 
 def test_command_scores_every_block(tmp_path, capsys):
@@ -39,5 +47,6 @@ def test_command_scores_every_block(tmp_path, capsys):
     rows = [line.split() for line in out[1:] if line.strip()[:1].isdigit()]
     assert [int(r[0]) for r in rows] == list(range(len(rows))) and len(rows) >= 2
     assert all(0.0 <= float(r[1]) <= 1.0 for r in rows)
-    assert out[-1].startswith("best band (mean AUC): [")
+    assert out[-3].startswith("best band (mean AUC): [")
+    assert out[-1].startswith('suggested gate: "focus_gate": ') and "whole-image edits" in out[-1]
     assert cli.main(["calibrate-layers", "--model", str(folder), "--records", "0"]) == 1

@@ -97,6 +97,29 @@ def test_brush_mask_replace_keeps_unpainted_tokens(editor):
     assert torch.equal(result.tokens[:, right], result.src_tokens[:, right])
 
 
+def test_held_tokens_keep_the_inputs_own_pixels(editor):
+    image = picture(37, 64, seed=2)  # not the working size: the pixels come back at the input's resolution
+    held = edit(editor, image, "make the dog red", dataclasses.replace(FAST, lam=1.0))
+    assert np.array_equal(np.asarray(held.image), np.asarray(image))
+    decoded = edit(editor, image, "make the dog red", dataclasses.replace(FAST, lam=1.0, keep_pixels=False))
+    assert np.abs(np.asarray(decoded.image, np.float32) - np.asarray(image, np.float32)).mean() > 10  # VQ round trip
+    assert held.parameters()["keep_pixels"] and not decoded.parameters()["keep_pixels"]
+
+
+def test_brush_keeps_pixels_outside_and_leaves_the_edit_alone(editor):
+    image, mask = picture(64, 32, seed=4), np.zeros((32, 64), dtype=bool)
+    mask[:, :32] = True  # the left half may change
+    opts = dataclasses.replace(FAST, mask_mode="replace")
+    kept = np.asarray(edit(editor, image, "make it red", opts, user_mask=mask).image)
+    plain = np.asarray(
+        edit(editor, image, "make it red", dataclasses.replace(opts, keep_pixels=False), user_mask=mask).image
+    )
+    assert np.array_equal(kept[:, :32], plain[:, :32])  # edited tokens: the decoded edit, untouched by the blend
+    assert np.array_equal(kept[:, 44:], np.asarray(image)[:, 44:])  # held, past the feather band: the source itself
+    band = kept[:, 32:44].astype(int) - np.asarray(image)[:, 32:44]
+    assert np.abs(band).max() > 0  # the band blends from the decoded edge into the source
+
+
 def test_keywords_must_be_in_the_instruction(editor):
     with pytest.raises(ValueError, match="not found"):
         edit(editor, picture(32, 32), "make the circle red", dataclasses.replace(FAST, lam=0.2, keywords=("dog",)))

@@ -21,6 +21,8 @@ from editmgt_core.sampling import (
     combine_hold,
     cosine_schedule,
     draw_tokens,
+    focus,
+    grow_map,
     hold_tokens,
     map_grid,
     mask_len,
@@ -192,6 +194,54 @@ def test_map_on_the_full_token_grid_for_a_model_without_downsample():
         map_grid({7: torch.zeros(1, 2, TEXT, 20)}, 8, 8)
 
 
+def test_grow_frees_a_band_around_the_maps_region():
+    scores = torch.zeros(1, 6, 6)
+    scores[0, 2, 3] = 0.9
+    grown = grow_map(scores, 1)
+    assert torch.equal(grown[0] > 0.5, torch.nn.functional.pad(torch.ones(3, 3), (2, 1, 1, 2)).bool())
+    assert torch.equal(grow_map(scores, 0), scores)
+    assert (grow_map(scores, 9) == 0.9).all()  # larger than the grid: every token sees the peak
+    src = make_src(2, 8, 8)
+    plain = run(dataclasses.replace(OPTS, lam=0.5), src)
+    grown_run = run(dataclasses.replace(OPTS, lam=0.5, grow=1), src)
+    assert torch.equal(grown_run[0].scores, grow_map(plain[0].scores, 1))  # step 0: same maps, grown
+    held, held_grown = plain[-1].hold, grown_run[-1].hold
+    assert held_grown.sum() < held.sum() and not (held_grown & ~held).any()  # a subset: grow only frees tokens
+    assert torch.equal(grown_run[-1].tokens[held_grown], src[held_grown])
+    with pytest.raises(ValueError, match="grow"):
+        run(dataclasses.replace(OPTS, lam=0.5, grow=1, reference_compatible=True), src)
+
+
+def test_focus_gate_skips_the_hold_of_rows_that_attend_less_to_the_image():
+    base = mock_model()
+
+    def fn(tokens, timestep, capture):  # row 1 puts a third of row 0's attention on the image
+        logits, maps = base(tokens, timestep, capture)
+        scale = torch.tensor([1.0, 1 / 3] * (tokens.shape[0] // 2))[:, None, None, None]
+        return logits, {layer: m * scale for layer, m in maps.items()}
+
+    src = make_src(2, 8, 8)
+    plain = run(dataclasses.replace(OPTS, lam=0.5), src, fn=fn)
+    f = plain[0].focus
+    masked = torch.full((4, 8, 8), MASK)  # the first step's guidance pair; its conditional half made the map
+    cond = {layer: m.chunk(2)[1] for layer, m in fn(masked, OPTS.steps - 1, True)[1].items()}
+    assert torch.allclose(f, focus(cond, torch.ones(2, TEXT)))
+    assert 2.5 < f[0] / f[1] < 3.5 and plain[0].gated is None  # (the random part of the maps differs per row)
+    gate = float(f.mean())
+    gated = run(dataclasses.replace(OPTS, lam=0.5, focus_gate=gate), src, fn=fn)
+    assert gated[-1].gated.tolist() == [False, True] and torch.equal(gated[-1].focus, f)
+    assert torch.equal(gated[-1].hold[0], plain[-1].hold[0]) and plain[-1].hold[1].any()
+    assert not gated[-1].hold[1].any() and (gated[0].scores[1] > 1).all()  # row 1: nothing held, all editable
+    brush = torch.zeros(2, 8, 8, dtype=torch.bool)
+    brush[:, :, :4] = True
+    painted = run(
+        dataclasses.replace(OPTS, lam=0.5, focus_gate=gate, mask_mode="intersection"), src, fn=fn, user_mask=brush
+    )
+    assert torch.equal(painted[-1].hold[1], ~brush[1])  # a gated row still keeps the brush's protected tokens
+    with pytest.raises(ValueError, match="focus_gate"):
+        run(dataclasses.replace(OPTS, lam=0.5, focus_gate=0.1, reference_compatible=True), src)
+
+
 def test_lam_one_holds_everything():
     src = make_src(2, 8, 8)
     records = run(dataclasses.replace(OPTS, lam=1.0), src)
@@ -345,6 +395,11 @@ def test_schedules():
         ("layers", (3, 3)),
         ("negative_prompt", None),
         ("mask_mode", "xor"),
+        ("grow", -1),
+        ("grow", 1.5),
+        ("focus_gate", 1.5),
+        ("focus_gate", float("nan")),
+        ("keep_pixels", 1),
         ("reference_compatible", 1),
     ],
 )

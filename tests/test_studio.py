@@ -80,7 +80,8 @@ def test_parsers_name_the_bad_value(editor):
         studio.check_instruction("a" * 10_000)
     ok = dict(steps=4, guidance_scale=2, gamma=1, lam=0.2)
     for field, value in [("steps", 1000), ("steps", 2.5), ("lam", 5), ("gamma", -1), ("guidance_scale", float("inf")),
-                         ("steps", "many"), ("seed", 2**70)]:  # fmt: skip
+                         ("steps", "many"), ("seed", 2**70), ("grow", 17), ("grow", 0.5),
+                         ("keep_pixels", "yes")]:  # fmt: skip
         with pytest.raises(ValueError, match=field):
             studio.make_options(editor, **{**ok, field: value})
     with pytest.raises(ValueError, match="mask_mode"):
@@ -88,6 +89,8 @@ def test_parsers_name_the_bad_value(editor):
     with pytest.raises(ValueError, match="resolution"):
         studio.work_pixels(editor, 100_000)
     assert studio.make_options(editor, **ok, seed=-1).seed is None
+    grown = studio.make_options(editor, **ok, grow=2.0, keep_pixels=False)  # a number field sends 2.0
+    assert (grown.grow, grown.keep_pixels) == (2, False) and isinstance(grown.grow, int)
     options, pixels = studio.request(editor, **ok, seed=3, randomize=True, resolution=48)
     assert options.seed is None and pixels == 48 * 48
 
