@@ -60,7 +60,8 @@ HELP = {
     "grow": "Grow the map's edit region by this many tokens before holding: room for edits that reach past the object.",
     "focus_gate": "Hold only when the instruction's attention on the image reaches this share; below it the edit reads "
     "as a whole-image one (a style, a background) and nothing is held. 0 = always hold.",
-    "keep_pixels": "Held regions show your image's own pixels at full resolution, not their re-encoded version.",
+    "keep_pixels": "What the edit left as it was (held or unchanged tokens) shows your image's own pixels at full "
+    "resolution, not their re-encoded version.",
     "lams": "λ values, comma-separated: one cell per value.",
     "gammas": "γ values, comma-separated: one row of cells per value; empty = the γ slider's value.",
 }
@@ -387,8 +388,8 @@ def input_panel(editor: Editor) -> tuple[gr.ImageEditor, gr.Textbox, dict]:
                                   info=HELP["mask_mode"])  # fmt: skip
         k["focus_gate"] = gr.Slider(0, 1, d.focus_gate, step=0.005, label="Focus gate", elem_id="focus-gate",
                                     info=HELP["focus_gate"])  # fmt: skip
-        k["keep_pixels"] = gr.Checkbox(d.keep_pixels, label="Keep original pixels where held", elem_id="keep-pixels",
-                                       info=HELP["keep_pixels"])  # fmt: skip
+        k["keep_pixels"] = gr.Checkbox(d.keep_pixels, label="Keep original pixels where unchanged",
+                                       elem_id="keep-pixels", info=HELP["keep_pixels"])  # fmt: skip
     assert set(k) == set(KNOBS)
     return image, instruction, {name: k[name] for name in KNOBS}  # laid out by section, passed in KNOBS order
 

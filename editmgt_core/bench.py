@@ -106,7 +106,9 @@ def bench_edit(args) -> dict:
     side = int(editor.settings.pixels**0.5)
     image = Image.fromarray((torch.rand(side, side, 3, generator=rng) * 255).byte().numpy())
     result = {"model": str(args.model), "threads": args.threads, "work_pixels": editor.settings.pixels}
-    for name, lam in (("plain", 0.0), ("hold", args.lam)):
+    default_lam = default_options(editor).lam
+    hold_lam = args.lam if args.lam is not None else default_lam if default_lam > 0 else 0.3
+    for name, lam in (("plain", 0.0), ("hold", hold_lam)):
         options = default_options(editor, lam=lam, seed=0, **({"steps": args.steps} if args.steps else {}))
         runs = [edit(editor, image, args.instruction, options) for _ in range(args.repeats + 1)][1:]
         parts = {k: round(1000 * statistics.median(r.timings[k] for r in runs), 1) for k in runs[0].timings}
@@ -139,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     ed = sub.add_parser("edit", help="time whole edits of a model folder, split by stage")
     ed.add_argument("--model", default="assets/default-model", help="model folder or hub id")
     ed.add_argument("--instruction", default="make the red circle blue")
-    ed.add_argument("--lam", type=float, default=0.3, help="λ for the capture + consolidation + hold run")
+    ed.add_argument("--lam", type=float, help="λ for the capture + consolidation + hold run (default: the model's "
+                    "when above 0, else 0.3); 'plain' runs at λ = 0, both with the model's other defaults")  # fmt: skip
     ed.add_argument("--steps", type=int, default=None, help="decoding steps (default: the model's)")
     ed.add_argument("--device", default="cpu")
     ed.add_argument("--threads", type=int, default=2)

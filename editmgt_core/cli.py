@@ -141,7 +141,8 @@ def add_sampler_args(p: argparse.ArgumentParser, what: str = "the edit") -> None
         "--keep-pixels",
         dest="keep_pixels",
         action=argparse.BooleanOptionalAction,
-        help="where tokens are held, the output keeps the input's own pixels at full resolution (default on)",
+        help="where the edit left the source's tokens (held or unchanged), the output keeps the input's own pixels "
+        "at full resolution (default on)",
     )
     g.add_argument(
         "--reference-compatible",
@@ -246,8 +247,14 @@ def cmd_edit(args: argparse.Namespace) -> int:
     seconds = sum(result.timings.values())
     print(
         f"wrote {out} (seed {result.options.seed}, {result.options.steps} steps, λ={result.options.lam:g}, "
-        f"{seconds:.2f} s)"
+        f"{result.held_fraction:.0%} held, {seconds:.2f} s)"
     )
+    if result.gated:
+        print(
+            f"note: nothing held by the map: the instruction reads as a whole-image edit (focus {result.focus:.3f} "
+            f"< --focus-gate {result.options.focus_gate:g})",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -1,8 +1,8 @@
 """One edit, assembled in one place: `edit_stream` (used by the app, the CLI and the tests) and `edit`.
 
 PIL image + instruction -> working-size RGB -> VQ tokens -> text features -> streamed region-hold MaskGIT decoding
--> decoded image at the input's size, held tokens showing the input's own pixels (options.keep_pixels), with every
-parameter actually used (seed included) to reproduce it.
+-> decoded image at the input's size, unchanged tokens showing the input's own pixels (options.keep_pixels), with
+every parameter actually used (seed included) to reproduce it.
 """
 
 from __future__ import annotations
@@ -93,24 +93,24 @@ def tensor_to_image(x: Tensor) -> Image.Image:
     return Image.fromarray(arr)
 
 
-def keep_source_pixels(out: Image.Image, source: Image.Image, hold: Tensor) -> Image.Image:
-    """The output with the input's own pixels wherever tokens were held: region-hold restores the source *tokens*,
-    whose decoding is only the VQ round trip of the source (blurred at a small working size); this restores the
-    pixels, at the input's full resolution.
+def keep_source_pixels(out: Image.Image, source: Image.Image, keep: Tensor) -> Image.Image:
+    """The output with the input's own pixels wherever the edit left the source's token (held, or decoded to the
+    same token): decoding a source token gives only its VQ round trip (blurred at a small working size), so this
+    keeps what the edit did not touch exactly as it was, at the input's full resolution.
 
-    out, source: same-size RGB images; hold: bool [h, w] token grid. The held region is eroded by half a token cell
-    and feathered with a Gaussian of a quarter cell, so the blend stays inside held tokens (the edited ones are
-    untouched) and no seam shows where a held token meets an edited one.
+    out, source: same-size RGB images; keep: bool [h, w] token grid. The kept region is eroded by half a token cell
+    and feathered with a Gaussian of a quarter cell, so the blend stays inside kept tokens (the changed ones are
+    untouched) and no seam shows where a kept token meets a changed one.
     """
     if out.size != source.size:
         raise ValueError(f"output {out.size} and source {source.size} differ in size")
-    if not bool(hold.any()):
+    if not bool(keep.any()):
         return out
     width, height = source.size
-    held = cv2.resize(hold.numpy().astype(np.float32), (width, height), interpolation=cv2.INTER_NEAREST)
-    radius = max(1, int(min(width / hold.shape[1], height / hold.shape[0]) / 2))
-    core = cv2.erode(held, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8))
-    alpha = np.minimum(cv2.GaussianBlur(core, (0, 0), radius / 2), held)[..., None]
+    kept = cv2.resize(keep.numpy().astype(np.float32), (width, height), interpolation=cv2.INTER_NEAREST)
+    radius = max(1, int(min(width / keep.shape[1], height / keep.shape[0]) / 2))
+    core = cv2.erode(kept, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8))
+    alpha = np.minimum(cv2.GaussianBlur(core, (0, 0), radius / 2), kept)[..., None]
     mixed = alpha * np.asarray(source, np.float32) + (1 - alpha) * np.asarray(out, np.float32)
     return Image.fromarray(np.clip(mixed + 0.5, 0, 255).astype(np.uint8))
 
@@ -256,8 +256,8 @@ def run(editor: Editor, prepared: Prepared, options: SamplerOptions) -> Iterator
         yield Progress(record, p, options)
     sampling, clock = time.perf_counter() - clock, time.perf_counter()
     out = tensor_to_image(editor.vq.decode(record.tokens)).resize(p.image.size, Image.Resampling.LANCZOS)
-    if options.keep_pixels and record.hold is not None and not options.reference_compatible:
-        out = keep_source_pixels(out, p.image, record.hold[0].cpu())
+    if options.keep_pixels and not options.reference_compatible:
+        out = keep_source_pixels(out, p.image, (record.tokens == p.src_tokens)[0].cpu())
     yield EditResult(
         image=out,
         instruction=p.instruction,

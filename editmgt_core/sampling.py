@@ -56,7 +56,7 @@ class SamplerOptions:
     mask_mode: str = "replace"  # brush mask with the map: 'union' | 'intersection' | 'replace' (not in the reference)
     grow: int = 0  # grow the map's edit region by this many tokens before holding (see grow_map; not in the reference)
     focus_gate: float = 0.0  # hold only rows whose instruction focus (see focus) reaches this; 0 = always (not in ref.)
-    keep_pixels: bool = True  # held tokens show the input's own pixels in the output (editing; not in the reference)
+    keep_pixels: bool = True  # unchanged tokens show the input's own pixels in the output (editing; not in the ref.)
     reference_compatible: bool = False  # every step exactly the reference's Scheduler.step (see sample)
 
     def __post_init__(self):
@@ -305,7 +305,8 @@ class StepRecord:
     tokens: Tensor  # int64 [B, H, W] current state, mask_id where still masked (none after the last step)
     revealed: Tensor  # bool [B, H, W] positions decided at this step (held ones included)
     confidence: Tensor  # float [B, H, W] model probability of the token predicted (or kept / held) this step
-    scores: Tensor | None  # float [B, H, W] map compared with lam (consolidated, brush applied); None: no map
+    scores: Tensor | None  # float [B, H, W] the consolidated map, brush applied (held by after grow and gate);
+    # None: no map
     hold: Tensor | None  # bool [B, H, W] positions committed to the source token so far; None: hold off
     focus: Tensor | None = None  # float [B] instruction focus at the first step (see focus); None: no map
     gated: Tensor | None = None  # bool [B] rows not held because focus < options.focus_gate; None: no gate
@@ -405,8 +406,10 @@ def sample(
     the map (on the model's attention grid, see map_grid, upsampled to (H, W)) of step k's forward decides the hold
     of step k, recomputed every step as the reference does. text_weights [B, T] (see consolidate.text_weights_for)
     picks the text rows of the map.
-    options.grow widens the map's edit region (grow_map) before it meets the brush and λ. user_mask bool [B, H, W]
-    (True = editable) combines with the map per options.mask_mode (see combine_hold).
+    options.grow widens the map's edit region (grow_map) before it meets the brush and λ; a row whose focus at the
+    first step is below options.focus_gate holds nothing by the map (see focus). The yielded scores are the map as
+    made, before both. user_mask bool [B, H, W] (True = editable) combines with the map per options.mask_mode (see
+    combine_hold).
 
     Normal mode: held tokens are committed to src and never re-masked (so they never change), and exactly the
     scheduled number of open tokens is re-masked. reference_compatible: every step is exactly `reference_step`
@@ -442,19 +445,21 @@ def sample(
                 logits, maps if capture else None, tokens, src, generator, weights, temps, step, options, mask_id
             )
         else:
-            scores = None
+            scores = held_by = None  # the map as made (shown, scored) and as held by (grown, gated)
             if capture:
-                scores = grow_map(consolidate_maps(maps, weights, map_grid(maps, h, w), (h, w)), options.grow)
+                scores = consolidate_maps(maps, weights, map_grid(maps, h, w), (h, w))
                 if step == 0:
                     first_focus = focus(maps, weights)
                     gated = first_focus < options.focus_gate if options.focus_gate > 0 else None
+                held_by = grow_map(scores, options.grow)
                 if gated is not None:  # a gated row holds nothing by the map (its brush still applies)
-                    scores = torch.where(gated[:, None, None], EDITABLE, scores)
+                    held_by = torch.where(gated[:, None, None], EDITABLE, held_by)
             if user_mask is not None:
                 scores = combine_hold(scores, user_mask, options.mask_mode)
+                held_by = scores if held_by is None else combine_hold(held_by, user_mask, options.mask_mode)
             length = mask_len(step, n, h * w) if step < n - 1 else None
             new, probs, hold = _edit_step(
-                logits, tokens, src, generator, temps[step], length, scores, options.lam, mask_id
+                logits, tokens, src, generator, temps[step], length, held_by, options.lam, mask_id
             )
         decided = new != mask_id
         revealed = (tokens == mask_id) & decided

@@ -10,7 +10,9 @@ Every record is encoded once (`prepare`) and decoded twice with the same seed: Î
   the mean absolute error to the target is <= 0.1 (--max-error). Global categories (background, style) have the
   whole image as edit mask.
 - leakage: mean absolute change from the source outside the edit mask (local categories only). `vq floor` is the
-  same number for the VQ round trip of the source (decode(encode(source))), the best any output can reach.
+  same number for the VQ round trip of the source (decode(encode(source))): the best a decoded output can reach;
+  with keep_pixels (the default) tokens the edit left as they were show the source's own pixels, so only the tokens
+  it changed count.
 - IoU: the final consolidated map (EditResult.scores, token grid) bilinearly upsampled to the image and thresholded
   at 0.5 (--iou-threshold), against the edit mask; local categories (recolor, remove, replace, resize, add), and
   only with region-hold on, because the map is computed only then.

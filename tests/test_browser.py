@@ -67,7 +67,7 @@ def test_edit_streams_frames_and_ends_with_the_slider(page, tmp_path):
     page.locator("#keywords label", has_text="circle").click()
     assert page.locator("#keywords input:checked").count() == 1
     page.locator("#steps input[type=number]").fill("12")
-    page.locator("#lam input[type=number]").fill("0.1")
+    page.locator("#lam input[type=number]").fill("0.2")  # region hold on: the map is computed, shown and held by
     page.evaluate("""() => {  // record every frame the live canvas shows
         window.frames_seen = new Set();
         setInterval(() => {

@@ -53,7 +53,8 @@ def test_cli_knobs_are_the_sampler_options():
     assert set(cli.KNOBS) == {f.name for f in dataclasses.fields(SamplerOptions)}
     args = cli.build_parser().parse_args(
         ["edit", "--image", "a", "--instruction", "b", "--out", "c.png", "--layers", "1-3,7", "--temperature", "2,0"]
-        + ["--keywords", "red, circle", "--lambda", "0.2", "--cfg", "3"]
+        + ["--keywords", "red, circle", "--lambda", "0.2", "--cfg", "3", "--grow", "2", "--focus-gate", "0.7"]
+        + ["--no-keep-pixels"]
     )
     over = cli.sampler_overrides(args)
     assert over == {
@@ -62,6 +63,9 @@ def test_cli_knobs_are_the_sampler_options():
         "keywords": ("red", "circle"),
         "lam": 0.2,
         "guidance_scale": 3.0,
+        "grow": 2,
+        "focus_gate": 0.7,
+        "keep_pixels": False,
     }
     SamplerOptions(**over)
 
@@ -136,3 +140,7 @@ def test_edit_writes_png_with_parameters_map_and_animation(capsys, tmp_path, pic
     assert cli.main([*argv, "--save-steps", str(tmp_path / "s.webp"), *FAST]) == 0
     assert np.array_equal(np.asarray(Image.open(webp)), np.asarray(Image.open(out)))  # same seed, same edit
     assert Image.open(tmp_path / "s.webp").n_frames >= 2
+    capsys.readouterr()
+    assert cli.main([*argv, "--focus-gate", "1", *FAST]) == 0  # every focus is below 1: the map holds nothing
+    captured = capsys.readouterr()
+    assert "0% held" in captured.out and "whole-image edit" in captured.err
