@@ -127,8 +127,8 @@ class Gate:
 
 
 def suggest_gate(local: list[float], whole_image: list[float]) -> Gate:
-    """The gate (one of the observed focus values, rounded down to 0.005) with the highest Youden's J; ties: the
-    lower gate (fewer local edits lose their hold)."""
+    """The gate with the highest Youden's J; ties: the lower gate (fewer local edits lose their hold). Candidates:
+    each observed focus rounded up to the next multiple of 0.005 (that record and all below it gated)."""
     lo, wi = np.asarray(local), np.asarray(whole_image)
     best = Gate(0.0, 0.0, 0.0)
     for value in sorted({math.floor(v / 0.005) * 0.005 + 0.005 for v in (*local, *whole_image)}):

@@ -39,9 +39,9 @@ LogitsFn = Callable[[Tensor, int, bool], tuple[Tensor, dict[int, Tensor]]]
 class SamplerOptions:
     """Sampler knobs; defaults are the published demo's (infer.py) and, where it is silent, the reference pipeline's.
 
-    `sample` reads steps, guidance_scale, lam, grow, temperature, seed, mask_mode and reference_compatible; gamma,
-    keywords, layers and negative_prompt are for whoever builds logits_fn and text_weights, keep_pixels for whoever
-    decodes the result (the editing engine).
+    `sample` reads steps, guidance_scale, lam, grow, focus_gate, temperature, seed, mask_mode and
+    reference_compatible; gamma, keywords, layers and negative_prompt are for whoever builds logits_fn and
+    text_weights, keep_pixels for whoever decodes the result (the editing engine).
     """
 
     steps: int = 36  # decoding steps N; infer.py num_inference_steps=36 (Pipeline.__call__ default: 12)

@@ -94,6 +94,7 @@ def test_bad_items_are_recorded_and_the_batch_goes_on_then_resumes(tmp_path, edi
     assert first["parameters"]["steps"] == 3 and first["parameters"]["lam"] == 0.3 and first["category"] == "recolor"
     assert read_parameters(out / first["output"])["seed"] == 0
     assert (out / first["map"]).is_file() and (out / first["hold"]).is_file()
+    assert 0 < first["focus"] < 1 and first["gated"] is False and results[-1]["focus"] is None  # lam 0: no focus
     assert results[-1]["parameters"]["keywords"] == ["red"] and "map" not in results[-1]  # lam 0: no map
 
     finished = [out / "items" / "item00.json", out / "items" / "item02.json", out / "images" / "item00.png"]
