@@ -139,7 +139,9 @@ def live(
     """The live panel for one step: reveal canvas over the latest decoded preview, attention overlay, status."""
     status = f"**Step {frame.step + 1}/{frame.num_steps}** · {frame.held_fraction:.0%} of tokens held"
     if frame.scores is None:
-        status += " · no attention map at λ = 0 (raise λ to compute and use it)"
+        status += " · no attention map"
+    elif frame.hold is None:
+        status += " · region hold off (λ = 0): the map shows where the model attends"
     status += gate_note(frame)
     overlay = studio.attention_overlay(base, frame.scores, frame.hold, ctx.preview_side)
     return studio.reveal_canvas(preview, frame.revealed, ctx.preview_side), overlay, status

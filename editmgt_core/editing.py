@@ -241,8 +241,11 @@ def prepare(
 
 
 @torch.inference_mode()
-def run(editor: Editor, prepared: Prepared, options: SamplerOptions) -> Iterator[Progress | EditResult]:
-    """Decode a prepared edit: one Progress per step, then the EditResult. options must be resolved."""
+def run(
+    editor: Editor, prepared: Prepared, options: SamplerOptions, *, show_map: bool = False
+) -> Iterator[Progress | EditResult]:
+    """Decode a prepared edit: one Progress per step, then the EditResult. options must be resolved. show_map: make
+    the localization map at λ = 0 too (for display; it changes no token)."""
     if (options.negative_prompt, options.keywords) != (prepared.negative_prompt, prepared.keywords):
         raise ValueError("negative_prompt and keywords must match the ones the edit was prepared with")
     if options.seed is None or options.layers is None:
@@ -250,7 +253,7 @@ def run(editor: Editor, prepared: Prepared, options: SamplerOptions) -> Iterator
     clock = time.perf_counter()
     p = prepared
     logits_fn = logits_fn_for(editor, p, options.gamma, options.layers)
-    kw = dict(mask_id=editor.mask_id, text_weights=p.weights, user_mask=p.user_mask)
+    kw = dict(mask_id=editor.mask_id, text_weights=p.weights, user_mask=p.user_mask, show_map=show_map)
     record = None
     for record in sample(logits_fn, p.src_tokens, options, **kw):
         yield Progress(record, p, options)
@@ -281,15 +284,18 @@ def edit_stream(
     *,
     user_mask: Image.Image | np.ndarray | None = None,
     pixels: int | None = None,
+    show_map: bool = False,
 ) -> Iterator[Progress | EditResult]:
     """The one place an edit is assembled: yield a Progress per decoding step, then the EditResult.
 
     options None: the model folder's defaults (`editmgt_studio.json`), else the published demo's; an unset seed
     is drawn and reported. user_mask: optional brush (white / True = may edit) at the image's size, combined with
     the attention map per options.mask_mode. pixels: working pixel count (default: the model's; 1024^2 published).
+    show_map: make the localization map at λ = 0 too, for display (it changes no token).
     """
     options = resolve_options(editor, options)
-    yield from run(editor, prepare(editor, image, instruction, options, user_mask=user_mask, pixels=pixels), options)
+    prepared = prepare(editor, image, instruction, options, user_mask=user_mask, pixels=pixels)
+    yield from run(editor, prepared, options, show_map=show_map)
 
 
 def default_options(editor: Editor, **overrides) -> SamplerOptions:

@@ -156,8 +156,9 @@ def hold_tokens(pred: Tensor, unknown: Tensor, scores: Tensor, lam: float, src: 
 
 
 def focus(maps: dict[int, Tensor], text_weights: Tensor) -> Tensor:
-    """Instruction focus [B]: the share of the instruction's attention that lands on the image being edited (mean
-    over the captured blocks, heads and the weighted text rows; the rest goes to text and to the source tokens).
+    """Instruction focus [B]: the share of the instruction's attention that lands on the image being edited rather
+    than on the text (the captured maps' softmax runs over the text and target keys, see math.text_to_image_probs;
+    mean over the captured blocks, heads and the weighted text rows).
 
     An instruction that names something in the image ("the red circle") attends to it; one that changes the whole
     image ("make it sepia", "a blue background") attends less to the image, and holding by its map would clip the
@@ -383,7 +384,7 @@ def _check_inputs(src, mask_id, text_weights, user_mask, options, capture):
     if capture:  # (a downsampling model checks the grid's even sides itself)
         if text_weights is None or text_weights.ndim != 2 or text_weights.shape[0] != src.shape[0]:
             got = None if text_weights is None else tuple(text_weights.shape)
-            raise ValueError(f"lam > 0 needs text_weights [B={src.shape[0]}, T]; got {got}")
+            raise ValueError(f"the map (lam > 0 or show_map) needs text_weights [B={src.shape[0]}, T]; got {got}")
         check_text_weights(text_weights)
 
 
@@ -396,15 +397,17 @@ def sample(
     mask_id: int,
     text_weights: Tensor | None = None,
     user_mask: Tensor | None = None,
+    show_map: bool = False,
 ) -> Iterator[StepRecord]:
     """Edit src (int64 [B, H, W] source tokens) in options.steps steps, yielding a StepRecord after each.
 
     logits_fn(tokens, timestep, capture) -> (logits [n, K, H, W], {block: maps [n, heads, T, I]}): with guidance
     (guidance_scale != 1; the reference's rule > 1 when reference_compatible) n = 2B, the sampler passes [tokens,
     tokens] and the closure lays rows out as [uncond (B), cond (B)]; the sampler combines u + g (c - u) and keeps the
-    cond maps. Without guidance n = B. capture is True when the step needs maps (lam > 0 and not a 'replace' brush);
-    the map (on the model's attention grid, see map_grid, upsampled to (H, W)) of step k's forward decides the hold
-    of step k, recomputed every step as the reference does. text_weights [B, T] (see consolidate.text_weights_for)
+    cond maps. Without guidance n = B. capture is True when the step needs maps (lam > 0 or show_map, and not a
+    'replace' brush; show_map makes the map at lam = 0 too, for display, and changes no token); the map (on the
+    model's attention grid, see map_grid, upsampled to (H, W)) of step k's forward decides the hold of step k,
+    recomputed every step as the reference does. text_weights [B, T] (see consolidate.text_weights_for)
     picks the text rows of the map.
     options.grow widens the map's edit region (grow_map) before it meets the brush and λ; a row whose focus at the
     first step is below options.focus_gate holds nothing by the map (see focus). The yielded scores are the map as
@@ -418,7 +421,8 @@ def sample(
     """
     ref = options.reference_compatible
     guided = options.guidance_scale > 1.0 if ref else options.guidance_scale != 1.0
-    capture = options.lam > 0 and not (user_mask is not None and options.mask_mode == "replace")
+    holding = options.lam > 0 or user_mask is not None
+    capture = (options.lam > 0 or show_map) and not (user_mask is not None and options.mask_mode == "replace")
     _check_inputs(src, mask_id, text_weights, user_mask, options, capture)
     b, h, w = src.shape
     n = options.steps
@@ -430,7 +434,7 @@ def sample(
     else:
         generator.manual_seed(options.seed)
     tokens = torch.full_like(src, mask_id)
-    held = torch.zeros_like(src, dtype=torch.bool) if options.lam > 0 or user_mask is not None else None
+    held = torch.zeros_like(src, dtype=torch.bool) if holding else None
     first_focus = gated = None
     for step in range(n):
         logits, maps = logits_fn(torch.cat([tokens, tokens]) if guided else tokens, n - 1 - step, capture)
@@ -457,6 +461,7 @@ def sample(
             if user_mask is not None:
                 scores = combine_hold(scores, user_mask, options.mask_mode)
                 held_by = scores if held_by is None else combine_hold(held_by, user_mask, options.mask_mode)
+            held_by = held_by if holding else None  # show_map at λ = 0 without a brush: a map, no hold
             length = mask_len(step, n, h * w) if step < n - 1 else None
             new, probs, hold = _edit_step(
                 logits, tokens, src, generator, temps[step], length, held_by, options.lam, mask_id

@@ -310,15 +310,17 @@ def stream(
     pixels: int | None = None,
     preview_side: int = PREVIEW_SIDE,
     preview_budget: float = PREVIEW_BUDGET,
+    show_map: bool = True,
 ) -> Iterator[Frame | Final]:
-    """`edit_stream` as CPU data: a Frame per decoding step, then the Final.
+    """`edit_stream` as CPU data: a Frame per decoding step, then the Final. The map is made at λ = 0 too (show_map),
+    so the app always shows where the model attends.
 
     A preview costs a full VQ decode (on CPU up to a sampling step's time), so one is decoded only while decoding
     stays within preview_budget of the time spent so far (1 = every step; the first estimate of its cost is the VQ
     encode's time). The last step has none: the Final's image is that step decoded.
     """
     clock, spent, cost = time.perf_counter(), 0.0, None
-    for item in edit_stream(editor, image, instruction, options, user_mask=user_mask, pixels=pixels):
+    for item in edit_stream(editor, image, instruction, options, user_mask=user_mask, pixels=pixels, show_map=show_map):
         if not isinstance(item, Progress):
             yield _final(item, to_rgb(image))
             continue

@@ -236,6 +236,8 @@ def test_a_gated_edit_says_why_nothing_was_held(editor, tmp_path):
     knobs = dict(keywords=[], gamma=1.0, lam=0.5, steps=2, guidance_scale=2.0, seed=3, randomize=False,
                  negative_prompt="", layers="", temperature_start=2.0, temperature_end=0.0, resolution=32,
                  mask_mode="replace", grow=1, keep_pixels=True)  # fmt: skip
+    off = list(app.run_edit(ctx, value, "make the circle red", [], **{**knobs, "lam": 0.0}))[-1]
+    assert "region hold off (λ = 0): the map shows" in off[8][-1][2]  # the replay frames' status: a map at λ = 0
     held = list(app.run_edit(ctx, value, "make the circle red", [], **knobs, focus_gate=0.0))[-1]
     assert "whole-image" not in held[2] and "0% held" not in held[2]
     gated = list(app.run_edit(ctx, value, "make the circle red", [], **knobs, focus_gate=1.0))[-1]

@@ -242,6 +242,15 @@ def test_focus_gate_skips_the_hold_of_rows_that_attend_less_to_the_image():
         run(dataclasses.replace(OPTS, lam=0.5, focus_gate=0.1, reference_compatible=True), src)
 
 
+def test_show_map_makes_the_map_at_lam_zero_and_changes_no_token():
+    src = make_src(2, 8, 8)
+    plain = run(OPTS, src)
+    shown = run(OPTS, src, show_map=True)
+    assert all(r.scores is None for r in plain) and all(r.scores is not None and r.hold is None for r in shown)
+    assert all(torch.equal(a.tokens, b.tokens) for a, b in zip(plain, shown, strict=True))
+    assert shown[0].focus is not None and shown[-1].held_fraction == 0.0
+
+
 def test_lam_one_holds_everything():
     src = make_src(2, 8, 8)
     records = run(dataclasses.replace(OPTS, lam=1.0), src)
