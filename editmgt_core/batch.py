@@ -7,7 +7,7 @@ Manifest (JSON Lines, one object per line; blank lines ignored; relative paths a
   target, mask  ground truth for `evaluate` (carried into the results, not used for editing)
   brush         optional user mask (white = may edit), combined with the map per mask_mode
   steps, guidance_scale, gamma, lam, keywords, temperature, seed, layers, negative_prompt, mask_mode, grow,
-  keep_pixels, reference_compatible, pixels
+  focus_gate, keep_pixels, reference_compatible, pixels
                 per-item overrides of the batch's sampler knobs (lists for keywords / layers / temperature pairs)
 Other keys (category, edit, captions, ...) are carried into the item's result unchanged.
 

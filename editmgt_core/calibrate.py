@@ -60,6 +60,13 @@ def topk_iou(scores: np.ndarray, inside: np.ndarray) -> float | None:
     return float((top & inside).sum() / (top | inside).sum())
 
 
+def first_step_maps(editor: Editor, record: world.Record, options, layers: tuple[int, ...]):
+    """(prepared edit, {block: maps}) of the record's first decoding step (all target tokens masked)."""
+    p = prepare(editor, Image.fromarray(record.src), record.instruction, options)
+    network = logits_fn_for(editor, p, options.gamma, layers)
+    return p, network(torch.full_like(p.src_tokens, editor.mask_id), options.steps - 1, True)[1]
+
+
 @torch.inference_mode()
 def layer_scores(editor: Editor, records: list[world.Record]) -> list[LayerScore]:
     """AUC and top-k IoU of every block's map against the edit masks, averaged over the records."""
@@ -68,9 +75,7 @@ def layer_scores(editor: Editor, records: list[world.Record]) -> list[LayerScore
     layers = tuple(range(model.config.depth))
     per_layer = {i: ([], []) for i in layers}
     for r in records:
-        p = prepare(editor, Image.fromarray(r.src), r.instruction, options)
-        network = logits_fn_for(editor, p, options.gamma, layers)
-        _, maps = network(torch.full_like(p.src_tokens, editor.mask_id), options.steps - 1, True)  # first step
+        p, maps = first_step_maps(editor, r, options, layers)
         grid = map_grid(maps, *p.src_tokens.shape[1:])
         mask = torch.from_numpy(np.asarray(Image.fromarray(r.mask).resize(p.work_size), dtype=np.float32))
         inside = (F.adaptive_avg_pool2d(mask[None, None], grid).flatten() >= 0.25).numpy()
@@ -112,9 +117,7 @@ def record_focus(editor: Editor, records: list[world.Record]) -> list[float]:
     options = resolve_options(editor, None)
     out = []
     for r in records:
-        p = prepare(editor, Image.fromarray(r.src), r.instruction, options)
-        network = logits_fn_for(editor, p, options.gamma, options.layers)
-        _, maps = network(torch.full_like(p.src_tokens, editor.mask_id), options.steps - 1, True)
+        p, maps = first_step_maps(editor, r, options, options.layers)
         out.append(float(focus(maps, p.weights.to(editor.device))[0]))
     return out
 

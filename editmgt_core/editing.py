@@ -258,6 +258,7 @@ def run(
     for record in sample(logits_fn, p.src_tokens, options, **kw):
         yield Progress(record, p, options)
     sampling, clock = time.perf_counter() - clock, time.perf_counter()
+    focus, gated = record.gate_of(0)
     out = tensor_to_image(editor.vq.decode(record.tokens)).resize(p.image.size, Image.Resampling.LANCZOS)
     if options.keep_pixels and not options.reference_compatible:
         out = keep_source_pixels(out, p.image, (record.tokens == p.src_tokens)[0].cpu())
@@ -271,8 +272,8 @@ def run(
         scores=None if record.scores is None else record.scores[0].float().cpu(),
         hold=None if record.hold is None else record.hold[0].cpu(),
         timings={**p.timings, "sampling": sampling, "decode": time.perf_counter() - clock},
-        focus=None if record.focus is None else float(record.focus[0]),
-        gated=record.gated is not None and bool(record.gated[0]),
+        focus=focus,
+        gated=gated,
     )
 
 

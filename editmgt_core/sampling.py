@@ -312,6 +312,11 @@ class StepRecord:
     focus: Tensor | None = None  # float [B] instruction focus at the first step (see focus); None: no map
     gated: Tensor | None = None  # bool [B] rows not held because focus < options.focus_gate; None: no gate
 
+    def gate_of(self, row: int = 0) -> tuple[float | None, bool]:
+        """(focus, gated) of one row as plain values (a host sync); (None, False) without a map or gate."""
+        focus = None if self.focus is None else float(self.focus[row])
+        return focus, self.gated is not None and bool(self.gated[row])
+
     @property
     def held_fraction(self) -> float:
         """Fraction of all tokens currently held to the source (a host sync; 0 when hold is off)."""
@@ -455,13 +460,13 @@ def sample(
                 if step == 0:
                     first_focus = focus(maps, weights)
                     gated = first_focus < options.focus_gate if options.focus_gate > 0 else None
-                held_by = grow_map(scores, options.grow)
-                if gated is not None:  # a gated row holds nothing by the map (its brush still applies)
-                    held_by = torch.where(gated[:, None, None], EDITABLE, held_by)
+                if holding:  # (show_map at λ = 0 without a brush: a map, no hold)
+                    held_by = grow_map(scores, options.grow)
+                    if gated is not None:  # a gated row holds nothing by the map (its brush still applies)
+                        held_by = torch.where(gated[:, None, None], EDITABLE, held_by)
             if user_mask is not None:
                 scores = combine_hold(scores, user_mask, options.mask_mode)
                 held_by = scores if held_by is None else combine_hold(held_by, user_mask, options.mask_mode)
-            held_by = held_by if holding else None  # show_map at λ = 0 without a brush: a map, no hold
             length = mask_len(step, n, h * w) if step < n - 1 else None
             new, probs, hold = _edit_step(
                 logits, tokens, src, generator, temps[step], length, held_by, options.lam, mask_id

@@ -179,8 +179,6 @@ def make_options(
         seed = number("seed", seed, 0, 2**63 - 1, integer=True)
     if mask_mode not in MASK_MODES:
         raise ValueError(f"mask_mode={mask_mode!r}; allowed: {', '.join(MASK_MODES)}")
-    if not isinstance(keep_pixels, bool):
-        raise ValueError(f"keep_pixels={keep_pixels!r}; allowed: true or false")
     if not isinstance(negative_prompt, str) or len(negative_prompt) > MAX_INSTRUCTION_CHARS:
         raise ValueError(f"the negative prompt must be text of at most {MAX_INSTRUCTION_CHARS:,} characters")
     t0, t1 = (number("temperature", t, *LIMITS["temperature"]) for t in temperature)
@@ -288,10 +286,8 @@ def _np(t) -> np.ndarray | None:
 
 def _frame(p: Progress, preview: Image.Image | None) -> Frame:
     r = p.record
-    focus = None if r.focus is None else float(r.focus[0])
-    gated = r.gated is not None and bool(r.gated[0])
-    return Frame(r.step, r.num_steps, preview, _np(r.revealed), _np(r.scores), _np(r.hold), r.held_fraction, focus,
-                 gated)  # fmt: skip
+    return Frame(r.step, r.num_steps, preview, _np(r.revealed), _np(r.scores), _np(r.hold), r.held_fraction,
+                 *r.gate_of(0))  # fmt: skip
 
 
 def _final(result: EditResult, source: Image.Image) -> Final:

@@ -105,8 +105,8 @@ def _mean(rows: list[dict], key: str) -> float | None:
 
 
 def summarize(rows: list[dict]) -> dict:
-    keys = ("success_off", "success_on", "leakage_off", "leakage_on", "vq_floor", "iou_on", "held_fraction_on")
-    keys += ("gated_on",)
+    keys = ("success_off", "success_on", "leakage_off", "leakage_on", "vq_floor", "iou_on", "held_fraction_on",
+            "gated_on")  # fmt: skip
     groups = {c: [r for r in rows if r["category"] == c] for c in dict.fromkeys(r["category"] for r in rows)}
     order = [c for c in CATEGORIES if c in groups] + sorted(c for c in groups if c not in CATEGORIES)
     per = {c: {"n": len(groups[c]), **{k: _mean(groups[c], k) for k in keys}} for c in order}
