@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -125,6 +126,32 @@ def test_world_generation_in_worker_processes_matches_in_process():
     for (src, tgt, text), (src2, tgt2, text2) in zip(one, many, strict=True):
         assert text == text2 and (src == src2).all() and (tgt == tgt2).all()
     assert many[2][2][1] == world.record(0, 9, 32).instruction
+
+
+def test_category_weights_shift_the_training_mix():
+    cfg = train.TrainConfig(records=400, size=32, categories="add=3,style=0,remove=0")
+    cats = [train.record_category(cfg.seed, i, train.category_weights(cfg.categories)) for i in range(cfg.records)]
+    assert "style" not in cats and "remove" not in cats
+    share = cats.count("add") / len(cats)
+    assert 0.3 < share < 0.5  # 3 of 7.0 weight units: 0.43
+    src, tgt, text = train._world_chunk(cfg.seed, 5, 8, cfg.size, cfg.categories)
+    expected = [world.record(cfg.seed, i, 32, cats[i]) for i in range(5, 8)]
+    assert text == [r.instruction for r in expected] and (tgt == np.stack([r.tgt for r in expected])).all()
+    assert train.category_weights("") is None and train.record_category(0, 3, None) is None
+    uniform = train._world_chunk(0, 0, 2, 32)[2]
+    assert uniform == [world.record(0, i, 32).instruction for i in range(2)]  # no weights: the world's own draw
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [("ad=2", "NAME one of"), ("add", "NAME=WEIGHT"), ("add=x", "not a number"), ("add=-1", ">= 0"),
+     ("add=nan", ">= 0"), (",".join(f"{c}=0" for c in world.CATEGORIES), "above 0")],
+)  # fmt: skip
+def test_category_weights_refuse_bad_specs(spec, message):
+    with pytest.raises(ValueError, match=message):
+        train.category_weights(spec)
+    with pytest.raises(ValueError, match=message):  # before any world record is made
+        next(train._world_records(train.TrainConfig(records=4, size=32, categories=spec), workers=1))
 
 
 def test_learning_rate_follows_a_time_budget():
