@@ -293,15 +293,19 @@ def edit_remove(rng, scene):
     return _swap(scene, i, None), _edit("remove", None, scene.objects[i], ref), "remove", {"ref": ref[0]}
 
 
+# An added object has one size and sits at the centre of its position's cell: the instruction names its colour, shape
+# and cell, so nothing it leaves unsaid decides the target (a size and spot drawn at random would, and the success
+# test compares pixels with the target).
+ADD_RADIUS = 0.11
+
+
 def edit_add(rng, scene):
     if len(scene.objects) >= 4:
         return None
     pos = _pick(rng, world_text.POSITIONS)
     col, row, phrases = world_text.POSITIONS[pos]
-    obj = random_object(rng, scene.objects, r_range=(0.08, 0.14))
-    cx, cy = (np.array([col, row]) + 0.5) / 3 + rng.uniform(-0.05, 0.05, size=2)
-    lo, hi = obj.r + 0.01, 0.99 - obj.r
-    obj = dataclasses.replace(obj, x=float(np.clip(cx, lo, hi)), y=float(np.clip(cy, lo, hi)))
+    obj = random_object(rng, scene.objects, r_range=(ADD_RADIUS, ADD_RADIUS))
+    obj = dataclasses.replace(obj, x=(col + 0.5) / 3, y=(row + 0.5) / 3)
     tgt = dataclasses.replace(scene, objects=(*scene.objects, obj))
     if min(visible_fractions(tgt.objects)) < MIN_VISIBLE_AFTER_EDIT:
         return None

@@ -92,7 +92,8 @@ def test_local_edits_match_pixels(recs):
             assert world.obj_dict(new) == {k: v for k, v in e["new"].items() if k != "position"}
             assert (r.tgt[_solid(t.objects, len(t.objects) - 1)] == world.COLORS[new.color]).all()
             col, row, _ = world_text.POSITIONS[e["new"]["position"]]
-            assert col / 3 <= new.x <= (col + 1) / 3 and row / 3 <= new.y <= (row + 1) / 3
+            # the instruction decides the target: one size, centred in the named cell
+            assert (new.x, new.y, new.r) == pytest.approx(((col + 0.5) / 3, (row + 0.5) / 3, world.ADD_RADIUS))
         elif r.category == "replace":
             i = _index(r)
             assert t.objects[i].shape == e["new"]["shape"] != s.objects[i].shape
