@@ -456,6 +456,11 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None,
                        help=f"(default {field.default}, or the run folder's saved value)")  # fmt: skip
     args = p.parse_args(argv)
+    if args.categories is not None:
+        try:
+            category_weights(args.categories)
+        except ValueError as e:
+            p.error(str(e))
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.prepare_world:

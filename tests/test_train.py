@@ -154,6 +154,13 @@ def test_category_weights_refuse_bad_specs(spec, message):
         next(train._world_records(train.TrainConfig(records=4, size=32, categories=spec), workers=1))
 
 
+def test_bad_category_weights_are_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--out", str(tmp_path / "run"), "--categories", "paint=2"])
+    assert exit_info.value.code == 2 and "NAME one of" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # refused before the run folder is made
+
+
 def test_learning_rate_follows_a_time_budget():
     cfg = train.TrainConfig(lr=1e-3, warmup=10, steps=1000)
     assert train.lr_at(5, cfg, progress=0.9) == pytest.approx(6e-4)  # warmup still counts in steps
