@@ -86,14 +86,18 @@ def minilm(text_len: int, device="cpu", path: str | Path | None = None) -> Singl
 
 
 def category_weights(spec: str) -> np.ndarray | None:
-    """ "add=1.5,style=0.5" -> probabilities over world.CATEGORIES (unnamed ones weigh 1); "" -> None (uniform)."""
+    """Probabilities over world.CATEGORIES from a spec such as "add=1.5,style=0.5" (unnamed categories weigh 1);
+    None for "" (the world's own uniform draw). ValueError names what is wrong with the spec."""
     if not spec.strip():
         return None
-    weights = dict.fromkeys(world.CATEGORIES, 1.0)
+    weights, named = dict.fromkeys(world.CATEGORIES, 1.0), set()
     for item in spec.split(","):
         name, sep, value = (part.strip() for part in item.partition("="))
         if name not in weights or not sep:
             raise ValueError(f"--categories: expected NAME=WEIGHT with NAME one of {world.CATEGORIES}, got {item!r}")
+        if name in named:
+            raise ValueError(f"--categories: {name} is named twice")
+        named.add(name)
         try:
             weights[name] = float(value)
         except ValueError:

@@ -145,7 +145,7 @@ def test_category_weights_shift_the_training_mix():
 @pytest.mark.parametrize(
     "spec, message",
     [("ad=2", "NAME one of"), ("add", "NAME=WEIGHT"), ("add=x", "not a number"), ("add=-1", ">= 0"),
-     ("add=nan", ">= 0"), (",".join(f"{c}=0" for c in world.CATEGORIES), "above 0")],
+     ("add=nan", ">= 0"), ("add=2,add=3", "named twice"), (",".join(f"{c}=0" for c in world.CATEGORIES), "above 0")],
 )  # fmt: skip
 def test_category_weights_refuse_bad_specs(spec, message):
     with pytest.raises(ValueError, match=message):
