@@ -319,13 +319,34 @@ def plot_loss(history: list, path: Path) -> None:
     img.save(path)
 
 
+DATA_FIELDS = ("records", "seed", "categories", "size", "text_len")  # what a run folder's data cache was made with
+MODEL_FIELDS = ("dim", "dual", "single", "downsample")  # what its checkpoint was made with
+
+
+def check_resume(out: Path, saved: TrainConfig, cfg: TrainConfig) -> None:
+    """Refuse settings a run folder's data cache or checkpoint was not made with: resuming would silently ignore them
+    (the cached data) or fail half-way (the checkpoint's shapes). CheckpointError names each flag."""
+    what = []
+    if (out / "world.safetensors").is_file() or (out / "data.safetensors").is_file():
+        what += [(name, "data") for name in DATA_FIELDS]
+    if (out / "checkpoint.safetensors").is_file():
+        what += [(name, "checkpoint") for name in MODEL_FIELDS]
+    changed = [f"--{name.replace('_', '-')} {getattr(cfg, name)!r} (its {kind} has {getattr(saved, name)!r})"
+               for name, kind in what if getattr(cfg, name) != getattr(saved, name)]  # fmt: skip
+    if changed:
+        raise CheckpointError(f"{out} was made with other settings: {'; '.join(changed)}; use a new --out, or leave "
+                              "these flags out to resume")  # fmt: skip
+
+
 def train(args) -> Path:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg_path = out / "train_config.json"
-    cfg = TrainConfig(**json.loads(cfg_path.read_text())) if cfg_path.is_file() else TrainConfig()
+    saved = TrainConfig(**json.loads(cfg_path.read_text())) if cfg_path.is_file() else TrainConfig()
     overrides = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
-    cfg = TrainConfig(**{**asdict(cfg), **overrides})
+    cfg = TrainConfig(**{**asdict(saved), **overrides})
+    if cfg_path.is_file():
+        check_resume(out, saved, cfg)
     cfg_path.write_text(json.dumps(asdict(cfg), indent=2))
     device = default_device()
     deadline = time.time() + 60 * args.minutes if args.minutes else None
