@@ -40,7 +40,7 @@ HISTORY = 12  # results kept per session
 # the UI's controls, in this order, named as studio.request takes them
 KNOBS = ("keywords", "gamma", "lam", "steps", "guidance_scale", "seed", "randomize", "negative_prompt", "layers",
          "temperature_start", "temperature_end", "resolution", "mask_mode", "grow", "keep_pixels",
-         "focus_gate")  # fmt: skip
+         "focus_gate", "token_temperature")  # fmt: skip
 SKIP = gr.skip()
 log = logging.getLogger("editmgt.app")
 
@@ -55,6 +55,8 @@ HELP = {
     "negative": "Text the edit is steered away from (the unconditional side of guidance).",
     "layers": "Transformer blocks whose instruction→image attention forms the map, e.g. '28-36'; empty = the model's.",
     "temperature": "Randomness of the reveal order (Gumbel noise) at the first and the last step.",
+    "token_temperature": "Randomness of each token's draw: 1 = the model's own probabilities; lower = more confident, "
+    "cleaner shapes and colours.",
     "resolution": "Working resolution: the side of a square with as many pixels as the model edits at (aspect kept).",
     "mask_mode": "Painted brush region with the map: replace = brush only; union = brush or map; intersection = both.",
     "grow": "Grow the map's edit region by this many tokens before holding: room for edits that reach past the object.",
@@ -219,7 +221,7 @@ def restore(history, evt: gr.SelectData):
     p = history[evt.index]["parameters"]
     t = p["temperature"] if isinstance(p["temperature"], list) else [p["temperature"], 0.01]
     names = ("gamma", "lam", "steps", "guidance_scale", "seed", "negative_prompt", "mask_mode", "grow", "keep_pixels",
-             "focus_gate")  # fmt: skip
+             "focus_gate", "token_temperature")  # fmt: skip
     knobs = {k: p[k] for k in names if k in p}  # (entries saved before a knob existed keep the control's value)
     knobs |= {
         "randomize": False,
@@ -384,6 +386,9 @@ def input_panel(editor: Editor) -> tuple[gr.ImageEditor, gr.Textbox, dict]:
             k["temperature_start"] = gr.Slider(0, 10, t0, step=0.1, label="Temperature, first step",
                                                info=HELP["temperature"])  # fmt: skip
             k["temperature_end"] = gr.Slider(0, 10, t1, step=0.1, label="Temperature, last step")
+        k["token_temperature"] = gr.Slider(*studio.LIMITS["token_temperature"], d.token_temperature, step=0.05,
+                                           label="Token temperature", elem_id="token-temperature",
+                                           info=HELP["token_temperature"])  # fmt: skip
         k["resolution"] = gr.Slider(lo, hi, side, step=2 * editor.vq.factor, label="Working resolution",
                                     info=HELP["resolution"])  # fmt: skip
         k["mask_mode"] = gr.Radio(["replace", "union", "intersection"], value=d.mask_mode, label="Brush mask mode",
@@ -417,6 +422,7 @@ def api_panel(editor: Editor) -> dict:
         "grow": num(d.grow, label="grow (tokens)"),
         "keep_pixels": gr.Checkbox(d.keep_pixels, label="keep_pixels"),
         "focus_gate": num(d.focus_gate, label="focus_gate (0 = always hold)"),
+        "token_temperature": num(d.token_temperature, label="token_temperature (1 = the model's probabilities)"),
     }
 
 

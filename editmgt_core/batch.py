@@ -6,8 +6,8 @@ Manifest (JSON Lines, one object per line; blank lines ignored; relative paths a
   id            name of the item (default: its 0-based position among the manifest's items, 6 digits)
   target, mask  ground truth for `evaluate` (carried into the results, not used for editing)
   brush         optional user mask (white = may edit), combined with the map per mask_mode
-  steps, guidance_scale, gamma, lam, keywords, temperature, seed, layers, negative_prompt, mask_mode, grow,
-  focus_gate, keep_pixels, reference_compatible, pixels
+  steps, guidance_scale, gamma, lam, keywords, temperature, token_temperature, seed, layers, negative_prompt,
+  mask_mode, grow, focus_gate, keep_pixels, reference_compatible, pixels
                 per-item overrides of the batch's sampler knobs (lists for keywords / layers / temperature pairs)
 Other keys (category, edit, captions, ...) are carried into the item's result unchanged.
 

@@ -28,6 +28,7 @@ KNOBS = (
     "lam",
     "keywords",
     "temperature",
+    "token_temperature",
     "seed",
     "layers",
     "negative_prompt",
@@ -107,6 +108,13 @@ def add_sampler_args(p: argparse.ArgumentParser, what: str = "the edit") -> None
         "--temperature",
         type=_temperature,
         help="Gumbel temperature of the re-masking: T (T down to 0.01) or T0,T1 (linear; demo: 2,0)",
+    )
+    g.add_argument(
+        "--token-temperature",
+        dest="token_temperature",
+        type=float,
+        help="softmax temperature of each token's draw: 1 = the reference; lower = more confident, coherent tokens "
+        "(default: the model's)",
     )
     g.add_argument("--seed", type=int, help="random seed; the seed used is saved with the output")
     g.add_argument(

@@ -299,9 +299,16 @@ def edit_stream(
     yield from run(editor, prepared, options, show_map=show_map)
 
 
+# Knobs the reference sampler does not have: with reference_compatible=True a model's defaults for them give way to
+# the reference's (a value the caller passes still counts, and sample refuses it).
+NOT_IN_REFERENCE = ("grow", "focus_gate", "token_temperature")
+
+
 def default_options(editor: Editor, **overrides) -> SamplerOptions:
     """SamplerOptions with this model's defaults (its settings file), then `overrides`."""
     defaults = dict(editor.settings.defaults)
+    if overrides.get("reference_compatible"):
+        defaults = {k: v for k, v in defaults.items() if k not in NOT_IN_REFERENCE}
     for key in ("temperature", "keywords", "layers"):
         if isinstance(defaults.get(key), list):
             defaults[key] = tuple(defaults[key])

@@ -39,7 +39,7 @@ LogitsFn = Callable[[Tensor, int, bool], tuple[Tensor, dict[int, Tensor]]]
 class SamplerOptions:
     """Sampler knobs; defaults are the published demo's (infer.py) and, where it is silent, the reference pipeline's.
 
-    `sample` reads steps, guidance_scale, lam, grow, focus_gate, temperature, seed, mask_mode and
+    `sample` reads steps, guidance_scale, lam, grow, focus_gate, temperature, token_temperature, seed, mask_mode and
     reference_compatible; gamma, keywords, layers and negative_prompt are for whoever builds logits_fn and
     text_weights, keep_pixels for whoever decodes the result (the editing engine).
     """
@@ -50,6 +50,7 @@ class SamplerOptions:
     lam: float = 0.0  # region-hold threshold λ in [0, 1]; Pipeline.local_guidance=0 (off), infer.py suggests 0.01
     keywords: tuple[str, ...] = ()  # words whose text rows form the map; Pipeline.local_query_text=None (all rows)
     temperature: float | tuple[float, float] = (2.0, 0.0)  # Gumbel scale of re-masking; Pipeline/set_timesteps (2, 0)
+    token_temperature: float = 1.0  # the token draw samples softmax(logits / this); 1 = the reference (not in it else)
     seed: int | None = None  # generator seed; None = fresh entropy (infer.py passes no generator)
     layers: tuple[int, ...] | None = None  # global blocks to capture; None = the model's band (infer.py: 28..36)
     negative_prompt: str = DEMO_NEGATIVE_PROMPT  # unconditional text of the CFG pair; infer.py v2_model.negative_prompt
@@ -78,6 +79,8 @@ class SamplerOptions:
         t = self.temperature
         if not (number(t) and t >= 0 or isinstance(t, tuple) and len(t) == 2 and all(number(x) and x >= 0 for x in t)):
             bad("temperature", "a number >= 0 or a pair (start, end) of numbers >= 0")
+        if not number(self.token_temperature) or self.token_temperature <= 0:
+            bad("token_temperature", "a finite number > 0 (1 = the reference's draw; lower = more confident tokens)")
         if self.seed is not None and (not integer(self.seed) or not 0 <= self.seed < 2**64):
             bad("seed", "None or an integer in [0, 2**64)")
         ok_layers = isinstance(self.layers, tuple) and self.layers and len(set(self.layers)) == len(self.layers)
@@ -323,16 +326,18 @@ class StepRecord:
         return 0.0 if self.hold is None else self.hold.float().mean().item()
 
 
-def _edit_step(logits, tokens, src, generator, temperature, length, scores, lam, mask_id):
+def _edit_step(logits, tokens, src, generator, temperature, length, scores, lam, mask_id, token_temperature=1.0):
     """One step of the normal mode; length None = last step. Returns (tokens, token_probs, hold) on the grid.
 
-    As the reference, except: held tokens are committed (never re-masked), and exactly `length` (clamped to the
-    open tokens) are re-masked, ties broken by position instead of re-masking fewer.
+    As the reference, except: held tokens are committed (never re-masked), exactly `length` (clamped to the open
+    tokens) are re-masked, ties broken by position instead of re-masking fewer, and the logits are divided by
+    `token_temperature` before the draw (the confidences then come from the sharpened distribution too).
     """
     b, _, h, w = logits.shape
     flat = tokens.reshape(b, -1)
     unknown = flat == mask_id
-    probs, pred = draw_tokens(logits.float(), generator)
+    logits = logits.float() if token_temperature == 1 else logits.float() / token_temperature
+    probs, pred = draw_tokens(logits, generator)
     pred = torch.where(unknown, pred, flat)
     hold = None
     if scores is not None:
@@ -376,6 +381,9 @@ def _check_inputs(src, mask_id, text_weights, user_mask, options, capture):
         raise ValueError(f"src must be int64 [B, H, W]; got {src.dtype} {tuple(src.shape)}")
     if not isinstance(mask_id, int) or mask_id < 0:
         raise ValueError(f"mask_id={mask_id!r}; expected an integer >= 0")
+    if options.reference_compatible and options.token_temperature != 1:
+        raise ValueError("token_temperature is not supported with reference_compatible=True (the reference draws "
+                         "tokens from the softmax itself); use 1")  # fmt: skip
     if options.reference_compatible and (options.grow or options.focus_gate):
         raise ValueError("grow and focus_gate are not supported with reference_compatible=True (the reference holds "
                          "by the raw map)")  # fmt: skip
@@ -468,9 +476,8 @@ def sample(
                 scores = combine_hold(scores, user_mask, options.mask_mode)
                 held_by = scores if held_by is None else combine_hold(held_by, user_mask, options.mask_mode)
             length = mask_len(step, n, h * w) if step < n - 1 else None
-            new, probs, hold = _edit_step(
-                logits, tokens, src, generator, temps[step], length, held_by, options.lam, mask_id
-            )
+            step_args = (temps[step], length, held_by, options.lam, mask_id, options.token_temperature)
+            new, probs, hold = _edit_step(logits, tokens, src, generator, *step_args)
         decided = new != mask_id
         revealed = (tokens == mask_id) & decided
         if hold is not None:

@@ -39,7 +39,7 @@ PREVIEW_SIDE = 384  # streamed frames: longer side in pixels
 PREVIEW_BUDGET = 0.1  # share of an edit's time that decoding previews may take (on CPU a VQ decode can cost a step)
 # app-level ranges for the numeric knobs (SamplerOptions only requires >= 0; beyond these the sampler overflows)
 LIMITS = {"steps": (1, 100), "guidance_scale": (0.0, 30.0), "gamma": (0.0, 5.0), "lam": (0.0, 1.0),
-          "temperature": (0.0, 10.0), "grow": (0, 16)}  # fmt: skip
+          "temperature": (0.0, 10.0), "token_temperature": (0.05, 2.0), "grow": (0, 16)}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------- inputs
@@ -165,6 +165,7 @@ def make_options(
     keywords=(),
     seed=None,
     temperature=(2.0, 0.0),
+    token_temperature=1.0,
     layers: str | None = None,
     negative_prompt: str = "",
     mask_mode: str = "replace",
@@ -189,6 +190,7 @@ def make_options(
         lam=number("lam", lam, *LIMITS["lam"]),
         keywords=parse_keywords(keywords),
         temperature=(t0, t1),
+        token_temperature=number("token_temperature", token_temperature, *LIMITS["token_temperature"]),
         seed=seed,
         layers=parse_layers(layers, editor.transformer.config.depth),
         negative_prompt=negative_prompt,

@@ -9,7 +9,16 @@ import torch
 from PIL import Image
 from tiny_model import make_model_folder
 
-from editmgt_core.editing import EditResult, Progress, edit, edit_stream, keep_source_pixels, to_rgb, work_size
+from editmgt_core.editing import (
+    EditResult,
+    Progress,
+    default_options,
+    edit,
+    edit_stream,
+    keep_source_pixels,
+    to_rgb,
+    work_size,
+)
 from editmgt_core.loading import load_editor
 from editmgt_core.sampling import SamplerOptions
 
@@ -154,3 +163,12 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="aspect ratio"):
         work_size(1000, 10, 4096, 8)
     assert work_size(64, 32, 64 * 64, 8) == (88, 48)
+
+
+def test_reference_compatible_drops_the_models_defaults_the_reference_lacks(editor):
+    defaults = {"steps": 3, "grow": 2, "focus_gate": 0.7, "token_temperature": 0.2}
+    tuned = dataclasses.replace(editor, settings=dataclasses.replace(editor.settings, defaults=defaults))
+    assert default_options(tuned).token_temperature == 0.2 and default_options(tuned).grow == 2
+    ref = default_options(tuned, reference_compatible=True)
+    assert (ref.steps, ref.grow, ref.focus_gate, ref.token_temperature) == (3, 0, 0.0, 1.0)
+    assert default_options(tuned, reference_compatible=True, grow=1).grow == 1  # asked for: kept (sample refuses it)

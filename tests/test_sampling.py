@@ -212,6 +212,20 @@ def test_grow_frees_a_band_around_the_maps_region():
         run(dataclasses.replace(OPTS, lam=0.5, grow=1, reference_compatible=True), src)
 
 
+def test_token_temperature_sharpens_the_draw():
+    src = make_src(2, 8, 8)
+    masked = torch.full_like(src, MASK)
+    argmax = mock_model()(masked, 0, False)[0].argmax(1)  # steps=1: one draw at timestep 0 commits every token
+    one_step = dataclasses.replace(OPTS, steps=1, guidance_scale=1.0)  # unguided: those logits are the draw's
+    agree = lambda t: (run(dataclasses.replace(one_step, token_temperature=t), src)[-1].tokens == argmax).float().mean()
+    assert agree(1e-3) == 1  # the draw becomes the argmax
+    assert agree(1.0) < agree(0.5) < agree(0.1) < 1  # 1: the reference's draw from the softmax itself (0.48 here)
+    with pytest.raises(ValueError, match="token_temperature"):
+        SamplerOptions(token_temperature=0)
+    with pytest.raises(ValueError, match="token_temperature"):
+        run(dataclasses.replace(OPTS, token_temperature=0.5, reference_compatible=True), src)
+
+
 def test_focus_gate_skips_the_hold_of_rows_that_attend_less_to_the_image():
     base = mock_model()
 

@@ -81,7 +81,7 @@ def test_parsers_name_the_bad_value(editor):
     ok = dict(steps=4, guidance_scale=2, gamma=1, lam=0.2)
     for field, value in [("steps", 1000), ("steps", 2.5), ("lam", 5), ("gamma", -1), ("guidance_scale", float("inf")),
                          ("steps", "many"), ("seed", 2**70), ("grow", 17), ("grow", 0.5),
-                         ("keep_pixels", "yes")]:  # fmt: skip
+                         ("token_temperature", 0), ("token_temperature", 3), ("keep_pixels", "yes")]:  # fmt: skip
         with pytest.raises(ValueError, match=field):
             studio.make_options(editor, **{**ok, field: value})
     with pytest.raises(ValueError, match="mask_mode"):
@@ -91,6 +91,7 @@ def test_parsers_name_the_bad_value(editor):
     assert studio.make_options(editor, **ok, seed=-1).seed is None
     grown = studio.make_options(editor, **ok, grow=2.0, keep_pixels=False)  # a number field sends 2.0
     assert (grown.grow, grown.keep_pixels) == (2, False) and isinstance(grown.grow, int)
+    assert studio.make_options(editor, **ok, token_temperature=0.2).token_temperature == 0.2
     options, pixels = studio.request(editor, **ok, seed=3, randomize=True, resolution=48)
     assert options.seed is None and pixels == 48 * 48
 
