@@ -50,7 +50,7 @@ class SamplerOptions:
     lam: float = 0.0  # region-hold threshold λ in [0, 1]; Pipeline.local_guidance=0 (off), infer.py suggests 0.01
     keywords: tuple[str, ...] = ()  # words whose text rows form the map; Pipeline.local_query_text=None (all rows)
     temperature: float | tuple[float, float] = (2.0, 0.0)  # Gumbel scale of re-masking; Pipeline/set_timesteps (2, 0)
-    token_temperature: float = 1.0  # the token draw samples softmax(logits / this); 1 = the reference (not in it else)
+    token_temperature: float = 1.0  # tokens are drawn from softmax(logits / this); 1 = the reference's draw
     seed: int | None = None  # generator seed; None = fresh entropy (infer.py passes no generator)
     layers: tuple[int, ...] | None = None  # global blocks to capture; None = the model's band (infer.py: 28..36)
     negative_prompt: str = DEMO_NEGATIVE_PROMPT  # unconditional text of the CFG pair; infer.py v2_model.negative_prompt
