@@ -220,9 +220,7 @@ def restore(history, evt: gr.SelectData):
     """A history entry back into the inputs: its result as the image, its parameters in the controls (KNOBS order)."""
     p = history[evt.index]["parameters"]
     t = p["temperature"] if isinstance(p["temperature"], list) else [p["temperature"], 0.01]
-    names = ("gamma", "lam", "steps", "guidance_scale", "seed", "negative_prompt", "mask_mode", "grow", "keep_pixels",
-             "focus_gate", "token_temperature")  # fmt: skip
-    knobs = {k: p[k] for k in names if k in p}  # (entries saved before a knob existed keep the control's value)
+    knobs = {k: p[k] for k in KNOBS if k in p}  # (entries saved before a knob existed keep the control's value)
     knobs |= {
         "randomize": False,
         "layers": layers_text(p["layers"]),

@@ -23,7 +23,7 @@ from torch import Tensor
 from .consolidate import text_weights_for
 from .encoders import TextFeatures
 from .loading import Editor
-from .sampling import SamplerOptions, StepRecord, pixel_mask_to_tokens, sample
+from .sampling import REFERENCE_VALUES, SamplerOptions, StepRecord, pixel_mask_to_tokens, sample
 
 MAX_ASPECT = 8.0  # wider or taller images are refused rather than squeezed into a sliver of tokens
 
@@ -299,16 +299,13 @@ def edit_stream(
     yield from run(editor, prepared, options, show_map=show_map)
 
 
-# Knobs the reference sampler does not have: with reference_compatible=True a model's defaults for them give way to
-# the reference's (a value the caller passes still counts, and sample refuses it).
-NOT_IN_REFERENCE = ("grow", "focus_gate", "token_temperature")
-
-
 def default_options(editor: Editor, **overrides) -> SamplerOptions:
-    """SamplerOptions with this model's defaults (its settings file), then `overrides`."""
+    """SamplerOptions with this model's defaults (its settings file), then `overrides`. With reference_compatible
+    the model's defaults for knobs the reference lacks (sampling.REFERENCE_VALUES) give way to the reference's; a
+    value passed in `overrides` still counts (and `sample` refuses it)."""
     defaults = dict(editor.settings.defaults)
     if overrides.get("reference_compatible"):
-        defaults = {k: v for k, v in defaults.items() if k not in NOT_IN_REFERENCE}
+        defaults = {k: v for k, v in defaults.items() if k not in REFERENCE_VALUES}
     for key in ("temperature", "keywords", "layers"):
         if isinstance(defaults.get(key), list):
             defaults[key] = tuple(defaults[key])

@@ -376,17 +376,20 @@ def map_grid(maps: dict[int, Tensor], h: int, w: int) -> tuple[int, int]:
     raise ValueError(f"maps have {i} image keys; expected {(h // 2) * (w // 2)} or {h * w} for a {h}x{w} token grid")
 
 
+# Knobs of ours the reference sampler lacks, at the values that leave its behaviour unchanged.
+REFERENCE_VALUES = {"grow": 0, "focus_gate": 0.0, "token_temperature": 1.0}
+
+
 def _check_inputs(src, mask_id, text_weights, user_mask, options, capture):
     if src.ndim != 3 or src.dtype != torch.long:
         raise ValueError(f"src must be int64 [B, H, W]; got {src.dtype} {tuple(src.shape)}")
     if not isinstance(mask_id, int) or mask_id < 0:
         raise ValueError(f"mask_id={mask_id!r}; expected an integer >= 0")
-    if options.reference_compatible and options.token_temperature != 1:
-        raise ValueError("token_temperature is not supported with reference_compatible=True (the reference draws "
-                         "tokens from the softmax itself); use 1")  # fmt: skip
-    if options.reference_compatible and (options.grow or options.focus_gate):
-        raise ValueError("grow and focus_gate are not supported with reference_compatible=True (the reference holds "
-                         "by the raw map)")  # fmt: skip
+    extra = [k for k, v in REFERENCE_VALUES.items() if getattr(options, k) != v] if options.reference_compatible else []
+    if extra:
+        use = ", ".join(f"{k}={REFERENCE_VALUES[k]:g}" for k in extra)
+        raise ValueError(f"{', '.join(extra)} not supported with reference_compatible=True (the reference sampler "
+                         f"has no such knob); use {use}")  # fmt: skip
     if user_mask is not None:
         if options.reference_compatible:
             raise ValueError("user_mask is not supported with reference_compatible=True (the reference has no brush)")
