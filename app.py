@@ -53,7 +53,8 @@ HELP = {
     "guidance": "Classifier-free guidance: how strongly to follow the instruction (1 = off).",
     "seed": "The same seed with the same settings reproduces an edit exactly.",
     "negative": "Text the edit is steered away from (the unconditional side of guidance).",
-    "layers": "Transformer blocks whose instruction→image attention forms the map, e.g. '28-36'; empty = the model's.",
+    "layers": "Transformer blocks whose instruction→image attention forms the map, e.g. '28-36'; 's0' adds block 0's "
+    "attention to the source image; empty = the model's.",
     "temperature": "Randomness of the reveal order (Gumbel noise) at the first and the last step.",
     "token_temperature": "Randomness of each token's draw: 1 = the model's own probabilities; lower = more confident, "
     "cleaner shapes and colours.",
@@ -320,7 +321,7 @@ def editor_value(image: Image.Image) -> dict:
 
 def layers_text(layers) -> str:
     layers = list(layers or ())
-    if len(layers) > 2 and layers == list(range(layers[0], layers[-1] + 1)):
+    if len(layers) > 2 and all(isinstance(i, int) for i in layers) and layers == list(range(layers[0], layers[-1] + 1)):
         return f"{layers[0]}-{layers[-1]}"
     return ", ".join(map(str, layers))
 

@@ -51,12 +51,13 @@ def _temperature(text: str) -> float | tuple[float, float]:
     return parts[0] if len(parts) == 1 else (parts[0], parts[1])
 
 
-def _layers(text: str) -> tuple[int, ...]:
-    out = []
-    for part in text.split(","):
-        a, _, b = part.partition("-")
-        out += range(int(a), int(b) + 1) if b else [int(a)]
-    return tuple(out)
+def _layers(text: str) -> tuple[int | str, ...]:
+    from .sampling import layers_from_text
+
+    try:
+        return layers_from_text(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -120,7 +121,8 @@ def add_sampler_args(p: argparse.ArgumentParser, what: str = "the edit") -> None
     g.add_argument(
         "--layers",
         type=_layers,
-        help="transformer blocks whose attention forms the map, e.g. 28-36 or 1,2 (default: the model's)",
+        help="transformer blocks whose attention forms the map, e.g. 28-36 or 1,2; 's0' adds block 0's "
+        "instruction -> source-image attention (default: the model's)",
     )
     g.add_argument(
         "--negative-prompt",
@@ -325,22 +327,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate_layers(args: argparse.Namespace) -> int:
+    import json
+
     import numpy as np
 
-    from .calibrate import best_band, layer_scores, local_records, record_focus, suggest_gate
+    from . import calibrate as cal
 
     if args.records < 1 or args.width < 1:
         raise ValueError("--records and --width must be >= 1")
     editor = _load_editor(args)
-    scores = layer_scores(editor, local_records(args.seed, args.records, args.size))
-    print("block  AUC    top-k IoU")
+    maps = cal.record_maps(editor, cal.local_records(args.seed, args.records, args.size))
+    scores = cal.layer_scores(maps)
+    print("entry  AUC    top-k IoU   (i: instruction -> target, s<i>: instruction -> source image)")
     for s in scores:
         print(f"{s.layer:>5}  {s.auc:.3f}  {s.topk_iou:.3f}")
-    band = best_band(scores, args.width)
-    print(f'best band (mean AUC): {list(band)}  -> "attention_layers": {list(band)} in editmgt_studio.json')
-    local = record_focus(editor, local_records(args.seed, args.records, args.size))
-    whole = record_focus(editor, local_records(args.seed, args.records, args.size, whole_image=True))
-    gate = suggest_gate(local, whole)
+    band = cal.best_band(scores, args.width)
+    print(f"best band (mean AUC): {list(band)}, map AUC {cal.map_auc(maps, band):.3f}")
+    layers, value = cal.add_source_maps(maps, band, args.width)  # (the band itself without a source stream)
+    suggested = json.dumps(list(layers))
+    print(f'suggested layers: "attention_layers": {suggested} in editmgt_studio.json (map AUC {value:.3f})')
+    current = editor.settings.attention_layers
+    value = cal.map_auc(maps, [e for e in current if e in maps.scores])
+    print(f"the model's layers now: {json.dumps(list(current))}, map AUC {value:.3f}")
+    local = cal.record_focus(editor, cal.local_records(args.seed, args.records, args.size))
+    whole = cal.record_focus(editor, cal.local_records(args.seed, args.records, args.size, whole_image=True))
+    gate = cal.suggest_gate(local, whole)
     print(
         f"instruction focus with the model's band {list(editor.settings.attention_layers)}: local edits median "
         f"{np.median(local):.3f}, whole-image edits median {np.median(whole):.3f}"

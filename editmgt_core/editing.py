@@ -23,6 +23,7 @@ from torch import Tensor
 from .consolidate import text_weights_for
 from .encoders import TextFeatures
 from .loading import Editor
+from .model import capture_entry, is_source_entry
 from .sampling import REFERENCE_VALUES, SamplerOptions, StepRecord, pixel_mask_to_tokens, sample
 
 MAX_ASPECT = 8.0  # wider or taller images are refused rather than squeezed into a sliver of tokens
@@ -182,14 +183,19 @@ class Progress:
 
 
 def resolve_options(editor: Editor, options: SamplerOptions | None) -> SamplerOptions:
-    """Fill what the user left open: the model's defaults, a fresh seed, the model's attention band."""
+    """Fill what the user left open: the model's defaults, a fresh seed, the model's attention band.
+
+    Source-image map entries ('s<i>', see model.capture_entry) are dropped at gamma 0 (there is no source stream to
+    attend to; the map is the target blocks') and, with reference_compatible, from the model's band."""
     options = default_options(editor) if options is None else options
     if options.seed is None:
         options = dataclasses.replace(options, seed=int(torch.randint(0, 2**31 - 1, ()).item()))
     layers = options.layers or editor.settings.attention_layers
-    bad = [i for i in layers if not 0 <= i < editor.transformer.config.depth]
+    bad = [e for e in layers if not 0 <= capture_entry(e)[0] < editor.transformer.config.depth]
     if bad:
         raise ValueError(f"attention layers {bad} out of range 0..{editor.transformer.config.depth - 1}")
+    if options.gamma == 0 or (options.reference_compatible and not options.layers):
+        layers = [e for e in layers if not is_source_entry(e)]  # no source stream / the reference's capture only
     return dataclasses.replace(options, layers=tuple(layers))
 
 

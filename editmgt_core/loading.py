@@ -19,6 +19,7 @@ import torch
 from .checkpoint import load_transformer
 from .encoders import ClipGemmaTextEncoder, SingleTextEncoder, VQTokenizer
 from .model import EditMGTTransformer
+from .sampling import layers_ok
 
 SETTINGS_NAME = "editmgt_studio.json"
 PUBLISHED_ID = "WeiChow/EditMGT"
@@ -35,7 +36,7 @@ class Settings:
 
     text: dict = field(default_factory=lambda: {"kind": "clip_gemma2"})  # text stack, see `_text_encoder`
     pixels: int = 1024 * 1024  # working pixel count: inputs are resized (aspect kept) to about this many pixels
-    attention_layers: tuple[int, ...] = tuple(range(28, 37))  # default consolidation band (global block indices)
+    attention_layers: tuple[int | str, ...] = tuple(range(28, 37))  # the map's blocks (global indices; 's<i>': source)
     image_range: tuple[float, float] = (0.0, 1.0)  # pixel range the VQ model was trained on
     name: str = "EditMGT"  # shown in the UI
     defaults: dict = field(default_factory=dict)  # SamplerOptions overrides suited to this model
@@ -52,6 +53,9 @@ class Settings:
         for key in ("attention_layers", "image_range"):
             if key in d:
                 d[key] = tuple(d[key])
+        if not layers_ok(d.get("attention_layers", cls.attention_layers)):
+            raise ValueError(f"{path}: attention_layers {d['attention_layers']!r} must be distinct block indices (at "
+                             "least one), plus optional 's<index>' entries for source-image maps")  # fmt: skip
         return cls(**d)
 
 

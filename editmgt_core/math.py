@@ -79,3 +79,14 @@ def text_to_image_probs(q: Tensor, k: Tensor, n_txt: int, n_img: int) -> Tensor:
     scale = q.shape[-1] ** -0.5
     scores = (q[:, :, :n_txt] @ k[:, :, : n_txt + n_img].transpose(-1, -2)) * scale  # (B, heads, T, T + I)
     return scores.float().softmax(dim=-1)[..., n_txt:]
+
+
+def text_to_source_probs(q: Tensor, k: Tensor, n_txt: int, n_img: int) -> Tensor:
+    """Instruction -> source-image attention probabilities [B, heads, T, R] (not in the reference): the mirror of
+    `text_to_image_probs` for the condition rows C_V. Text queries against [text, condition] keys (the target keys
+    excluded from the softmax), then the condition columns are kept. k holds the rows [text, target, condition].
+    """
+    scale = q.shape[-1] ** -0.5
+    keys = torch.cat([k[:, :, :n_txt], k[:, :, n_txt + n_img :]], dim=2)
+    scores = (q[:, :, :n_txt] @ keys.transpose(-1, -2)) * scale  # (B, heads, T, T + R)
+    return scores.float().softmax(dim=-1)[..., n_txt:]

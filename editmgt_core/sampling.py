@@ -12,6 +12,7 @@ at the last step) `uniform_` [B, H*W] for the Gumbel noise of the re-masking.
 from __future__ import annotations
 
 import math
+import re
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from torch import Tensor
 
 from editmgt_core.consolidate import adaptive_filter, attention_scores, check_text_weights, min_max, upsample
 from editmgt_core.consolidate import consolidate_unchecked as consolidate_maps
+from editmgt_core.model import capture_entry, is_source_entry
 
 # src/v2_model.py `negative_prompt`, which the published demo (infer.py) passes.
 DEMO_NEGATIVE_PROMPT = (
@@ -33,6 +35,31 @@ EDITABLE, PROTECTED = 2.0, -1.0  # brush scores outside [0, 1]: no lam in [0, 1]
 
 # logits_fn(tokens [n, H, W], timestep, capture) -> (logits [n, K, H, W], {block: attention [n, heads, T, I]})
 LogitsFn = Callable[[Tensor, int, bool], tuple[Tensor, dict[int, Tensor]]]
+
+
+def layers_from_text(text: str) -> tuple[int | str, ...]:
+    """'28-36', '5, 7' or '5, s0' -> capture entries (see model.capture_entry): block indices, ranges a-b, and 's'
+    before an index or range for source-image maps ('s0-2' = s0, s1, s2). Duplicates dropped; ValueError otherwise."""
+    out = []
+    for part in text.replace(" ", "").split(","):
+        m = re.fullmatch(r"(s?)(\d+)(?:-(\d+))?", part)
+        if not m or (m[3] and int(m[3]) < int(m[2])):
+            raise ValueError(f"attention layers {text!r}: write block indices like '28-36' or '5, 7', and 's0' for "
+                             "block 0's source-image map")  # fmt: skip
+        out += [f"s{i}" if m[1] else i for i in range(int(m[2]), int(m[3] or m[2]) + 1)]
+    return tuple(dict.fromkeys(out))
+
+
+def layers_ok(layers) -> bool:
+    """A tuple of distinct capture entries (model.capture_entry) with at least one target block: the instruction
+    focus (see focus) reads the target maps."""
+    if not isinstance(layers, tuple) or len(set(layers)) != len(layers):
+        return False
+    try:
+        entries = [capture_entry(e) for e in layers]
+    except ValueError:
+        return False
+    return all(i >= 0 for i, _ in entries) and any(not source for _, source in entries)
 
 
 @dataclass(frozen=True)
@@ -52,7 +79,7 @@ class SamplerOptions:
     temperature: float | tuple[float, float] = (2.0, 0.0)  # Gumbel scale of re-masking; Pipeline/set_timesteps (2, 0)
     token_temperature: float = 1.0  # tokens are drawn from softmax(logits / this); 1 = the reference's draw
     seed: int | None = None  # generator seed; None = fresh entropy (infer.py passes no generator)
-    layers: tuple[int, ...] | None = None  # global blocks to capture; None = the model's band (infer.py: 28..36)
+    layers: tuple[int | str, ...] | None = None  # blocks to capture; None = the model's band (infer.py: 28..36)
     negative_prompt: str = DEMO_NEGATIVE_PROMPT  # unconditional text of the CFG pair; infer.py v2_model.negative_prompt
     mask_mode: str = "replace"  # brush mask with the map: 'union' | 'intersection' | 'replace' (not in the reference)
     grow: int = 0  # grow the map's edit region by this many tokens before holding (see grow_map; not in the reference)
@@ -83,9 +110,9 @@ class SamplerOptions:
             bad("token_temperature", "a finite number > 0 (1 = the reference's draw; lower = more confident tokens)")
         if self.seed is not None and (not integer(self.seed) or not 0 <= self.seed < 2**64):
             bad("seed", "None or an integer in [0, 2**64)")
-        ok_layers = isinstance(self.layers, tuple) and self.layers and len(set(self.layers)) == len(self.layers)
-        if self.layers is not None and not (ok_layers and all(integer(i) and i >= 0 for i in self.layers)):
-            bad("layers", "None or a non-empty tuple of distinct block indices >= 0")
+        if self.layers is not None and not layers_ok(self.layers):
+            bad("layers", "None or a tuple of distinct block indices >= 0 (at least one), plus optional 's<index>' "
+                "entries for source-image maps")  # fmt: skip
         if not isinstance(self.negative_prompt, str):
             bad("negative_prompt", "a string")
         if self.mask_mode not in MASK_MODES:
@@ -161,13 +188,15 @@ def hold_tokens(pred: Tensor, unknown: Tensor, scores: Tensor, lam: float, src: 
 def focus(maps: dict[int, Tensor], text_weights: Tensor) -> Tensor:
     """Instruction focus [B]: the share of the instruction's attention that lands on the image being edited rather
     than on the text (the captured maps' softmax runs over the text and target keys, see math.text_to_image_probs;
-    mean over the captured blocks, heads and the weighted text rows).
+    mean over the captured blocks, heads and the weighted text rows). Source-image maps ('s<i>') do not count: an
+    instruction about the whole image attends to the source at least as much as one about an object.
 
     An instruction that names something in the image ("the red circle") attends to it; one that changes the whole
     image ("make it sepia", "a blue background") attends less to the image, and holding by its map would clip the
     edit. With options.focus_gate, a row whose focus at the first step is below the gate is not held.
     """
-    return attention_scores(maps, text_weights).sum(dim=-1)
+    target = {k: m for k, m in maps.items() if not is_source_entry(k)}
+    return attention_scores(target, text_weights).sum(dim=-1)
 
 
 def grow_map(scores: Tensor, tokens: int) -> Tensor:
@@ -390,6 +419,9 @@ def _check_inputs(src, mask_id, text_weights, user_mask, options, capture):
         use = ", ".join(f"{k}={REFERENCE_VALUES[k]:g}" for k in extra)
         raise ValueError(f"{', '.join(extra)} not supported with reference_compatible=True (the reference sampler "
                          f"has no such knob); use {use}")  # fmt: skip
+    if options.reference_compatible and options.layers and any(is_source_entry(e) for e in options.layers):
+        raise ValueError("source-image maps ('s<i>' layers) are not supported with reference_compatible=True (the "
+                         "reference reads instruction -> target attention only)")  # fmt: skip
     if user_mask is not None:
         if options.reference_compatible:
             raise ValueError("user_mask is not supported with reference_compatible=True (the reference has no brush)")

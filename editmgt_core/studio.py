@@ -28,7 +28,8 @@ from PIL import Image, UnidentifiedImageError
 from . import files
 from .editing import EditResult, Progress, edit_stream, prepare, resolve_options, run, to_rgb
 from .loading import Editor
-from .sampling import MASK_MODES, SamplerOptions
+from .model import capture_entry
+from .sampling import MASK_MODES, SamplerOptions, layers_from_text, layers_ok
 
 SOFT_PIXELS = 2048 * 2048  # larger inputs are downscaled to about this many pixels (with a notice)
 HARD_PIXELS = 40_000_000  # larger inputs are refused before a pixel is decoded (also PIL's bomb limit in the app)
@@ -115,22 +116,18 @@ def parse_keywords(value: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(k.strip() for k in items if k.strip()))
 
 
-def parse_layers(value: str | None, depth: int) -> tuple[int, ...] | None:
-    """'28-36' or '28, 30, 32' -> block indices; empty -> None (the model's band)."""
+def parse_layers(value: str | None, depth: int) -> tuple[int | str, ...] | None:
+    """'28-36', '28, 30, 32' or '5, s0' -> capture entries (sampling.layers_from_text); empty -> None (the model's)."""
     text = (value or "").strip()
     if not text:
         return None
-    layers = []
-    for part in text.replace(" ", "").split(","):
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m:
-            raise ValueError(f"attention layers {value!r}: write block indices like '28-36' or '28, 30, 32'")
-        lo, hi = int(m[1]), int(m[2] or m[1])
-        layers += range(lo, hi + 1)
-    bad = [i for i in layers if i >= depth]
-    if bad or not layers:
-        raise ValueError(f"attention layers {bad or value!r} out of range; this model has blocks 0..{depth - 1}")
-    return tuple(dict.fromkeys(layers))
+    layers = layers_from_text(text)
+    bad = [e for e in layers if capture_entry(e)[0] >= depth]
+    if bad:
+        raise ValueError(f"attention layers {bad} out of range; this model has blocks 0..{depth - 1}")
+    if not layers_ok(layers):
+        raise ValueError(f"attention layers {value!r}: name at least one block without 's' (the target map)")
+    return layers
 
 
 def number(name: str, value, lo: float, hi: float, integer: bool = False) -> float | int:

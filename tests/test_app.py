@@ -206,7 +206,7 @@ def test_ui_handlers(editor, tmp_path):
     layer.paste((255, 0, 0, 200), (0, 0, 16, 32))
     value = {"background": picture(32, 32).convert("RGBA"), "layers": [layer], "composite": None}
     knobs = dict(keywords=["circle"], gamma=1.1, lam=0.3, steps=3, guidance_scale=2.0, seed=7, randomize=False,
-                 negative_prompt="", layers="", temperature_start=2.0, temperature_end=0.0, resolution=32,
+                 negative_prompt="", layers="1, s0", temperature_start=2.0, temperature_end=0.0, resolution=32,
                  mask_mode="union")  # fmt: skip
     updates = list(app.run_edit(ctx, value, "make the circle red", [], **knobs))
     assert len(updates) == 3 and all(len(u) == 12 for u in updates)  # steps 1 and 2 live, step 3 with the result
@@ -223,6 +223,7 @@ def test_ui_handlers(editor, tmp_path):
     assert (
         restored[2 + app.KNOBS.index("mask_mode")] == "union"
         and restored[2 + app.KNOBS.index("resolution")] is app.SKIP
+        and restored[2 + app.KNOBS.index("layers")] == "1, s0"
     )
     with pytest.raises(app.gr.Error, match="No image"):
         next(app.run_edit(ctx, None, "make it red", [], **knobs))

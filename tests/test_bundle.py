@@ -65,3 +65,19 @@ def test_bundle_edits_succeed_on_unseen_records(editor):
         ok, _ = metrics.edit_success(unit(result.image), unit(rec.src), unit(rec.tgt), mask.astype(bool))
         wins.append(ok)
     assert sum(wins) >= MIN_SUCCESS, f"{sum(wins)}/{N_RECORDS} edits succeeded (measured {MEASURED})"
+
+
+def test_tokenizer_ceiling_is_near_the_target(editor):
+    """The bundled VQ's round trip of a world target (the best any edit can decode to) is nearer the target than
+    the source is, inside the edit: the tokenizer can represent the world's edits."""
+    from editmgt_core.editing import prepare, resolve_options
+    from editmgt_core.world_eval import target_round_trip
+
+    unit = metrics.to_unit
+    for index in range(6):
+        rec = world.record(2026, index, 64)
+        mask = np.ones_like(rec.mask) if rec.category in world.GLOBAL_CATEGORIES else rec.mask
+        source, target = Image.fromarray(rec.src), Image.fromarray(rec.tgt)
+        prepared = prepare(editor, source, rec.instruction, resolve_options(editor, None))
+        out, src, tgt = target_round_trip(editor, prepared, target, True), unit(rec.src), unit(rec.tgt)
+        assert metrics.masked_l1(out, tgt, mask) < metrics.masked_l1(src, tgt, mask), rec.category

@@ -1,11 +1,14 @@
 """Attention-band calibration: the ranking measures, band choice, and the command on a tiny model."""
 
+import re
+
 import numpy as np
 import pytest
 from tiny_model import make_model_folder
 
 from editmgt_core import cli
-from editmgt_core.calibrate import LayerScore, auc, best_band, local_records, suggest_gate, topk_iou
+from editmgt_core.calibrate import LayerScore, RecordMaps, add_source_maps, auc, best_band, local_records, map_auc
+from editmgt_core.calibrate import suggest_gate, topk_iou
 from editmgt_core.world import GLOBAL_CATEGORIES
 
 
@@ -25,6 +28,20 @@ def test_best_band_is_the_contiguous_run_with_the_highest_mean_auc():
     assert best_band(scores, 3) == (2,)  # a longer band would lower the mean
     flat = [LayerScore(i, 0.6, 0.0) for i in range(4)]
     assert len(best_band(flat, 3)) == 3  # equal means: the widest band averages more evidence
+    assert best_band([*scores, LayerScore("s1", 0.99, 0.0)], 1) == (2,)  # source maps are not part of a band
+
+
+def test_source_maps_join_the_band_while_they_raise_the_maps_auc():
+    inside = [np.array([True, True, False, False]), np.array([False, True, True, False])]
+    noise = [np.array([0.5, 0.1, 0.4, 0.3]), np.array([0.6, 0.2, 0.1, 0.5])]  # AUC 0.5 and 0
+    good = [m.astype(float) for m in inside]  # AUC 1
+    maps = RecordMaps({0: noise, "s0": good, "s1": noise, "s2": [0.5 * g for g in good]}, inside)
+    assert map_auc(maps, [0]) == pytest.approx(0.25) and map_auc(maps, ["s0"]) == 1.0
+    assert map_auc(maps, [0, "s0"]) == pytest.approx(np.mean([auc(n + g, i) for n, g, i in zip(noise, good, inside)]))
+    layers, value = add_source_maps(maps, (0,), most=3)
+    assert layers[:2] == (0, "s0") and "s1" not in layers and value >= map_auc(maps, [0, "s0"])
+    assert add_source_maps(maps, (0,), most=1) == ((0, "s0"), map_auc(maps, [0, "s0"]))
+    assert add_source_maps(RecordMaps({0: noise}, inside), (0,), most=2) == ((0,), map_auc(maps, [0]))
 
 
 def test_local_records_skip_global_categories():
@@ -44,9 +61,11 @@ def test_command_scores_every_block(tmp_path, capsys):
     folder = make_model_folder(tmp_path)
     assert cli.main(["calibrate-layers", "--model", str(folder), "--records", "3", "--size", "32"]) == 0
     out = capsys.readouterr().out.splitlines()
-    rows = [line.split() for line in out[1:] if line.strip()[:1].isdigit()]
-    assert [int(r[0]) for r in rows] == list(range(len(rows))) and len(rows) >= 2
+    rows = [line.split() for line in out[1:] if re.fullmatch(r"s?\d+", line.split()[0])]
+    depth = len(rows) // 2
+    assert [r[0] for r in rows] == [str(i) for i in range(depth)] + [f"s{i}" for i in range(depth)] and depth >= 2
     assert all(0.0 <= float(r[1]) <= 1.0 for r in rows)
-    assert out[-3].startswith("best band (mean AUC): [")
+    assert out[-5].startswith("best band (mean AUC): [")
+    assert out[-4].startswith('suggested layers: "attention_layers": [')
     assert out[-1].startswith('suggested gate: "focus_gate": ') and "whole-image edits" in out[-1]
     assert cli.main(["calibrate-layers", "--model", str(folder), "--records", "0"]) == 1

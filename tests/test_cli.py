@@ -52,13 +52,13 @@ def test_every_option_of_every_command_is_documented():
 def test_cli_knobs_are_the_sampler_options():
     assert set(cli.KNOBS) == {f.name for f in dataclasses.fields(SamplerOptions)}
     args = cli.build_parser().parse_args(
-        ["edit", "--image", "a", "--instruction", "b", "--out", "c.png", "--layers", "1-3,7", "--temperature", "2,0"]
+        ["edit", "--image", "a", "--instruction", "b", "--out", "c.png", "--layers", "1-3,7,s0", "--temperature", "2,0"]
         + ["--keywords", "red, circle", "--lambda", "0.2", "--cfg", "3", "--grow", "2", "--focus-gate", "0.7"]
         + ["--no-keep-pixels"]
     )
     over = cli.sampler_overrides(args)
     assert over == {
-        "layers": (1, 2, 3, 7),
+        "layers": (1, 2, 3, 7, "s0"),
         "temperature": (2.0, 0.0),
         "keywords": ("red", "circle"),
         "lam": 0.2,

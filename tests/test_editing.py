@@ -165,6 +165,26 @@ def test_bad_inputs():
     assert work_size(64, 32, 64 * 64, 8) == (88, 48)
 
 
+def test_source_map_layers_from_the_settings_and_from_the_user(editor):
+    from editmgt_core.editing import resolve_options
+
+    tuned = dataclasses.replace(editor, settings=dataclasses.replace(editor.settings, attention_layers=(1, "s0")))
+    assert resolve_options(tuned, FAST).layers == (1, "s0")
+    assert resolve_options(tuned, dataclasses.replace(FAST, gamma=0.0)).layers == (1,)  # no source stream to read
+    ref = dataclasses.replace(FAST, reference_compatible=True, keep_pixels=False)
+    assert resolve_options(tuned, ref).layers == (1,)  # the model's band: the reference's capture only
+    with pytest.raises(ValueError, match="source-image maps"):  # asked for explicitly: refused, not dropped
+        edit(tuned, picture(32, 32), "make it blue", dataclasses.replace(ref, layers=(1, "s0")))
+    with pytest.raises(ValueError, match="out of range"):
+        resolve_options(tuned, dataclasses.replace(FAST, layers=(1, "s9")))
+    held = dataclasses.replace(FAST, lam=0.4)
+    with_source = edit(tuned, picture(32, 32), "make it blue", held)
+    target_only = edit(tuned, picture(32, 32), "make it blue", dataclasses.replace(held, layers=(1,)))
+    assert with_source.options.layers == (1, "s0") and with_source.scores.shape == target_only.scores.shape
+    assert not torch.equal(with_source.scores, target_only.scores)
+    assert with_source.focus == target_only.focus  # the focus reads the target maps only
+
+
 def test_reference_compatible_drops_the_models_defaults_the_reference_lacks(editor):
     defaults = {"steps": 3, "grow": 2, "focus_gate": 0.7, "token_temperature": 0.2}
     tuned = dataclasses.replace(editor, settings=dataclasses.replace(editor.settings, defaults=defaults))

@@ -235,6 +235,7 @@ def test_world_eval_on_a_tiny_model(tmp_path, capsys):
     categories = [json.loads(line)["category"] for line in manifest.read_text().splitlines()]
     for rec, category in zip(report["records"], categories, strict=True):
         assert rec["category"] == category and isinstance(rec["success_on"], bool)
+        assert isinstance(rec["success_vq"], bool)
         local = category not in world.GLOBAL_CATEGORIES
         assert (rec["leakage_on"] is not None) == local and (rec.get("iou_on") is not None) == local
         if local:
@@ -245,13 +246,32 @@ def test_world_eval_on_a_tiny_model(tmp_path, capsys):
     assert (out / "world_eval.md").read_text().startswith("| Category |")
 
 
+def test_tokenizer_ceiling_is_the_targets_round_trip(tmp_path):
+    from editmgt_core.editing import prepare, resolve_options
+    from editmgt_core.loading import load_editor
+    from editmgt_core.metrics import to_unit
+    from editmgt_core.world_eval import target_round_trip
+
+    editor = load_editor(make_model_folder(tmp_path / "tiny"))
+    rec = world.record(5, 0, 32)
+    source, target = Image.fromarray(rec.src), Image.fromarray(rec.tgt)
+    prepared = prepare(editor, source, rec.instruction, resolve_options(editor, None))
+    # a target equal to the source has the source's tokens everywhere: keep_pixels gives the source back exactly
+    src = to_unit(source)
+    assert np.array_equal(target_round_trip(editor, prepared, source, True), src)
+    plain = target_round_trip(editor, prepared, source, False)  # the bare VQ round trip is not lossless
+    assert plain.shape == (32, 32, 3) and np.abs(plain - src).mean() > 0.01
+    # a target that differs changes tokens, and those show the target's decode, not the source's pixels
+    assert not np.array_equal(target_round_trip(editor, prepared, target, True), src)
+
+
 def test_world_table_has_one_column_per_metric_when_hold_is_off():
     from editmgt_core.world_eval import markdown_table
 
-    stats = {"n": 2, "success_off": 0.5, "success_on": 0.5, "leakage_off": 0.06, "leakage_on": 0.06,
-             "vq_floor": 0.02, "iou_on": None, "held_fraction_on": 0.0}  # fmt: skip
+    stats = {"n": 2, "success_off": 0.5, "success_on": 0.5, "success_vq": 1.0, "leakage_off": 0.06,
+             "leakage_on": 0.06, "vq_floor": 0.02, "iou_on": None, "held_fraction_on": 0.0}  # fmt: skip
     summary = {"categories": {"recolor": stats}, "overall": stats}
     off = markdown_table(summary, 0.0).splitlines()[0]
-    assert off == "| Category | N | Success λ=0 | Leakage λ=0 | VQ floor |"
+    assert off == "| Category | N | Success λ=0 | Tokenizer ceiling | Leakage λ=0 | VQ floor |"
     on = markdown_table(summary, 0.3).splitlines()[0]
     assert on.count("λ=0.3") == 3 and "| Success λ=0 | Success λ=0.3 |" in on

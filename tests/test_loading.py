@@ -51,3 +51,17 @@ def test_missing_folder_and_offline_hub_id(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
     with pytest.raises(ModelNotFoundError, match="huggingface-cli download someone/missing-model"):
         load_editor("someone/missing-model")
+
+
+def test_settings_check_attention_layers(tmp_path):
+    import json
+
+    from editmgt_core.loading import SETTINGS_NAME, Settings
+
+    path = tmp_path / SETTINGS_NAME
+    path.write_text(json.dumps({"attention_layers": [5, "s0", "s7"]}))
+    assert Settings.read(tmp_path).attention_layers == (5, "s0", "s7")
+    for bad in (["s0"], [5, "t0"], [5, 5], []):
+        path.write_text(json.dumps({"attention_layers": bad}))
+        with pytest.raises(ValueError, match="attention_layers"):
+            Settings.read(tmp_path)

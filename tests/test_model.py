@@ -76,6 +76,59 @@ def test_capture_changes_nothing_and_leaves_no_state(model, inputs):
     assert maps_again == {}
 
 
+def test_source_probs_mirror_the_target_capture():
+    """Instruction -> source attention is the reference's instruction -> target capture with the two image streams'
+    keys swapped: the target keys leave the softmax, the source (condition) keys take their place."""
+    from editmgt_core.math import text_to_image_probs, text_to_source_probs
+
+    g = torch.Generator().manual_seed(3)
+    n_txt, n_img = 5, 6
+    q, k = torch.randn(2, 3, n_txt + 2 * n_img, 8, generator=g), torch.randn(2, 3, n_txt + 2 * n_img, 8, generator=g)
+    swapped = torch.cat([k[:, :, :n_txt], k[:, :, n_txt + n_img :], k[:, :, n_txt : n_txt + n_img]], dim=2)
+    got = text_to_source_probs(q, k, n_txt, n_img)
+    assert got.shape == (2, 3, n_txt, n_img)
+    torch.testing.assert_close(got, text_to_image_probs(q, swapped, n_txt, n_img))
+    assert not torch.allclose(got, text_to_image_probs(q, k, n_txt, n_img))
+
+
+@torch.inference_mode()
+def test_source_maps_read_the_source_not_the_target(model, inputs):
+    """'s<i>' entries capture block i's instruction -> source map next to (not instead of) the target map. In block 0
+    the text and source streams have not met the target yet: its source map ignores the target tokens and follows
+    the source tokens, while its target map follows the target tokens."""
+    last = model.config.depth - 1
+    plain, target_only = model(**inputs, gamma=1.1, capture=[0, last])
+    logits, maps = model(**inputs, gamma=1.1, capture=[0, "s0", last, f"s{last}"])
+    torch.testing.assert_close(logits, plain, atol=0, rtol=0)
+    assert list(maps) == [0, "s0", last, f"s{last}"]
+    for i in (0, last):
+        torch.testing.assert_close(maps[i], target_only[i], atol=0, rtol=0)
+        assert maps[f"s{i}"].shape == maps[i].shape and (maps[f"s{i}"].sum(-1) <= 1 + 1e-6).all()
+    other_target = {**inputs, "tokens": torch.flip(inputs["tokens"], dims=[2])}
+    _, moved = model(**other_target, gamma=1.1, capture=[0, "s0"])
+    torch.testing.assert_close(moved["s0"], maps["s0"])
+    assert not torch.allclose(moved[0], maps[0], atol=1e-4)
+    other_source = {**inputs, "cond": torch.flip(inputs["cond"], dims=[2])}
+    assert not torch.allclose(model(**other_source, gamma=1.1, capture=["s0"])[1]["s0"], maps["s0"], atol=1e-4)
+
+
+@torch.inference_mode()
+@pytest.mark.parametrize("entry", ["x1", "s", "s-1", True, 1.5, "0"])
+def test_bad_capture_entries_are_refused(model, inputs, entry):
+    with pytest.raises(ValueError, match="capture entry"):
+        model(**inputs, capture=[entry])
+
+
+@torch.inference_mode()
+def test_source_maps_need_the_source_stream(model, inputs):
+    with pytest.raises(ValueError, match="condition stream"):
+        model(**{**inputs, "cond": None}, capture=["s1"])
+    with pytest.raises(ValueError, match="condition stream"):
+        model(**inputs, gamma=0.0, capture=[0, "s1"])
+    with pytest.raises(ValueError, match="out of range"):
+        model(**inputs, capture=[f"s{model.config.depth}"])
+
+
 def test_inference_shortcuts_equal_the_autograd_path(model, inputs):
     """Without autograd the blocks write into shared buffers, run GELU in place, and the last block computes only
     the image rows' outputs; with autograd (training) they take the plain path. Both must give the same logits."""

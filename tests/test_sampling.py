@@ -256,6 +256,41 @@ def test_focus_gate_skips_the_hold_of_rows_that_attend_less_to_the_image():
         run(dataclasses.replace(OPTS, lam=0.5, focus_gate=0.1, reference_compatible=True), src)
 
 
+def test_source_maps_join_the_map_but_not_the_focus():
+    """Captured 's<i>' maps are averaged into the map like any block, and left out of the instruction focus."""
+    base = mock_model()
+
+    def fn(tokens, timestep, capture):  # a source map on the right half (the mock's target maps: top left)
+        logits, maps = base(tokens, timestep, capture)
+        if not capture:
+            return logits, maps
+        right = torch.zeros_like(maps[7]).view(*maps[7].shape[:-1], 4, 4)
+        right[..., 2:] = 0.05
+        return logits, {**maps, "s0": right.flatten(-2)}
+
+    src = make_src(1, 8, 8)
+    both = run(dataclasses.replace(OPTS, lam=0.3), src, fn=fn)
+    target_only = run(dataclasses.replace(OPTS, lam=0.3), src)
+    assert torch.equal(both[0].focus, target_only[0].focus)
+    assert not torch.equal(both[0].scores, target_only[0].scores)
+    side = lambda r, cols: r[0].scores[0, :, cols].mean()
+    assert side(target_only, slice(0, 3)) > side(target_only, slice(5, 8))
+    assert side(both, slice(5, 8)) > side(both, slice(0, 3))  # the map now leans to where the source map points
+    assert focus({1: torch.ones(1, 2, TEXT, 16) / 32, "s0": torch.ones(1, 2, TEXT, 16)}, torch.ones(1, TEXT)) == 0.5
+    with pytest.raises(ValueError, match="source-image maps"):
+        run(dataclasses.replace(OPTS, layers=(1, "s0"), reference_compatible=True), src)
+
+
+def test_layers_from_text():
+    from editmgt_core.sampling import layers_from_text
+
+    assert layers_from_text("28-30, 5") == (28, 29, 30, 5)
+    assert layers_from_text("5,s0, s2-3 ,5") == (5, "s0", "s2", "s3")
+    for bad in ("", "5,", "a", "3-1", "s", "s-1", "5;6"):
+        with pytest.raises(ValueError, match="attention layers"):
+            layers_from_text(bad)
+
+
 def test_show_map_makes_the_map_at_lam_zero_and_changes_no_token():
     src = make_src(2, 8, 8)
     plain = run(OPTS, src)
@@ -416,6 +451,10 @@ def test_schedules():
         ("seed", -1),
         ("layers", ()),
         ("layers", (3, 3)),
+        ("layers", ("s0",)),  # a source map needs a target block beside it (the focus reads those)
+        ("layers", (3, "x3")),
+        ("layers", (3, True)),
+        ("layers", (3, "s0", "s0")),
         ("negative_prompt", None),
         ("mask_mode", "xor"),
         ("grow", -1),

@@ -72,6 +72,13 @@ def test_parsers_name_the_bad_value(editor):
     assert studio.parse_layers("0-1, 2", 3) == (0, 1, 2) and studio.parse_layers(" ", 3) is None
     with pytest.raises(ValueError, match="out of range; this model has blocks 0..2"):
         studio.parse_layers("1-5", 3)
+    assert studio.parse_layers("2, s0-1", 3) == (2, "s0", "s1")
+    with pytest.raises(ValueError, match="out of range"):
+        studio.parse_layers("1, s3", 3)
+    with pytest.raises(ValueError, match="at least one block without 's'"):
+        studio.parse_layers("s0", 3)
+    with pytest.raises(ValueError, match="write block indices"):
+        studio.parse_layers("0, t1", 3)
     assert studio.parse_values("0, 0.5; 0.5", "λ values", 0, 1) == (0.0, 0.5)
     for bad, match in [("x", "numbers separated"), ("2", r"\[0, 1\]"), ("", "1 to 16 values")]:
         with pytest.raises(ValueError, match=match):
