@@ -7,8 +7,17 @@ import pytest
 from tiny_model import make_model_folder
 
 from editmgt_core import cli
-from editmgt_core.calibrate import LayerScore, RecordMaps, add_source_maps, auc, best_band, local_records, map_auc
-from editmgt_core.calibrate import suggest_gate, topk_iou
+from editmgt_core.calibrate import (
+    LayerScore,
+    RecordMaps,
+    add_source_maps,
+    auc,
+    best_band,
+    local_records,
+    map_auc,
+    suggest_gate,
+    topk_iou,
+)
 from editmgt_core.world import GLOBAL_CATEGORIES
 
 
@@ -37,7 +46,8 @@ def test_source_maps_join_the_band_while_they_raise_the_maps_auc():
     good = [m.astype(float) for m in inside]  # AUC 1
     maps = RecordMaps({0: noise, "s0": good, "s1": noise, "s2": [0.5 * g for g in good]}, inside)
     assert map_auc(maps, [0]) == pytest.approx(0.25) and map_auc(maps, ["s0"]) == 1.0
-    assert map_auc(maps, [0, "s0"]) == pytest.approx(np.mean([auc(n + g, i) for n, g, i in zip(noise, good, inside)]))
+    want = np.mean([auc(n + g, i) for n, g, i in zip(noise, good, inside, strict=True)])
+    assert map_auc(maps, [0, "s0"]) == pytest.approx(want)
     layers, value = add_source_maps(maps, (0,), most=3)
     assert layers[:2] == (0, "s0") and "s1" not in layers and value >= map_auc(maps, [0, "s0"])
     assert add_source_maps(maps, (0,), most=1) == ((0, "s0"), map_auc(maps, [0, "s0"]))
