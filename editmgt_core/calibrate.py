@@ -14,7 +14,7 @@ blocks with the highest mean AUC; write it to the model's editmgt_studio.json as
 
 Each block's instruction -> source-image attention ('s<i>', see math.text_to_source_probs; not in the reference) is
 scored the same way. In a small model the instruction can find the object it names in the source image far better
-than in the all-masked target (the bundled model: block 0's source map AUC 0.77 against 0.59 for the best target
+than in the all-masked target (the bundled model: block 0's source map AUC 0.76 against 0.59 for the best target
 block). The suggested layers add source entries to the band, best first, while each raises the AUC of the
 consolidated map (the mean of the entries' maps, as the sampler forms it) by at least 0.005.
 

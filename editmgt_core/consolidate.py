@@ -31,7 +31,7 @@ PEAK_PERCENTILE = 90.0  # values above this percentile are peaks
 PEAK_KEEP = 0.7  # peaks become 0.7 * S + 0.3 * smoothed
 
 
-def attention_scores(maps: Mapping[int, Tensor], text_weights: Tensor) -> Tensor:
+def attention_scores(maps: Mapping[int | str, Tensor], text_weights: Tensor) -> Tensor:
     """Weighted mean over layers, heads and text rows: maps {layer: [B, heads, T, I]}, weights [B, T] -> [B, I].
 
     With 0/1 weights this is the reference's `mean(dim=(layers, heads, selected rows))`. Weights are not checked here
@@ -162,7 +162,7 @@ def check_text_weights(text_weights: Tensor) -> None:
 
 
 def consolidate_unchecked(
-    maps: Mapping[int, Tensor],
+    maps: Mapping[int | str, Tensor],
     text_weights: Tensor,
     grid: tuple[int, int],
     out_grid: tuple[int, int],
@@ -176,7 +176,7 @@ def consolidate_unchecked(
 
 
 def consolidate(
-    maps: Mapping[int, Tensor],
+    maps: Mapping[int | str, Tensor],
     text_weights: Tensor,
     grid: tuple[int, int],
     out_grid: tuple[int, int],

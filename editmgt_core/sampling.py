@@ -34,7 +34,7 @@ MASK_MODES = ("union", "intersection", "replace")
 EDITABLE, PROTECTED = 2.0, -1.0  # brush scores outside [0, 1]: no lam in [0, 1] holds / frees them
 
 # logits_fn(tokens [n, H, W], timestep, capture) -> (logits [n, K, H, W], {block: attention [n, heads, T, I]})
-LogitsFn = Callable[[Tensor, int, bool], tuple[Tensor, dict[int, Tensor]]]
+LogitsFn = Callable[[Tensor, int, bool], tuple[Tensor, dict[int | str, Tensor]]]
 
 
 def layers_from_text(text: str) -> tuple[int | str, ...]:
@@ -185,7 +185,7 @@ def hold_tokens(pred: Tensor, unknown: Tensor, scores: Tensor, lam: float, src: 
     return torch.where(hold, src, pred), hold
 
 
-def focus(maps: dict[int, Tensor], text_weights: Tensor) -> Tensor:
+def focus(maps: dict[int | str, Tensor], text_weights: Tensor) -> Tensor:
     """Instruction focus [B]: the share of the instruction's attention that lands on the image being edited rather
     than on the text (the captured maps' softmax runs over the text and target keys, see math.text_to_image_probs;
     mean over the captured blocks, heads and the weighted text rows). Source-image maps ('s<i>') do not count: an
@@ -395,7 +395,7 @@ def _reference_update(logits, maps, tokens, src, generator, weights, temps, step
     return out.prev_sample, grid(out.token_probs), grid(out.hold), grid(out.scores)
 
 
-def map_grid(maps: dict[int, Tensor], h: int, w: int) -> tuple[int, int]:
+def map_grid(maps: dict[int | str, Tensor], h: int, w: int) -> tuple[int, int]:
     """The attention grid of captured maps [.., I] for an h x w token grid: (h/2, w/2) after the model's 2x2
     downsample (the published configuration), (h, w) for a model without it."""
     i = next(iter(maps.values())).shape[-1]
