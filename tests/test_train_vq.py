@@ -93,3 +93,33 @@ def test_flat_code_purity():
     assert train_vq.flat_code_purity(x, split) == pytest.approx(6 / 7)  # 7 flat cells, 6 on their colour's top code
     split[1, 0, 0] = 5  # a non-flat cell's code does not count
     assert train_vq.flat_code_purity(x, split) == pytest.approx(6 / 7)
+
+
+def test_decoder_fine_tune_keeps_every_token(tmp_path, capsys):
+    """--decoder-from trains the decoder of a saved tokenizer and nothing else: the encoder, quant_conv and codebook
+    are bitwise unchanged, so every image keeps its tokens (a transformer trained on them still fits)."""
+    from safetensors.torch import load_file
+
+    train_vq.main(_args(tmp_path / "base", 3))
+    capsys.readouterr()
+    base = tmp_path / "base" / "vqvae"
+    args = ["--decoder-from", str(base), "--lr", "3e-3"]
+    report = train_vq.main(_args(tmp_path / "dec", 4, *args))
+    assert report["codes_unchanged"] == 1.0 and report["psnr_before"] > 0 and report["psnr"] > 0
+    assert "restarted" not in capsys.readouterr().out  # the codebook is frozen: no dead-code restarts
+    before = load_file(base / "diffusion_pytorch_model.safetensors")
+    after = load_file(tmp_path / "dec" / "vqvae" / "diffusion_pytorch_model.safetensors")
+    assert before.keys() == after.keys()
+    frozen = [k for k in before if not k.startswith(("decoder.", "post_quant_conv."))]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+    x = train_vq.world_images(9, 0, 4, 32)
+    with torch.no_grad():
+        old, new = VQModel.from_pretrained(base), VQModel.from_pretrained(tmp_path / "dec" / "vqvae")
+        codes = [train_vq.code_indices(m, m.encode(x).latents) for m in (old, new)]
+    assert torch.equal(*codes)
+    train_vq.main(_args(tmp_path / "dec", 5, *args, "--resume"))  # resumes the decoder run
+    with pytest.raises(ValueError, match="decoder-from"):
+        train_vq.main(_args(tmp_path / "dec", 6, "--resume"))  # a from-scratch resume of a decoder run is refused
+    with pytest.raises(ValueError, match="vqvae folder"):
+        train_vq.main(_args(tmp_path / "x", 1, "--decoder-from", str(tmp_path)))
