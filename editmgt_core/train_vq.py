@@ -323,7 +323,7 @@ def train(out: Path, vq_cfg: VQConfig, cfg: TrainConfig, resume: bool = False) -
                              "and --codebook")  # fmt: skip
         if saved["train_config"].get("decoder_from", "") != cfg.decoder_from:
             raise ValueError(f"{ckpt} was trained with --decoder-from {saved['train_config'].get('decoder_from')!r}; "
-                             f"resume with the same")  # fmt: skip
+                             "resume with the same")  # fmt: skip
         state, usage = load_checkpoint(ckpt, model, opt)
         start = state["step"]
         gen.manual_seed(cfg.seed + start)
@@ -401,6 +401,8 @@ def main(args: argparse.Namespace) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     vq_cfg = PRESETS[args.preset]
     if args.decoder_from:
+        if args.codebook is not None:
+            raise ValueError("--codebook cannot change a trained tokenizer's codebook (--decoder-from keeps it)")
         folder = Path(args.decoder_from)
         if not (folder / "config.json").is_file() or not (folder / "diffusion_pytorch_model.safetensors").is_file():
             raise ValueError(f"--decoder-from {folder}: expected a vqvae folder (config.json and "

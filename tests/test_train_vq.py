@@ -123,3 +123,5 @@ def test_decoder_fine_tune_keeps_every_token(tmp_path, capsys):
         train_vq.main(_args(tmp_path / "dec", 6, "--resume"))  # a from-scratch resume of a decoder run is refused
     with pytest.raises(ValueError, match="vqvae folder"):
         train_vq.main(_args(tmp_path / "x", 1, "--decoder-from", str(tmp_path)))
+    with pytest.raises(ValueError, match="codebook"):
+        train_vq.main(_args(tmp_path / "y", 1, "--decoder-from", str(base), "--codebook", "32"))
