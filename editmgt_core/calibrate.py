@@ -26,6 +26,7 @@ its map clips the edit; gating a local one only gives up its hold.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -79,6 +80,7 @@ class RecordMaps:
 
     scores: dict[int | str, list[np.ndarray]]  # entry -> per record [I] (mean over heads and the instruction)
     inside: list[np.ndarray]  # per record bool [I]: cells at least a quarter inside the edit mask
+    focus: list[float] = dataclasses.field(default_factory=list)  # per record, with the model's band (record_focus)
 
 
 @torch.inference_mode()
@@ -87,7 +89,7 @@ def record_maps(editor: Editor, records: list[world.Record]) -> RecordMaps:
     options = resolve_options(editor, None)
     depth = editor.transformer.config.depth
     entries = (*range(depth), *(f"s{i}" for i in range(depth) if options.gamma > 0))
-    scores, inside = {e: [] for e in entries}, []
+    scores, inside, focus_of = {e: [] for e in entries}, [], []
     for r in records:
         p, maps = first_step_maps(editor, r, options, entries)
         grid = map_grid(maps, *p.src_tokens.shape[1:])
@@ -95,7 +97,9 @@ def record_maps(editor: Editor, records: list[world.Record]) -> RecordMaps:
         inside.append((F.adaptive_avg_pool2d(mask[None, None], grid).flatten() >= 0.25).numpy())
         for e in entries:
             scores[e].append(attention_scores({e: maps[e]}, p.weights.to(maps[e].device))[0].cpu().numpy())
-    return RecordMaps(scores, inside)
+        band = {e: maps[e] for e in options.layers}  # (resolve_options kept only entries this capture has)
+        focus_of.append(float(focus(band, p.weights.to(editor.device))[0]))
+    return RecordMaps(scores, inside, focus_of)
 
 
 def _mean_over_records(metric, maps: RecordMaps, entries) -> float:

@@ -349,11 +349,11 @@ def cmd_calibrate_layers(args: argparse.Namespace) -> int:
     current = editor.settings.attention_layers
     value = cal.map_auc(maps, [e for e in current if e in maps.scores])
     print(f"the model's layers now: {json.dumps(list(current))}, map AUC {value:.3f}")
-    local = cal.record_focus(editor, cal.local_records(args.seed, args.records, args.size))
+    local = maps.focus  # the first-step forward of the local records ran once, in record_maps
     whole = cal.record_focus(editor, cal.local_records(args.seed, args.records, args.size, whole_image=True))
     gate = cal.suggest_gate(local, whole)
     print(
-        f"instruction focus with the model's band {list(editor.settings.attention_layers)}: local edits median "
+        f"instruction focus with the model's band {json.dumps(list(current))}: local edits median "
         f"{np.median(local):.3f}, whole-image edits median {np.median(whole):.3f}"
     )
     print(
