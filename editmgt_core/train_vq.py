@@ -24,11 +24,14 @@ the held-out PSNR before (`psnr_before`) and the share of held-out tokens that s
 at batch 16, 64 px, 2 threads) and runs at full size.
 
 CLI: `python -m editmgt_core.train_vq --out runs/vq --steps N --batch 16 [--resume] [--seed S] [--crop 32
---crop-until K] [--codebook N] [--decoder-from FOLDER]`.
+--crop-until K] [--codebook N] [--decoder-from FOLDER] [--workers W] [--minutes M]`. It runs on the GPU when there is
+one; there `--workers` (processes drawing the world images) keeps it fed, and `--minutes` bounds the run by the wall
+clock (training stops with a checkpoint when the budget is spent; the cosine decay spans the budget).
 """
 
 import argparse
 import dataclasses
+import itertools
 import json
 import math
 import shutil
@@ -150,16 +153,41 @@ def restart_dead_codes(model: VQModel, usage: torch.Tensor, latents: torch.Tenso
         return 0
     flat = latents.permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
     pick = torch.randint(flat.shape[0], (dead.numel(),), generator=gen)
-    noise = torch.randn(dead.numel(), flat.shape[1], generator=gen) * 0.01 * flat.std()
+    noise = torch.randn(dead.numel(), flat.shape[1], generator=gen).to(flat.device) * 0.01 * flat.std()
     model.quantize.embedding.weight[dead] = flat[pick] + noise
     return dead.numel()
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
+def lr_at(step: int, cfg: TrainConfig, progress: float | None = None) -> float:
+    """Linear warmup, then cosine decay to 10% over the steps (or over `progress` in [0, 1], for a time budget)."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    t = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)
+    t = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1) if progress is None else progress
     return cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+def world_batches(seed: int, batch: int, size: int, start: int, stop: int, workers: int = 1):
+    """Yield world_images(seed, step * batch, batch, size) for step in [start, stop), in order. With workers > 1 the
+    images are drawn by that many processes, at most 2 * workers steps ahead (a GPU outruns one process)."""
+    if workers <= 1:
+        for step in range(start, stop):
+            yield world_images(seed, step * batch, batch, size)
+        return
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    steps = iter(range(start, stop))
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+
+        def submit(step_ids):
+            return [pool.submit(world_images, seed, s * batch, batch, size) for s in step_ids]
+
+        ahead = deque(submit(itertools.islice(steps, 2 * workers)))
+        while ahead:
+            x = ahead.popleft().result()
+            ahead.extend(submit(itertools.islice(steps, 1)))
+            yield x
 
 
 # ---------------------------------------------------------------------------------------------------- checkpoints
@@ -173,10 +201,10 @@ def save_checkpoint(
     final, tmp = root / f"step_{step:07d}", root / f".tmp_step_{step:07d}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+    save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
     sd = opt.state_dict()
-    tensors = {f"{i}.{k}": v for i, s in sd["state"].items() for k, v in s.items()}
-    save_file({**tensors, "usage": usage}, tmp / "optim.safetensors")
+    tensors = {f"{i}.{k}": v.cpu() for i, s in sd["state"].items() for k, v in s.items()}
+    save_file({**tensors, "usage": usage.cpu()}, tmp / "optim.safetensors")
     state = {"step": step, "param_groups": sd["param_groups"], **meta}
     (tmp / "state.json").write_text(json.dumps(state, indent=1))
     shutil.rmtree(final, ignore_errors=True)
@@ -292,19 +320,28 @@ def evaluate(model: VQModel, x: torch.Tensor, chunk: int = 64) -> dict:
         "psnr": psnr(torch.cat(recs), x),
         "codebook_usage": (counts > 0).float().mean().item(),
         "perplexity": perplexity,
-        "flat_code_purity": flat_code_purity(x, codes),
+        "flat_code_purity": flat_code_purity(x.cpu(), codes.cpu()),
         "images": x.shape[0],
     }
 
 
-def train(out: Path, vq_cfg: VQConfig, cfg: TrainConfig, resume: bool = False) -> dict:
-    """Train (or resume) into `out`; returns the held-out report also written to out/vq_report.json."""
+def train(
+    out: Path, vq_cfg: VQConfig, cfg: TrainConfig, resume: bool = False, workers: int = 1, minutes: float | None = None
+) -> dict:
+    """Train (or resume) into `out`; returns the held-out report also written to out/vq_report.json.
+
+    Runs on the GPU when there is one. workers > 1 draws the world images in that many processes (see world_batches).
+    minutes: a wall-clock budget for this call; training stops with a checkpoint when it is spent, and the cosine
+    decay spans the budget instead of cfg.steps (a resumed call starts a fresh cosine)."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = build_vq(vq_cfg)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    model = build_vq(vq_cfg).to(device)
     model.quantize.legacy = False  # standard VQ-VAE loss: codebook term + beta * commitment (training-only flag)
     decoder_only = bool(cfg.decoder_from)
-    held_out = world_images(cfg.seed + 1_000_003, 0, cfg.eval_images, vq_cfg.sample_size)
+    held_out = world_images(cfg.seed + 1_000_003, 0, cfg.eval_images, vq_cfg.sample_size).to(device)
     before = {}
     if decoder_only:
         model.load_state_dict(load_file(Path(cfg.decoder_from) / "diffusion_pytorch_model.safetensors"))
@@ -331,17 +368,26 @@ def train(out: Path, vq_cfg: VQConfig, cfg: TrainConfig, resume: bool = False) -
     meta = {"vq_config": dataclasses.asdict(vq_cfg), "train_config": dataclasses.asdict(cfg)}
     size, t0, window = vq_cfg.sample_size, time.time(), []
     t_log = t0  # steps/s is measured over the last log window (crop steps are faster)
-    for step in range(start, cfg.steps):
-        x = world_images(cfg.seed, step * cfg.batch, cfg.batch, size)
+    deadline = None if minutes is None else t0 + 60 * minutes
+    batches = world_batches(cfg.seed, cfg.batch, size, start, cfg.steps, workers)
+    done = saved = start
+    for step, x in zip(range(start, cfg.steps), batches, strict=True):
+        progress = None
+        if deadline is not None:
+            progress = (time.time() - t0) / (deadline - t0)
+            if progress >= 1:
+                print(f"[vq] time budget reached at step {step}", flush=True)
+                break
         if cfg.crop and step < cfg.crop_until:
             x = random_crops(x, cfg.crop, torch.Generator().manual_seed(cfg.seed * 1_000_003 + step))
+        x = x.to(device)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg)
+            g["lr"] = lr_at(step, cfg, progress)
         if step == 0 and not decoder_only:  # data-dependent codebook init: codes start on real encoder outputs
             with torch.no_grad():
                 restart_dead_codes(model, usage, model.encode(x).latents, gen)
         metrics, latents = (decoder_step if decoder_only else train_step)(model, x, opt)
-        usage += torch.bincount(code_indices(model, latents).flatten(), minlength=usage.numel())
+        usage += torch.bincount(code_indices(model, latents).flatten(), minlength=usage.numel()).cpu()
         window.append(metrics)
         done = step + 1
         if cfg.restart_every and done % cfg.restart_every == 0 and not decoder_only:
@@ -351,19 +397,26 @@ def train(out: Path, vq_cfg: VQConfig, cfg: TrainConfig, resume: bool = False) -
             usage.zero_()
         if done % cfg.log_every == 0 or done == cfg.steps:
             sps, t_log = len(window) / max(time.time() - t_log, 1e-9), time.time()
+            eta = (cfg.steps - done) / max(sps, 1e-9) / 60
+            if deadline is not None:
+                eta = min(eta, (deadline - t_log) / 60)
             avg = {k: sum(m[k] for m in window) / len(window) for k in window[0]}
             print(
                 f"[vq] step {done}/{cfg.steps} loss {avg['loss']:.4f} l1 {avg['l1']:.4f} vq {avg['vq']:.4f} "
-                f"psnr {avg['psnr']:.2f} dB lr {lr_at(step, cfg):.2e} {sps:.2f} steps/s "
-                f"eta {(cfg.steps - done) / max(sps, 1e-9) / 60:.1f} min",
+                f"psnr {avg['psnr']:.2f} dB lr {lr_at(step, cfg, progress):.2e} {sps:.2f} steps/s "
+                f"eta {eta:.1f} min",
                 flush=True,
             )
             window = []
         if done % cfg.ckpt_every == 0 or done == cfg.steps:
             save_checkpoint(out, done, model, opt, usage, meta)
+            saved = done
+    batches.close()
+    if done != saved:  # stopped by the time budget between periodic checkpoints
+        save_checkpoint(out, done, model, opt, usage, meta)
     model.quantize.legacy = True
     model.save_pretrained(out / "vqvae", safe_serialization=True)
-    report = {**evaluate(model, held_out), "steps": cfg.steps, **meta, "train_seconds": round(time.time() - t0, 1)}
+    report = {**evaluate(model, held_out), "steps": done, **meta, "train_seconds": round(time.time() - t0, 1)}
     if decoder_only:
         with torch.no_grad():
             same = (code_indices(model, model.encode(held_out).latents) == codes_before).float().mean().item()
@@ -382,6 +435,10 @@ def main(args: argparse.Namespace) -> dict:
         raise ValueError(f"unknown preset {args.preset!r}; expected one of {sorted(PRESETS)}")
     if args.steps < 1 or args.batch < 1:
         raise ValueError(f"--steps and --batch must be >= 1, got {args.steps} and {args.batch}")
+    if args.minutes is not None and not args.minutes > 0:
+        raise ValueError(f"--minutes must be > 0, got {args.minutes}")
+    if args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
     torch.set_num_threads(args.threads)
     defaults = TrainConfig()
     cfg = TrainConfig(
@@ -413,7 +470,7 @@ def main(args: argparse.Namespace) -> dict:
         if args.codebook < 2:
             raise ValueError(f"--codebook must be >= 2, got {args.codebook}")
         vq_cfg = dataclasses.replace(vq_cfg, num_vq_embeddings=args.codebook)
-    return train(out, vq_cfg, cfg, resume=args.resume)
+    return train(out, vq_cfg, cfg, resume=args.resume, workers=args.workers, minutes=args.minutes)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -434,6 +491,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--crop", type=int, default=d.crop, help="train on random CROPxCROP patches before --crop-until")
     p.add_argument("--crop-until", type=int, default=d.crop_until, help="step from which full images are used")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--workers", type=int, default=1, help="processes that draw the world images (1: in-process)")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        help="wall-clock budget: stop with a checkpoint when it is spent; the cosine decay spans it instead of --steps",
+    )
     p.add_argument(
         "--decoder-from",
         help="a trained vqvae folder: fine-tune its decoder only; the encoder and codebook stay frozen, so every "

@@ -125,3 +125,34 @@ def test_decoder_fine_tune_keeps_every_token(tmp_path, capsys):
         train_vq.main(_args(tmp_path / "x", 1, "--decoder-from", str(tmp_path)))
     with pytest.raises(ValueError, match="codebook"):
         train_vq.main(_args(tmp_path / "y", 1, "--decoder-from", str(base), "--codebook", "32"))
+
+
+def test_world_batches_in_order_with_workers():
+    """Processes draw the same batches, in step order, as the in-process loop (a resumed run starts mid-stream)."""
+    alone = list(train_vq.world_batches(3, 4, 32, 2, 7))
+    pooled = list(train_vq.world_batches(3, 4, 32, 2, 7, workers=2))
+    assert len(alone) == len(pooled) == 5
+    assert all(torch.equal(a, b) for a, b in zip(alone, pooled, strict=True))
+    assert torch.equal(alone[0], train_vq.world_images(3, 8, 4, 32))
+
+
+def test_minutes_budget_stops_with_a_checkpoint(tmp_path, monkeypatch, capsys):
+    """--minutes stops training when the wall clock is spent, saves that step and the model, and the cosine runs over
+    the budget (10% of the peak at its end); --resume goes on from there."""
+    cfg = train_vq.TrainConfig(steps=100, warmup=2, lr=1.0)
+    assert train_vq.lr_at(50, cfg, 0.0) == pytest.approx(1.0) and train_vq.lr_at(50, cfg, 1.0) == pytest.approx(0.1)
+    clock = iter(range(0, 10_000, 2))  # every reading of the clock is 2 s later
+    monkeypatch.setattr(train_vq.time, "time", lambda: float(next(clock)))
+    report = train_vq.main(_args(tmp_path, 50, "--minutes", "0.2"))  # 12 s: a few steps, far fewer than 50
+    log = capsys.readouterr().out
+    stopped = int(log.split("time budget reached at step ")[1].split()[0])
+    assert 0 < stopped < 50 and report["steps"] == stopped
+    assert train_vq.latest_checkpoint(tmp_path).name == f"step_{stopped:07d}"
+    assert (tmp_path / "vqvae" / "config.json").exists()
+    monkeypatch.undo()
+    train_vq.main(_args(tmp_path, stopped + 2, "--resume"))
+    assert f"at step {stopped}" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="minutes"):
+        train_vq.main(_args(tmp_path / "x", 1, "--minutes", "0"))
+    with pytest.raises(ValueError, match="workers"):
+        train_vq.main(_args(tmp_path / "x", 1, "--workers", "0"))
