@@ -178,7 +178,8 @@ def world_batches(seed: int, batch: int, size: int, start: int, stop: int, worke
     from concurrent.futures import ProcessPoolExecutor
 
     steps = iter(range(start, stop))
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+    # spawn, not fork: a child forked after the parent's OpenMP threads ran hangs in its first parallel torch op
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
 
         def submit(step_ids):
             return [pool.submit(world_images, seed, s * batch, batch, size) for s in step_ids]

@@ -1,6 +1,8 @@
 """Smoke tests for the VQ tokenizer trainer: checkpoint, resume, and a loadable diffusers VQModel."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -134,6 +136,22 @@ def test_world_batches_in_order_with_workers():
     assert len(alone) == len(pooled) == 5
     assert all(torch.equal(a, b) for a, b in zip(alone, pooled, strict=True))
     assert torch.equal(alone[0], train_vq.world_images(3, 8, 4, 32))
+
+
+def test_world_batches_after_parallel_torch_work():
+    """The workers start after the trainer's own parallel torch work (the held-out evaluation) and still deliver:
+    forked from that main thread, they hung in their first parallel op. A fresh process, so a hang is a timeout."""
+    code = (
+        "import torch\n"
+        "from editmgt_core import train_vq\n"
+        "torch.set_num_threads(2)\n"
+        "train_vq.evaluate(train_vq.build_vq(train_vq.PRESETS['small']), train_vq.world_images(1, 0, 16, 64))\n"
+        "x = list(train_vq.world_batches(3, 32, 64, 0, 2, workers=2))\n"
+        "assert torch.equal(x[1], train_vq.world_images(3, 32, 32, 64))\n"
+        "print('delivered', len(x))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "delivered 2" in done.stdout, done.stderr[-2000:]
 
 
 def test_minutes_budget_stops_with_a_checkpoint(tmp_path, monkeypatch, capsys):
