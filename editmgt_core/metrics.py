@@ -119,6 +119,20 @@ def map_iou(scores: np.ndarray, edit_mask: np.ndarray, threshold: float = 0.5) -
     return iou(upsample_map(scores, (w, h)) >= threshold, edit_mask)
 
 
+def exact_map_iou(
+    edit_mask: np.ndarray, grid: tuple[int, int], tokens: tuple[int, int], threshold: float = 0.5
+) -> float | None:
+    """The map_iou of a map that is exact at the attention grid's resolution: each of the grid's cells holds the
+    share of it the edit covers, brought to the token grid as the consolidated map is (bicubic) and scored as
+    `map_iou` scores a map. What a map of that resolution can reach, whatever the model (at this threshold)."""
+    import cv2
+    import torch.nn.functional as F
+
+    share = cv2.resize(edit_mask.astype(np.float32), (grid[1], grid[0]), interpolation=cv2.INTER_AREA)
+    up = F.interpolate(torch.from_numpy(share)[None, None], size=tuple(tokens), mode="bicubic", align_corners=False)
+    return map_iou(up[0, 0].numpy(), edit_mask, threshold)
+
+
 def cosine(a: Tensor, b: Tensor) -> Tensor:
     """Row-wise cosine similarity of [N, D] and [N, D] (or [1, D] broadcast) -> [N]."""
     a, b = a.float(), b.float()

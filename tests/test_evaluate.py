@@ -240,7 +240,9 @@ def test_world_eval_on_a_tiny_model(tmp_path, capsys):
         assert (rec["leakage_on"] is not None) == local and (rec.get("iou_on") is not None) == local
         if local:
             assert 0 <= rec["leakage_on"] <= 1 and 0 <= rec["iou_on"] <= 1 and 0 <= rec["vq_floor"] <= 1
-            assert 0 <= rec["leakage_vq"] <= 1
+            assert 0 <= rec["leakage_vq"] <= 1 and 0 < rec["iou_grid"] <= 1
+        else:
+            assert "iou_grid" not in rec
     assert set(report["checks"]) >= {"success overall (λ on)", "leakage ratio on/off"}
     for name in ("world_eval.png", "world_examples.png"):
         Image.open(out / name).load()
@@ -273,8 +275,9 @@ def test_world_table_has_one_column_per_metric_when_hold_is_off():
              "leakage_on": 0.06, "vq_floor": 0.02, "iou_on": None, "held_fraction_on": 0.0}  # fmt: skip
     summary = {"categories": {"recolor": stats}, "overall": stats}
     off = markdown_table(summary, 0.0).splitlines()[0]
-    assert (
-        off == "| Category | N | Success λ=0 | Tokenizer ceiling | Leakage λ=0 | Leakage, target's tokens | VQ floor |"
+    assert off == (
+        "| Category | N | Success λ=0 | Tokenizer ceiling | Leakage λ=0 | Leakage, target's tokens | VQ floor "
+        "| IoU, exact map on the attention grid |"
     )
     on = markdown_table(summary, 0.3).splitlines()[0]
     assert on.count("λ=0.3") == 3 and "| Success λ=0 | Success λ=0.3 |" in on

@@ -66,6 +66,19 @@ def test_iou_and_map_iou():
     assert metrics.map_iou(scores, b, 0.5) == pytest.approx(0.5)
 
 
+def test_exact_map_iou_depends_on_the_grid():
+    """A square on the attention grid's cells scores well at that grid; a small object off the cells is capped far
+    below 1 at the published 8x8 grid (16x16 tokens, 64 px) and rises with a finer grid."""
+    cells = np.zeros((64, 64), bool)
+    cells[16:32, 24:40] = True  # 2 x 2 cells of an 8 x 8 grid
+    assert metrics.exact_map_iou(cells, (8, 8), (16, 16)) > 0.85
+    small = np.zeros((64, 64), bool)
+    small[21:31, 13:23] = True  # 10 px, straddling cell borders
+    coarse, fine = metrics.exact_map_iou(small, (8, 8), (16, 16)), metrics.exact_map_iou(small, (16, 16), (16, 16))
+    assert coarse < 0.6 < fine
+    assert metrics.exact_map_iou(np.zeros((64, 64), bool), (8, 8), (16, 16)) is None
+
+
 def test_preprocess_resizes_short_side_and_centre_crops():
     arr = np.random.default_rng(0).integers(0, 256, (32, 40, 3), dtype=np.uint8)  # H 32, W 40
     x = metrics.preprocess([Image.fromarray(arr)], 32, 32, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
