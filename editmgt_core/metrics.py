@@ -124,7 +124,8 @@ def exact_map_iou(
 ) -> float | None:
     """The map_iou of a map that is exact at the attention grid's resolution: each of the grid's cells holds the
     share of it the edit covers, brought to the token grid as the consolidated map is (bicubic) and scored as
-    `map_iou` scores a map. What a map of that resolution can reach, whatever the model (at this threshold)."""
+    `map_iou` scores a map: a reference for what a map of that resolution can reach, whatever the model (not a
+    strict bound: another map or threshold may score a little more)."""
     import cv2
     import torch.nn.functional as F
 

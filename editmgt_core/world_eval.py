@@ -22,7 +22,7 @@ Every record is encoded once (`prepare`) and decoded twice with the same seed: �
   at 0.5 (--iou-threshold), against the edit mask; local categories (recolor, remove, replace, resize, add), and
   only with region-hold on, because the map is computed only then. `iou_grid` is what an exact map at the attention
   grid's resolution scores the same way (metrics.exact_map_iou: each grid cell holds the share of it the edit
-  covers): the most a map of that resolution reaches, whatever the model. The published 2x2 token downsample puts
+  covers): a reference for what a map of that resolution reaches, whatever the model. The published 2x2 downsample puts
   the attention on an 8x8 grid for 16x16 tokens, where small objects' outlines fall inside cells.
 Writes world_eval.json (summary, issue-4 acceptance checks, per-record rows), world_eval.md (the table),
 world_eval.png (bar chart) and world_examples.png (source | target | λ=0 | λ | map, a few records); prints the table.
