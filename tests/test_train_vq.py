@@ -1,6 +1,8 @@
 """Smoke tests for the VQ tokenizer trainer: checkpoint, resume, and a loadable diffusers VQModel."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 
@@ -150,8 +152,15 @@ def test_world_batches_after_parallel_torch_work():
         "assert torch.equal(x[1], train_vq.world_images(3, 32, 32, 64))\n"
         "print('delivered', len(x))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and "delivered 2" in done.stdout, done.stderr[-2000:]
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the hung workers too
+        proc.communicate()
+        pytest.fail("the image workers hung")
+    assert proc.returncode == 0 and "delivered 2" in out, err[-2000:]
 
 
 def test_minutes_budget_stops_with_a_checkpoint(tmp_path, monkeypatch, capsys):
