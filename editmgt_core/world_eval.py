@@ -157,7 +157,8 @@ def acceptance_checks(summary: dict, rows: list[dict]) -> dict:
     lo, lf = overall["leakage_on"], overall["leakage_off"]
     check("leakage ratio on/off", None if not lf else lo / lf, "<= 0.5", lf and lo / lf <= 0.5)
     drop = None if overall["success_off"] is None else overall["success_off"] - overall["success_on"]
-    check("success drop off -> on", drop, "<= 0.03", drop is not None and drop <= 0.03)
+    # rounded: a drop of exactly 3 points (9 of 300 records) is "not more than 3 points", whatever the float sum says
+    check("success drop off -> on", drop, "<= 0.03", drop is not None and round(drop, 9) <= 0.03)
     ious = [per[c]["iou_on"] for c in IOU_CHECKED if c in per and per[c]["iou_on"] is not None]
     check("IoU, worst of recolor/remove/replace/resize", min(ious, default=None), ">= 0.5", ious and min(ious) >= 0.5)
     secs = [r["seconds_on"] for r in rows]

@@ -281,3 +281,16 @@ def test_world_table_has_one_column_per_metric_when_hold_is_off():
     )
     on = markdown_table(summary, 0.3).splitlines()[0]
     assert on.count("λ=0.3") == 3 and "| Success λ=0 | Success λ=0.3 |" in on
+
+
+def test_acceptance_counts_a_drop_of_exactly_three_points_as_met():
+    from editmgt_core.world_eval import acceptance_checks, summarize
+
+    def rows(off, on):  # 300 records; success_off / success_on on the first `off` / `on` of them
+        return [{"category": "recolor", "success_off": i < off, "success_on": i < on, "seconds_on": 1.0}
+                for i in range(300)]  # fmt: skip
+
+    for off, on, met in ((244, 235, True), (244, 234, False)):  # 81.3% -> 78.3% (3.0 points), -> 78.0% (3.3)
+        table = rows(off, on)
+        check = acceptance_checks(summarize(table), table)["success drop off -> on"]
+        assert check["pass"] is met and check["value"] == pytest.approx((off - on) / 300)
