@@ -127,11 +127,11 @@ def exact_map_iou(
     `map_iou` scores a map: a reference for what a map of that resolution can reach, whatever the model (not a
     strict bound: another map or threshold may score a little more)."""
     import cv2
-    import torch.nn.functional as F
+
+    from .consolidate import upsample
 
     share = cv2.resize(edit_mask.astype(np.float32), (grid[1], grid[0]), interpolation=cv2.INTER_AREA)
-    up = F.interpolate(torch.from_numpy(share)[None, None], size=tuple(tokens), mode="bicubic", align_corners=False)
-    return map_iou(up[0, 0].numpy(), edit_mask, threshold)
+    return map_iou(upsample(torch.from_numpy(share)[None], tokens)[0].numpy(), edit_mask, threshold)
 
 
 def cosine(a: Tensor, b: Tensor) -> Tensor:
