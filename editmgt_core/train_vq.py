@@ -159,7 +159,8 @@ def restart_dead_codes(model: VQModel, usage: torch.Tensor, latents: torch.Tenso
 
 
 def lr_at(step: int, cfg: TrainConfig, progress: float | None = None) -> float:
-    """Linear warmup, then cosine decay to 10% over the steps (or over `progress` in [0, 1], for a time budget)."""
+    """Linear warmup, then cosine decay to 10% over the steps (or over `progress` in [0, 1], for a time budget).
+    Any config with lr, warmup and steps: train.py's transformer trainer uses it too."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     t = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1) if progress is None else progress
