@@ -8,6 +8,9 @@ is read from its meta.json.
 import dataclasses
 import json
 import os
+import platform
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,17 +87,86 @@ def run_case(case: Path):
     return meta, got, pair, load_file(case / "expected.safetensors")
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_reference_step_matches_fixture(case):
+def compare_case(case: Path) -> dict[str, str]:
+    """Every recorded tensor of one case compared bit for bit: {name: what differs} (empty when all agree)."""
     meta, got, pair, expected = run_case(case)
-    assert timesteps(meta["num_inference_steps"])[meta["step_index"]].item() == meta["timestep"]
-    assert set(expected) <= set(got), f"unknown expected tensors {set(expected) - set(got)}"
+    problems = {}
+    if timesteps(meta["num_inference_steps"])[meta["step_index"]].item() != meta["timestep"]:
+        problems["timestep"] = "the schedule's timestep at step_index differs from meta.json"
+    for name in sorted(set(expected) - set(got)):
+        problems[name] = "unknown expected tensor"
     for name, want in expected.items():
-        have = got[name]
-        assert have is not None, name
-        assert have.shape == want.shape and have.dtype == want.dtype, name
-        assert torch.equal(have, want), f"{name} differs in {(have != want).sum().item()} places"
-    assert torch.equal(pair[0], expected["prev_sample"]) and torch.equal(pair[1], expected["pred_original_sample"])
+        have = got.get(name)
+        if name in problems:
+            continue
+        if have is None:
+            problems[name] = "not computed"
+        elif have.shape != want.shape or have.dtype != want.dtype:
+            problems[name] = f"{have.dtype} {tuple(have.shape)} != {want.dtype} {tuple(want.shape)}"
+        elif not torch.equal(have, want):
+            problems[name] = f"differs in {(have != want).sum().item()} places"
+    for name, have in zip(("prev_sample", "pred_original_sample"), pair, strict=True):
+        if not torch.equal(have, expected[name]):
+            problems[f"{name} (reference_step)"] = "differs"
+    return problems
+
+
+# The fixtures were recorded on torch's AVX2 CPU kernels; AVX-512 kernels round softmax differently in the last bit
+# (the tokens agree, the recorded confidences do not). Bit-exactness holds for the same torch build on the same kernel
+# path, so on an x86 CPU whose torch picked another path the cases run in a fresh process pinned to AVX2
+# (ATEN_CPU_CAPABILITY is read once, when torch first dispatches, so it cannot change inside this process).
+PINNED_KERNELS = "AVX2"
+
+
+def _needs_pinned_process() -> bool:
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+    return x86 and torch.backends.cpu.get_cpu_capability() != PINNED_KERNELS
+
+
+@pytest.fixture(scope="module")
+def pinned_results() -> dict[str, dict[str, str]]:
+    """{case name: compare_case(case)} computed in a subprocess on the AVX2 kernels."""
+    code = (
+        "import json, sys, torch\n"
+        "from pathlib import Path\n"
+        "from tests.test_sampling import CASES, compare_case\n"
+        "torch.set_num_threads(1)\n"
+        "out = {'capability': torch.backends.cpu.get_cpu_capability(),\n"
+        "       'cases': {c.name: compare_case(c) for c in CASES}}\n"
+        "print('RESULT ' + json.dumps(out))\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": PINNED_KERNELS.lower(), "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+    assert done.returncode == 0 and line, f"pinned run failed ({done.returncode}):\n{done.stderr[-3000:]}"
+    result = json.loads(line[len("RESULT ") :])
+    assert result["capability"] == PINNED_KERNELS, f"could not pin torch's CPU kernels to {PINNED_KERNELS}: {result}"
+    return result["cases"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_reference_step_matches_fixture(case, request):
+    pinned = _needs_pinned_process()
+    problems = request.getfixturevalue("pinned_results")[case.name] if pinned else compare_case(case)
+    assert not problems, f"{case.name}: {problems}"
+
+
+def test_compare_case_catches_a_one_token_difference(tmp_path):
+    """The comparison the pinned process runs reports a fixture doctored in one place (it cannot pass by comparing
+    nothing)."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    case = tmp_path / CASES[0].name
+    shutil.copytree(CASES[0], case)
+    expected = load_file(case / "expected.safetensors")
+    expected["prev_sample"] = expected["prev_sample"].clone()
+    expected["prev_sample"].view(-1)[0] += 1
+    save_file(expected, case / "expected.safetensors")
+    problems = compare_case(case)
+    assert problems["prev_sample"] == "differs in 1 places" and "prev_sample (reference_step)" in problems
 
 
 # ---- a mock model ------------------------------------------------------------------------------------------------
