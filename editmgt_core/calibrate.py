@@ -35,11 +35,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from . import world
-from .consolidate import attention_scores
+from . import entries, metrics, world
+from .consolidate import attention_scores, logit_maps
 from .editing import logits_fn_for, prepare, resolve_options
 from .loading import Editor
-from .sampling import focus, map_grid
+from .sampling import focus, map_grid, mix_maps
 
 
 @dataclass(frozen=True)
@@ -188,3 +188,146 @@ def suggest_gate(local: list[float], whole_image: list[float]) -> Gate:
         if gate.whole_image_gated - gate.local_gated > best.whole_image_gated - best.local_gated + 1e-12:
             best = gate
     return best
+
+
+# ---------------------------------------------------------------------------------------------------- map recipes
+# Which entries make the map (attention directions, heads, logit maps), their mix and the hold threshold: each
+# candidate family picks its entries and threshold on one half of the records and is scored on the other half
+# (both ways, averaged), so the table reports what a recipe does on records it was not chosen on.
+
+THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # candidate hold thresholds λ
+
+
+@dataclass(frozen=True)
+class RecipeRecords:
+    """First-step signals of local records, everything a recipe's map is made of."""
+
+    heads: dict[tuple[str, int], list[np.ndarray]]  # (kind, block) -> per record [heads, I], instruction-weighted
+    logits: dict[str, list[torch.Tensor]]  # 'change' / 'kl' -> per record [1, H, W] (consolidate.logit_maps)
+    masks: list[np.ndarray]  # per record bool edit mask at the image's size
+    tokens: tuple[int, int]  # token grid (H, W)
+    categories: list[str]
+
+
+@torch.inference_mode()
+def recipe_records(editor: Editor, records: list[world.Record]) -> RecipeRecords:
+    """Capture every block in every direction (per head) and the logit maps at the first decoding step."""
+    options = resolve_options(editor, None)
+    depth = editor.transformer.config.depth
+    kinds = ("", "r") + (("s", "rs") if options.gamma > 0 else ())
+    layers = tuple(i if k == "" else f"{k}{i}" for k in kinds for i in range(depth))
+    heads, logits, masks, tokens = {}, {"change": [], "kl": []}, [], None
+    for r in records:
+        p = prepare(editor, Image.fromarray(r.src), r.instruction, options)
+        network = logits_fn_for(editor, p, options.gamma, layers)
+        masked = torch.full_like(p.src_tokens, editor.mask_id)
+        out, maps = network(torch.cat([masked, masked]), options.steps - 1, True)
+        uncond, cond = out.chunk(2)
+        w = p.weights.to(editor.device).float()[:, None, :, None]
+        for e in layers:
+            parsed = entries.parse(e)
+            per_head = (maps[e][1:].float() * w).sum(dim=2) / w.sum()  # (1, heads, I)
+            heads.setdefault((parsed.kind, parsed.block), []).append(per_head[0].cpu().numpy())
+        for kind in logits:
+            logits[kind].append(logit_maps([kind], cond, uncond, p.src_tokens).cpu())
+        masks.append(np.asarray(r.mask, dtype=bool))
+        tokens = tuple(p.src_tokens.shape[1:])
+    return RecipeRecords(heads, logits, masks, tokens, [r.category for r in records])
+
+
+def entry_vector(data: RecipeRecords, entry, n: int) -> np.ndarray:
+    """Record n's instruction-weighted map [I] of one attention entry (mean over its heads)."""
+    e = entries.parse(entry)
+    per_head = data.heads[(e.kind, e.block)][n]
+    return per_head[list(e.heads)].mean(axis=0) if e.heads is not None else per_head.mean(axis=0)
+
+
+def recipe_map(data: RecipeRecords, recipe: tuple, n: int) -> np.ndarray:
+    """Record n's map [H, W] as the sampler makes it from `recipe` (sampling.mix_maps)."""
+    attention = [e for e in recipe if not entries.parse(e).is_logit]
+    maps = {e: torch.from_numpy(entry_vector(data, e, n))[None, None, None].float() for e in attention}
+    kinds = [e for e in recipe if entries.parse(e).is_logit]
+    logit = torch.stack([data.logits[k][n] for k in kinds]).mean(dim=0) if kinds else None  # blur is linear
+    return mix_maps(maps, torch.ones(1, 1), data.tokens, logit)[0].numpy()
+
+
+def recipe_iou(data: RecipeRecords, recipe: tuple, records) -> np.ndarray:
+    """[records, thresholds] IoU (metrics.map_iou, as world-eval scores the map) of the recipe's map."""
+    return np.array([[metrics.map_iou(recipe_map(data, recipe, n), data.masks[n], t) or 0.0 for t in THRESHOLDS]
+                     for n in records])  # fmt: skip
+
+
+def recipe_auc(data: RecipeRecords, recipe: tuple, records) -> float:
+    """Mean AUC of the recipe's map on the token grid (a token is inside when at least a quarter of it is)."""
+    values = []
+    for n in records:
+        m = torch.from_numpy(data.masks[n].astype(np.float32))[None, None]
+        inside = (F.adaptive_avg_pool2d(m, data.tokens).flatten() >= 0.25).numpy()
+        v = auc(recipe_map(data, recipe, n).ravel(), inside)
+        if v is not None:
+            values.append(v)
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _rank(data: RecipeRecords, candidates, records) -> list:
+    return sorted(candidates, key=lambda e: -recipe_auc(data, (e,), records))
+
+
+def recipe_candidates(data: RecipeRecords, records, current: tuple, guided: bool, most: int = 3) -> dict[str, tuple]:
+    """Candidate recipes chosen on `records` only: {family: entries}."""
+    heads = next(iter(data.heads.values()))[0].shape[0]
+    text_heads = [f"{k}{b}:h{h}" if k else f"{b}:h{h}" for (k, b) in data.heads if k in ("", "s") for h in range(heads)]
+    rows = [f"{k}{b}" for (k, b) in data.heads if k in ("r", "rs")]
+    best_rows, value = (), -1.0
+    for e in _rank(data, rows, records)[: 2 * most]:
+        trial = (*best_rows, e)
+        score = recipe_auc(data, trial, records)
+        if score >= value + 0.005 and len(best_rows) < most:
+            best_rows, value = trial, score
+    out = {
+        "the model's map now": current,
+        "best instruction -> image head": tuple(_rank(data, text_heads, records)[:1]),
+        "image rows -> instruction": best_rows,
+        "predicted change": ("change",),
+    }
+    if guided:
+        out["instruction vs negative (KL)"] = ("kl",)
+    out["predicted change + image rows"] = ("change", *best_rows)
+    return {k: v for k, v in out.items() if v}
+
+
+@dataclass(frozen=True)
+class RecipeScore:
+    family: str
+    recipe: tuple  # chosen on all records
+    threshold: float  # λ chosen on all records
+    auc: float
+    iou: float  # cross-fitted: chosen on one half, scored on the other (both ways)
+    per_category: dict[str, float]  # cross-fitted IoU per category
+
+
+def score_recipes(data: RecipeRecords, current: tuple, guided: bool) -> list[RecipeScore]:
+    """Every candidate family, cross-fitted over the two halves (even / odd records), best IoU first."""
+    n = len(data.masks)
+    halves = [list(range(0, n, 2)), list(range(1, n, 2))]
+    everything = list(range(n))
+    chosen = recipe_candidates(data, everything, current, guided)
+    held_out: dict[str, dict[int, float]] = {family: {} for family in chosen}
+    for fit, test in ((halves[0], halves[1]), (halves[1], halves[0])):
+        for family, recipe in recipe_candidates(data, fit, current, guided).items():
+            if family not in held_out:
+                continue
+            t = int(recipe_iou(data, recipe, fit).mean(axis=0).argmax())
+            for k, v in zip(test, recipe_iou(data, recipe, test)[:, t], strict=True):
+                held_out[family][k] = float(v)
+    out = []
+    for family, recipe in chosen.items():
+        scores = held_out[family]
+        if len(scores) < n:
+            continue
+        threshold = THRESHOLDS[int(recipe_iou(data, recipe, everything).mean(axis=0).argmax())]
+        per = {c: float(np.mean([scores[k] for k in everything if data.categories[k] == c]))
+               for c in sorted(set(data.categories))}  # fmt: skip
+        iou = float(np.mean(list(scores.values())))
+        out.append(RecipeScore(family, recipe, threshold, recipe_auc(data, recipe, everything), iou, per))
+    return sorted(out, key=lambda s: -s.iou)

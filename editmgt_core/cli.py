@@ -511,7 +511,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.1,
         help="pixels changed by the edit: source/target differ by more than this (default 0.1)",
     )
-    p.add_argument("--iou-threshold", type=float, default=0.5, help="map threshold for the IoU (default 0.5)")
+    p.add_argument("--iou-threshold", type=float, default=None,
+                   help="map threshold for the IoU (default: the λ in use, the region the hold frees)")  # fmt: skip
     p.add_argument("--examples", type=int, default=6, help="records shown in world_examples.png (default 6)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_model_args(p)

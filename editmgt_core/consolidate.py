@@ -34,16 +34,20 @@ PEAK_KEEP = 0.7  # peaks become 0.7 * S + 0.3 * smoothed
 def attention_scores(maps: Mapping[int | str, Tensor], text_weights: Tensor) -> Tensor:
     """Weighted mean over layers, heads and text rows: maps {layer: [B, heads, T, I]}, weights [B, T] -> [B, I].
 
-    With 0/1 weights this is the reference's `mean(dim=(layers, heads, selected rows))`. Weights are not checked here
-    (see `consolidate`); float32 accumulation.
+    With 0/1 weights this is the reference's `mean(dim=(layers, heads, selected rows))`; maps with fewer heads (a
+    head selector, see entries) are averaged over their own heads first. Weights are not checked here (see
+    `consolidate`); float32 accumulation.
     """
     w = text_weights.float()[:, None, :, None]  # (B, 1, T, 1)
+    heads = {m.shape[1] for m in maps.values()}
     total = None
     for m in maps.values():  # multiply-sum, not matmul: stays float32 where TF32 matmuls are enabled
         part = (m.float() * w).sum(dim=(1, 2))  # (B, I)
+        if len(heads) > 1:
+            part = part / m.shape[1]
         total = part if total is None else total + part
-    heads = next(iter(maps.values())).shape[1]
-    return total / (len(maps) * heads * text_weights.float().sum(dim=-1, keepdim=True))
+    per_map = heads.pop() if len(heads) == 1 else 1
+    return total / (len(maps) * per_map * text_weights.float().sum(dim=-1, keepdim=True))
 
 
 def min_max(s: Tensor) -> Tensor:
@@ -246,3 +250,37 @@ def text_weights_for(
         if missing:
             raise ValueError(f"keywords {missing!r} not found in instruction {text!r} (row {row})")
     return weights.clamp(max=1.0)
+
+
+LOGIT_SIGMA = 1.0  # Gaussian blur of logit maps, in tokens: a token's neighbours share its evidence (as an edit does)
+
+
+def change_map(logits: Tensor, src: Tensor) -> Tensor:
+    """Predicted change [B, H, W] in [0, 1]: 1 - p(source token) under logits [B, K, H, W] (the instruction's row
+    of the first step, every target token masked): where the model is about to replace the source's token."""
+    probs = logits.float().softmax(dim=1)
+    return 1.0 - probs.gather(1, src[:, None])[:, 0]
+
+
+def kl_map(cond: Tensor, uncond: Tensor) -> Tensor:
+    """1 - exp(-KL(p_cond || p_uncond)) [B, H, W] in [0, 1) from two logits [B, K, H, W]: where the instruction
+    moves the token distribution away from the negative prompt's (a DiffEdit-style mask for masked models)."""
+    lc, lu = cond.float().log_softmax(dim=1), uncond.float().log_softmax(dim=1)
+    return 1.0 - torch.exp(-(lc.exp() * (lc - lu)).sum(dim=1).clamp(min=0))
+
+
+def logit_maps(kinds: Sequence[str], cond: Tensor, uncond: Tensor | None, src: Tensor) -> Tensor:
+    """The mean of the logit maps named in kinds ('change', 'kl'; see entries.LOGIT_ENTRIES), each blurred by
+    LOGIT_SIGMA tokens: [B, H, W] in [0, 1], absolute (not rescaled per image, so an edit of the whole image stays
+    high everywhere). uncond: the negative prompt's logits, needed by 'kl'."""
+    parts = []
+    for kind in kinds:
+        if kind == "change":
+            parts.append(change_map(cond, src))
+        elif kind == "kl":
+            if uncond is None:
+                raise ValueError("the 'kl' map needs guidance (a negative prompt's logits); use 'change'")
+            parts.append(kl_map(cond, uncond))
+        else:
+            raise ValueError(f"unknown logit map {kind!r}; expected 'change' or 'kl'")
+    return gaussian_blur(torch.stack(parts).mean(dim=0), LOGIT_SIGMA).clamp(0.0, 1.0)

@@ -20,10 +20,10 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from torch import Tensor
 
+from . import entries
 from .consolidate import text_weights_for
 from .encoders import TextFeatures
 from .loading import Editor
-from .model import capture_entry, is_source_entry
 from .sampling import REFERENCE_VALUES, SamplerOptions, StepRecord, pixel_mask_to_tokens, sample
 
 MAX_ASPECT = 8.0  # wider or taller images are refused rather than squeezed into a sliver of tokens
@@ -132,6 +132,7 @@ def logits_fn_for(editor: Editor, prepared: Prepared, gamma: float, layers: tupl
     stream is the source tokens.
     """
     feats, src, model = prepared.feats, prepared.src_tokens, editor.transformer
+    layers = tuple(e for e in layers if not entries.parse(e).is_logit)  # the sampler makes those from the logits
     micro = torch.tensor([[*prepared.work_size, 0.0, 0.0, 6.0]], device=editor.device)
 
     def logits_fn(tokens: Tensor, timestep: int, capture: bool):
@@ -185,17 +186,27 @@ class Progress:
 def resolve_options(editor: Editor, options: SamplerOptions | None) -> SamplerOptions:
     """Fill what the user left open: the model's defaults, a fresh seed, the model's attention band.
 
-    Source-image map entries ('s<i>', see model.capture_entry) are dropped at gamma 0 (there is no source stream to
-    attend to; the map is the target blocks') and, with reference_compatible, from the model's band."""
+    Entries that read the source stream ('s<i>', 'rs<i>', see entries) are dropped at gamma 0 (there is no source
+    stream to attend to). A reference-compatible run without layers of its own reads the model's reference band
+    (settings.reference_band: instruction -> target maps only)."""
     options = default_options(editor) if options is None else options
     if options.seed is None:
         options = dataclasses.replace(options, seed=int(torch.randint(0, 2**31 - 1, ()).item()))
-    layers = options.layers or editor.settings.attention_layers
-    bad = [e for e in layers if not 0 <= capture_entry(e)[0] < editor.transformer.config.depth]
-    if bad:
-        raise ValueError(f"attention layers {bad} out of range 0..{editor.transformer.config.depth - 1}")
-    if options.gamma == 0 or (options.reference_compatible and not options.layers):
-        layers = [e for e in layers if not is_source_entry(e)]  # no source stream / the reference's capture only
+    config = editor.transformer.config
+    if options.reference_compatible and not options.layers:
+        layers = editor.settings.reference_band  # the reference's capture: instruction -> target maps only
+        if not layers:
+            raise ValueError(
+                f"the model's map ({entries.to_text(editor.settings.attention_layers)}) has no "
+                "instruction -> target block for a reference-compatible run; pass layers (block indices)"
+            )
+    else:
+        layers = options.layers or editor.settings.attention_layers
+    entries.check(layers, config.depth, config.num_heads)
+    if options.gamma == 0:
+        layers = [e for e in layers if not entries.parse(e).needs_source]  # no source stream to read
+        if not layers:
+            raise ValueError("at γ = 0 there is no source stream: the map needs an entry that does not read it")
     return dataclasses.replace(options, layers=tuple(layers))
 
 

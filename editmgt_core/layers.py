@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .math import apply_rope, attention, text_to_image_probs, text_to_source_probs
+from .math import apply_rope, attention, rows_to_text_probs, text_to_image_probs, text_to_source_probs
 
 
 class RMSNorm(nn.Module):
@@ -138,12 +138,23 @@ class Attention(nn.Module):
         return self.norm_added_q(q), self.norm_added_k(k), v
 
 
-def captured(q: Tensor, k: Tensor, n_txt: int, n_img: int, capture: tuple[bool, bool]):
-    """The block's (instruction -> target, instruction -> source) maps as asked by capture, or None if neither."""
-    if not any(capture):
+def captured(q: Tensor, k: Tensor, n_txt: int, n_img: int, capture: frozenset[str], bias: Tensor | None):
+    """The block's attention maps of the kinds in capture (see entries.ATTENTION_KINDS: '' instruction -> target,
+    's' instruction -> source, 'r' target rows -> instruction, 'rs' source rows -> instruction), each
+    [B, heads, T, I]; None when nothing is asked. q, k: [B, heads, L, d] over [text, target, condition]."""
+    if not capture:
         return None
-    target = text_to_image_probs(q, k, n_txt, n_img) if capture[0] else None
-    return target, text_to_source_probs(q, k, n_txt, n_img) if capture[1] else None
+    out, n_main = {}, n_txt + n_img
+    chunk = max(1, q.shape[-1])  # query rows per chunk: a score slice no larger than one hidden-state tensor
+    if "" in capture:
+        out[""] = text_to_image_probs(q, k, n_txt, n_img)
+    if "s" in capture:
+        out["s"] = text_to_source_probs(q, k, n_txt, n_img)
+    if "r" in capture:
+        out["r"] = rows_to_text_probs(q, k, n_txt, slice(n_txt, n_main), bias, chunk)
+    if "rs" in capture:
+        out["rs"] = rows_to_text_probs(q, k, n_txt, slice(n_main, q.shape[2]), bias, chunk)
+    return out
 
 
 class DualBlock(nn.Module):
@@ -157,10 +168,10 @@ class DualBlock(nn.Module):
         self.ff = FeedForward(dim)
         self.ff_context = FeedForward(dim)
 
-    def forward(self, img, txt, vec, freqs, cond=None, vec_cond=None, bias=None, capture=(False, False)):
+    def forward(self, img, txt, vec, freqs, cond=None, vec_cond=None, bias=None, capture=frozenset()):
         """img [B, I, D], txt [B, T, D], cond [B, R, D] or None; freqs: RoPE table of the rows [txt, img, cond].
 
-        capture: (instruction -> target map, instruction -> source map) wanted; see `captured`.
+        capture: the attention kinds wanted (see `captured`); returns them as a dict (None when none).
         """
         n_txt, n_img = txt.shape[1], img.shape[1]
         img_mod, txt_mod = self.norm1(vec), self.norm1_context(vec)
@@ -172,7 +183,7 @@ class DualBlock(nn.Module):
         tq, tk, tv = self.attn.qkv_context(modulate(txt, txt_mod[0], txt_mod[1]))
         q, k = apply_rope(torch.cat([tq, q], 2), freqs), apply_rope(torch.cat([tk, k], 2), freqs)
         v = torch.cat([tv, v], 2)
-        probs = captured(q, k, n_txt, n_img, capture)
+        probs = captured(q, k, n_txt, n_img, capture, bias)
         out = attention(q, k, v, bias)
         out_txt, out_img = self.attn.to_add_out(out[:, :n_txt]), self.attn.to_out[0](out[:, n_txt:])
 
@@ -201,7 +212,7 @@ class SingleBlock(nn.Module):
         self.proj_out = nn.Linear(dim + mlp_ratio * dim, dim)
         self.attn = Attention(dim, heads, context=False)
 
-    def forward(self, x, n_txt, vec, freqs, cond=None, vec_cond=None, bias=None, capture=(False, False), last=False):
+    def forward(self, x, n_txt, vec, freqs, cond=None, vec_cond=None, bias=None, capture=frozenset(), last=False):
         """x [B, T + I, D] (text first), cond [B, R, D] or None; every row shares the same weights.
 
         last: only the image rows' output is wanted (the final block): returns x [B, I, D] and no cond, and text and
@@ -214,12 +225,12 @@ class SingleBlock(nn.Module):
             c_shift, c_scale, c_gate = self.norm(vec_cond)
             rows.append((cond, c_shift, c_scale))
         h = modulate_rows(*rows)
-        if last and not any(capture):
+        if last and not capture:
             return self._image_rows(x, h, slice(n_txt, n_main), gate, freqs, bias), None, None
         mlp = gelu_tanh(self.proj_mlp(h))
         q, k, v = self.attn.qkv(h)
         q, k = apply_rope(q, freqs), apply_rope(k, freqs)
-        probs = captured(q, k, n_txt, n_main - n_txt, capture)
+        probs = captured(q, k, n_txt, n_main - n_txt, capture, bias)
         out = self._proj_out(attention(q, k, v, bias), mlp)
         x = gated(x, gate, out[:, :n_main])
         if cond is not None:

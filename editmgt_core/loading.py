@@ -36,7 +36,9 @@ class Settings:
 
     text: dict = field(default_factory=lambda: {"kind": "clip_gemma2"})  # text stack, see `_text_encoder`
     pixels: int = 1024 * 1024  # working pixel count: inputs are resized (aspect kept) to about this many pixels
-    attention_layers: tuple[int | str, ...] = tuple(range(28, 37))  # the map's blocks (global indices; 's<i>': source)
+    attention_layers: tuple[int | str, ...] = tuple(range(28, 37))  # the map's entries (see entries), the paper's band
+    # blocks whose instruction -> target maps reference-compatible runs read; None: the block indices of the above
+    reference_layers: tuple[int, ...] | None = None
     image_range: tuple[float, float] = (0.0, 1.0)  # pixel range the VQ model was trained on
     name: str = "EditMGT"  # shown in the UI
     defaults: dict = field(default_factory=dict)  # SamplerOptions overrides suited to this model
@@ -50,13 +52,26 @@ class Settings:
         unknown = sorted(set(d) - set(cls.__dataclass_fields__))
         if unknown:
             raise ValueError(f"{path}: unknown keys {unknown}")
-        for key in ("attention_layers", "image_range"):
-            if key in d:
+        for key in ("attention_layers", "image_range", "reference_layers"):
+            if d.get(key) is not None:
                 d[key] = tuple(d[key])
         if not layers_ok(d.get("attention_layers", cls.attention_layers)):
-            raise ValueError(f"{path}: attention_layers {d['attention_layers']!r} must be distinct block indices (at "
-                             "least one), plus optional 's<index>' entries for source-image maps")  # fmt: skip
+            raise ValueError(f"{path}: attention_layers {d['attention_layers']!r} must be distinct map entries (block "
+                             "indices, 's<i>', 'r<i>', 'rs<i>', 'change', 'kl'), at least one not read from the source "
+                             "stream alone")  # fmt: skip
+        ref = d.get("reference_layers")
+        if ref is not None and not (
+            ref and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ref)
+        ):
+            raise ValueError(f"{path}: reference_layers {list(ref)!r} must be block indices >= 0 (at least one)")
         return cls(**d)
+
+    @property
+    def reference_band(self) -> tuple[int, ...]:
+        """The blocks a reference-compatible run reads (instruction -> target maps, all heads)."""
+        if self.reference_layers is not None:
+            return self.reference_layers
+        return tuple(e for e in self.attention_layers if isinstance(e, int))
 
 
 @dataclass

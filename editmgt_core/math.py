@@ -90,3 +90,22 @@ def text_to_source_probs(q: Tensor, k: Tensor, n_txt: int, n_img: int) -> Tensor
     keys = torch.cat([k[:, :, :n_txt], k[:, :, n_txt + n_img :]], dim=2)
     scores = (q[:, :, :n_txt] @ keys.transpose(-1, -2)) * scale  # (B, heads, T, T + R)
     return scores.float().softmax(dim=-1)[..., n_txt:]
+
+
+def rows_to_text_probs(q: Tensor, k: Tensor, n_txt: int, rows: slice, bias: Tensor | None, chunk: int) -> Tensor:
+    """Image rows -> instruction attention [B, heads, T, R] (not in the reference): for each query row in `rows` (of
+    the [text, target, condition] sequence), its softmax attention over all keys (the γ bias included) on each text
+    key, laid out text-first like `text_to_image_probs` so the instruction's words pick its rows.
+
+    Computed `chunk` query rows at a time: no more than [B, heads, chunk, L] of the score matrix exists at once.
+    """
+    scale = q.shape[-1] ** -0.5
+    keys = k.transpose(-1, -2)
+    parts = []
+    for start in range(rows.start, rows.stop, chunk):
+        stop = min(start + chunk, rows.stop)
+        scores = (q[:, :, start:stop] @ keys) * scale  # (B, heads, chunk, L)
+        if bias is not None:
+            scores = scores + bias[start:stop]
+        parts.append(scores.float().softmax(dim=-1)[..., :n_txt].transpose(-1, -2))  # (B, heads, T, chunk)
+    return torch.cat(parts, dim=-1)

@@ -63,6 +63,38 @@ def leakage(out: np.ndarray, src: np.ndarray, edit_mask: np.ndarray) -> float | 
     return masked_l1(out, src, ~edit_mask)
 
 
+def far_change(out: np.ndarray, src: np.ndarray, edit_mask: np.ndarray, margin: int) -> float | None:
+    """Mean absolute change from the source farther than `margin` pixels from the edit region (the mask dilated by
+    a square of that radius): drift the edit has no business making, beyond the cells the edit's tokens share
+    with their neighbours. None when nothing is that far."""
+    import cv2
+
+    near = cv2.dilate(edit_mask.astype(np.uint8), np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)) > 0
+    return masked_l1(out, src, ~near)
+
+
+def other_objects(src: np.ndarray, edit_mask: np.ndarray, margin: int) -> np.ndarray:
+    """bool [H, W]: pixels of the source's other objects, i.e. not the background colour (the image's most common
+    colour) and farther than `margin` pixels from the edit region (world images: flat backgrounds)."""
+    import cv2
+
+    flat = (src.reshape(-1, src.shape[-1]) * 255 + 0.5).astype(np.uint8)
+    colours, counts = np.unique(flat, axis=0, return_counts=True)
+    background = colours[counts.argmax()].astype(np.float32) / 255
+    objects = np.abs(src - background).max(-1) > 0.1
+    near = cv2.dilate(edit_mask.astype(np.uint8), np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)) > 0
+    return objects & ~near
+
+
+def touches_other(out: np.ndarray, src: np.ndarray, others: np.ndarray, min_change: float = 0.1,
+                  share: float = 0.05) -> bool | None:  # fmt: skip
+    """The edit changed another object: more than `share` of the other objects' pixels changed by more than
+    min_change in some channel. None when the image has no other object."""
+    if not others.any():
+        return None
+    return bool((np.abs(out - src).max(-1)[others] > min_change).mean() > share)
+
+
 def changed(src: np.ndarray, tgt: np.ndarray, min_change: float) -> np.ndarray:
     """bool [H, W]: pixels whose largest channel difference between source and target exceeds min_change."""
     _check_same(src, tgt)

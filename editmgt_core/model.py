@@ -8,31 +8,27 @@ Attention capture is an explicit argument and return value; nothing is stored on
 
 from __future__ import annotations
 
-import numbers
-import re
 from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn
 
+from . import entries
 from .config import TransformerConfig
 from .layers import MLP, DualBlock, MlmHead, Resample, RMSNorm, SingleBlock, TokenEmbed
 from .math import gamma_bias, grid_ids, rope, timestep_embedding
 
 
 def capture_entry(entry) -> tuple[int, bool]:
-    """One capture entry -> (block index, source). An integer i asks for block i's instruction -> target map (the
-    reference's capture); the string 's<i>' (e.g. 's0') for its instruction -> source-image map (`cond`, C_V; see
-    math.text_to_source_probs; not in the reference). Captured maps are keyed by the entry: i or 's<i>'."""
-    if isinstance(entry, numbers.Integral) and not isinstance(entry, bool):
-        return int(entry), False
-    if isinstance(entry, str) and re.fullmatch(r"s\d+", entry):
-        return int(entry[1:]), True
-    raise ValueError(f"capture entry {entry!r}: expected a block index or 's<index>' (the source-image map)")
+    """One attention entry -> (block index, reads the source stream); see `entries` for the entry forms."""
+    e = entries.parse(entry)
+    if e.is_logit:
+        raise ValueError(f"map entry {entry!r} is made from logits by the sampler, not captured by the model")
+    return e.block, e.needs_source
 
 
 def is_source_entry(entry) -> bool:
-    return capture_entry(entry)[1]
+    return entries.parse(entry).needs_source
 
 
 class TimeTextEmbed(nn.Module):
@@ -124,11 +120,13 @@ class EditMGTTransformer(nn.Module):
         txt: [B, T, joint_attention_dim] text features; pooled: [B, pooled_projection_dim]; micro: [B, 5]
         ([width, height, crop_top, crop_left, aesthetic]); timestep: [B] the sampler's step index t (N-1 .. 0).
         gamma: condition strength (1 = no bias, 0 = condition cut off; the cond stream is then skipped).
-        capture: global block indices (dual-stream first) whose maps to return, each [B, heads, T, h*w] float32;
-        's<i>' entries ask for block i's instruction -> source-image map instead (see `capture_entry`; needs cond
-        and gamma > 0). Returns logits [B, codebook_size, H, W] and the maps keyed by entry (i or 's<i>').
+        capture: attention entries (see `entries`): global block indices (dual-stream first) for the reference's
+        instruction -> target maps, 's<i>', 'r<i>', 'rs<i>' for the other directions ('s' and 'rs' need cond and
+        gamma > 0), with optional ':h..' heads; each map is [B, heads, T, h*w] float32. Returns logits
+        [B, codebook_size, H, W] and the maps keyed by entry as given.
         """
-        target, source = self._check(tokens, cond, gamma, capture)
+        wanted = self._check(tokens, cond, gamma, capture)
+        kinds = lambda i: frozenset(e.kind for _, e in wanted.get(i, ()))
         if gamma == 0:
             cond = None  # -inf bias both ways: the cond stream cannot reach the output
         micro = timestep_embedding(micro.flatten()).view(len(micro), -1)  # (B, 5 * 256)
@@ -153,25 +151,23 @@ class EditMGTTransformer(nn.Module):
         maps = {}
 
         def keep(i: int, probs) -> None:
-            if probs is not None:
-                for key, m in zip((i, f"s{i}"), probs, strict=True):
-                    if m is not None:
-                        maps[key] = m
+            for entry, e in wanted.get(i, ()):
+                m = probs[e.kind]
+                maps[entry] = m if e.heads is None else m[:, list(e.heads)]
 
         for i, block in enumerate(self.transformer_blocks):
-            img, txt, c, probs = block(img, txt, vec, freqs, c, vec_cond, bias, capture=(i in target, i in source))
+            img, txt, c, probs = block(img, txt, vec, freqs, c, vec_cond, bias, capture=kinds(i))
             keep(i, probs)
         n_txt = txt.shape[1]
         x = torch.cat([txt, img], dim=1)
         last = self.config.depth - 1
         for j, block in enumerate(self.single_transformer_blocks, start=self.config.num_layers):
-            wanted = (j in target, j in source)
-            x, c, probs = block(x, n_txt, vec, freqs, c, vec_cond, bias, capture=wanted, last=j == last)
+            x, c, probs = block(x, n_txt, vec, freqs, c, vec_cond, bias, capture=kinds(j), last=j == last)
             keep(j, probs)
         return self.head(x[:, -img.shape[1] :], grid), maps  # the last block may return the image rows only
 
     def _check(self, tokens: Tensor, cond: Tensor | None, gamma: float, capture: Iterable[int | str]):
-        """Validate the inputs; returns the (target, source) block sets to capture."""
+        """Validate the inputs; returns {block: [(entry, parsed entry)]} to capture."""
         if tokens.ndim != 3:
             raise ValueError(f"tokens must be [B, H, W] ids, got shape {tuple(tokens.shape)}")
         if self.config.downsample and (tokens.shape[1] % 2 or tokens.shape[2] % 2):
@@ -180,11 +176,16 @@ class EditMGTTransformer(nn.Module):
             raise ValueError(f"cond shape {tuple(cond.shape)} must equal tokens shape {tuple(tokens.shape)}")
         if not gamma >= 0:
             raise ValueError(f"gamma={gamma} must be >= 0")
-        entries = [capture_entry(e) for e in capture]
-        bad = sorted(i for i, _ in entries if not 0 <= i < self.config.depth)
-        if bad:
-            raise ValueError(f"capture layers {bad} out of range 0..{self.config.depth - 1}")
-        source = frozenset(i for i, s in entries if s)
+        parsed = [(entry, entries.parse(entry)) for entry in capture]
+        logit = [entry for entry, e in parsed if e.is_logit]
+        if logit:
+            raise ValueError(f"map entries {logit} are made from logits by the sampler, not captured by the model")
+        entries.check([entry for entry, _ in parsed], self.config.depth, self.config.num_heads)
+        source = [entry for entry, e in parsed if e.needs_source]
         if source and (cond is None or gamma == 0):
-            raise ValueError("source-image maps ('s<i>' capture entries) need the condition stream: cond and gamma > 0")
-        return frozenset(i for i, s in entries if not s), source
+            raise ValueError(f"source-image maps {source} ('s<i>', 'rs<i>' entries) need the condition stream: cond "
+                             "and gamma > 0")  # fmt: skip
+        wanted = {}
+        for entry, e in parsed:
+            wanted.setdefault(e.block, []).append((entry, e))
+        return wanted

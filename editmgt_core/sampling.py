@@ -12,7 +12,6 @@ at the last step) `uniform_` [B, H*W] for the Gumbel noise of the re-masking.
 from __future__ import annotations
 
 import math
-import re
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,9 +20,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from editmgt_core.consolidate import adaptive_filter, attention_scores, check_text_weights, min_max, upsample
+from editmgt_core import entries
+from editmgt_core.consolidate import (
+    adaptive_filter,
+    attention_scores,
+    check_text_weights,
+    logit_maps,
+    min_max,
+    upsample,
+)
 from editmgt_core.consolidate import consolidate_unchecked as consolidate_maps
-from editmgt_core.model import capture_entry, is_source_entry
+from editmgt_core.entries import from_text as layers_from_text  # noqa: F401  (the text form's parser, re-exported)
 
 # src/v2_model.py `negative_prompt`, which the published demo (infer.py) passes.
 DEMO_NEGATIVE_PROMPT = (
@@ -37,29 +44,9 @@ EDITABLE, PROTECTED = 2.0, -1.0  # brush scores outside [0, 1]: no lam in [0, 1]
 LogitsFn = Callable[[Tensor, int, bool], tuple[Tensor, dict[int | str, Tensor]]]
 
 
-def layers_from_text(text: str) -> tuple[int | str, ...]:
-    """'28-36', '5, 7' or '5, s0' -> capture entries (see model.capture_entry): block indices, ranges a-b, and 's'
-    before an index or range for source-image maps ('s0-2' = s0, s1, s2). Duplicates dropped; ValueError otherwise."""
-    out = []
-    for part in text.replace(" ", "").split(","):
-        m = re.fullmatch(r"(s?)(\d+)(?:-(\d+))?", part)
-        if not m or (m[3] and int(m[3]) < int(m[2])):
-            raise ValueError(f"attention layers {text!r}: write block indices like '28-36' or '5, 7', and 's0' for "
-                             "block 0's source-image map")  # fmt: skip
-        out += [f"s{i}" if m[1] else i for i in range(int(m[2]), int(m[3] or m[2]) + 1)]
-    return tuple(dict.fromkeys(out))
-
-
 def layers_ok(layers) -> bool:
-    """A tuple of distinct capture entries (model.capture_entry) with at least one target block: the instruction
-    focus (see focus) reads the target maps."""
-    if not isinstance(layers, tuple) or len(set(layers)) != len(layers):
-        return False
-    try:
-        entries = [capture_entry(e) for e in layers]
-    except ValueError:
-        return False
-    return all(i >= 0 for i, _ in entries) and any(not source for _, source in entries)
+    """A tuple of distinct map entries (see entries) with at least one that is not read from the source stream."""
+    return entries.valid(layers)
 
 
 @dataclass(frozen=True)
@@ -79,7 +66,7 @@ class SamplerOptions:
     temperature: float | tuple[float, float] = (2.0, 0.0)  # Gumbel scale of re-masking; Pipeline/set_timesteps (2, 0)
     token_temperature: float = 1.0  # tokens are drawn from softmax(logits / this); 1 = the reference's draw
     seed: int | None = None  # generator seed; None = fresh entropy (infer.py passes no generator)
-    layers: tuple[int | str, ...] | None = None  # blocks to capture; None = the model's band (infer.py: 28..36)
+    layers: tuple[int | str, ...] | None = None  # map entries (see entries); None = the model's (infer.py: 28..36)
     negative_prompt: str = DEMO_NEGATIVE_PROMPT  # unconditional text of the CFG pair; infer.py v2_model.negative_prompt
     mask_mode: str = "replace"  # brush mask with the map: 'union' | 'intersection' | 'replace' (not in the reference)
     grow: int = 0  # grow the map's edit region by this many tokens before holding (see grow_map; not in the reference)
@@ -111,8 +98,8 @@ class SamplerOptions:
         if self.seed is not None and (not integer(self.seed) or not 0 <= self.seed < 2**64):
             bad("seed", "None or an integer in [0, 2**64)")
         if self.layers is not None and not layers_ok(self.layers):
-            bad("layers", "None or a tuple of distinct block indices >= 0 (at least one), plus optional 's<index>' "
-                "entries for source-image maps")  # fmt: skip
+            bad("layers", "None or a tuple of distinct map entries (block indices >= 0, 's<i>', 'r<i>', 'rs<i>', "
+                "'change', 'kl'; see entries), at least one not read from the source stream alone")  # fmt: skip
         if not isinstance(self.negative_prompt, str):
             bad("negative_prompt", "a string")
         if self.mask_mode not in MASK_MODES:
@@ -185,18 +172,19 @@ def hold_tokens(pred: Tensor, unknown: Tensor, scores: Tensor, lam: float, src: 
     return torch.where(hold, src, pred), hold
 
 
-def focus(maps: dict[int | str, Tensor], text_weights: Tensor) -> Tensor:
+def focus(maps: dict[int | str, Tensor], text_weights: Tensor) -> Tensor | None:
     """Instruction focus [B]: the share of the instruction's attention that lands on the image being edited rather
     than on the text (the captured maps' softmax runs over the text and target keys, see math.text_to_image_probs;
-    mean over the captured blocks, heads and the weighted text rows). Source-image maps ('s<i>') do not count: an
-    instruction about the whole image attends to the source at least as much as one about an object.
+    mean over the captured blocks, heads and the weighted text rows). Only instruction -> target entries count (see
+    entries): an instruction about the whole image attends to the source at least as much as one about an object,
+    and the other directions do not share this softmax. None when no such entry was captured.
 
     An instruction that names something in the image ("the red circle") attends to it; one that changes the whole
     image ("make it sepia", "a blue background") attends less to the image, and holding by its map would clip the
     edit. With options.focus_gate, a row whose focus at the first step is below the gate is not held.
     """
-    target = {k: m for k, m in maps.items() if not is_source_entry(k)}
-    return attention_scores(target, text_weights).sum(dim=-1)
+    target = {k: m for k, m in maps.items() if entries.parse(k).kind == ""}
+    return attention_scores(target, text_weights).sum(dim=-1) if target else None
 
 
 def grow_map(scores: Tensor, tokens: int) -> Tensor:
@@ -395,6 +383,15 @@ def _reference_update(logits, maps, tokens, src, generator, weights, temps, step
     return out.prev_sample, grid(out.token_probs), grid(out.hold), grid(out.scores)
 
 
+def mix_maps(maps: dict[int | str, Tensor], weights: Tensor, out_grid: tuple[int, int], logit_map: Tensor | None):
+    """The map [B, *out_grid] in [0, 1]: the attention entries consolidated (consolidate.consolidate: min-max,
+    adaptive filter, upsampled), the logit entries' map (consolidate.logit_maps), or the mean of the two."""
+    att = consolidate_maps(maps, weights, map_grid(maps, *out_grid), out_grid) if maps else None
+    if logit_map is None:
+        return att
+    return logit_map if att is None else 0.5 * (att + logit_map)
+
+
 def map_grid(maps: dict[int | str, Tensor], h: int, w: int) -> tuple[int, int]:
     """The attention grid of captured maps [.., I] for an h x w token grid: (h/2, w/2) after the model's 2x2
     downsample (the published configuration), (h, w) for a model without it."""
@@ -419,9 +416,21 @@ def _check_inputs(src, mask_id, text_weights, user_mask, options, capture):
         use = ", ".join(f"{k}={REFERENCE_VALUES[k]:g}" for k in extra)
         raise ValueError(f"{', '.join(extra)} not supported with reference_compatible=True (the reference sampler "
                          f"has no such knob); use {use}")  # fmt: skip
-    if options.reference_compatible and options.layers and any(is_source_entry(e) for e in options.layers):
-        raise ValueError("source-image maps ('s<i>' layers) are not supported with reference_compatible=True (the "
-                         "reference reads instruction -> target attention only)")  # fmt: skip
+    parsed = [entries.parse(e) for e in options.layers or ()]
+    if options.reference_compatible and any(p.needs_source for p in parsed):
+        raise ValueError("source-image maps ('s<i>', 'rs<i>' layers) are not supported with reference_compatible=True "
+                         "(the reference reads instruction -> target attention only)")  # fmt: skip
+    if options.reference_compatible and any(p.kind != "" or p.heads is not None for p in parsed):
+        raise ValueError(
+            "row, head-selected and logit maps ('r<i>', ':h..', 'change', 'kl') are not supported with "
+            "reference_compatible=True (the reference reads instruction -> target attention only)"
+        )
+    guided = options.guidance_scale > 1.0 if options.reference_compatible else options.guidance_scale != 1.0
+    if any(p.kind == "kl" for p in parsed) and not guided:
+        raise ValueError(
+            "the 'kl' map compares the instruction's logits with the negative prompt's: it needs "
+            "guidance (guidance_scale != 1); use 'change'"
+        )
     if user_mask is not None:
         if options.reference_compatible:
             raise ValueError("user_mask is not supported with reference_compatible=True (the reference has no brush)")
@@ -472,6 +481,9 @@ def sample(
     holding = options.lam > 0 or user_mask is not None
     capture = (options.lam > 0 or show_map) and not (user_mask is not None and options.mask_mode == "replace")
     _check_inputs(src, mask_id, text_weights, user_mask, options, capture)
+    logit_kinds = [e.kind for e in map(entries.parse, options.layers or ()) if e.is_logit]
+    attend = capture and (options.layers is None or len(logit_kinds) < len(options.layers))  # attention entries
+    logit_map = None  # the logit entries' map, made from the first step's logits and kept
     b, h, w = src.shape
     n = options.steps
     weights = text_weights.to(src.device) if capture else None
@@ -485,13 +497,15 @@ def sample(
     held = torch.zeros_like(src, dtype=torch.bool) if holding else None
     first_focus = gated = None
     for step in range(n):
-        logits, maps = logits_fn(torch.cat([tokens, tokens]) if guided else tokens, n - 1 - step, capture)
+        logits, maps = logits_fn(torch.cat([tokens, tokens]) if guided else tokens, n - 1 - step, attend)
+        uncond, cond = logits.chunk(2) if guided else (None, logits)
         if guided:
-            uncond, cond = logits.chunk(2)
             logits = uncond + options.guidance_scale * (cond - uncond)
             maps = {layer: m.chunk(2)[1] for layer, m in maps.items()}
-        if capture and not maps:
+        if attend and not maps:
             raise ValueError("logits_fn returned no attention maps although capture=True")
+        if capture and logit_kinds and step == 0:
+            logit_map = logit_maps(logit_kinds, cond, uncond, src)
         if ref:
             new, probs, hold, scores = _reference_update(
                 logits, maps if capture else None, tokens, src, generator, weights, temps, step, options, mask_id
@@ -499,10 +513,11 @@ def sample(
         else:
             scores = held_by = None  # the map as made (shown, scored) and as held by (grown, gated)
             if capture:
-                scores = consolidate_maps(maps, weights, map_grid(maps, h, w), (h, w))
-                if step == 0:
+                scores = mix_maps(maps, weights, (h, w), logit_map)
+                if step == 0 and maps:
                     first_focus = focus(maps, weights)
-                    gated = first_focus < options.focus_gate if options.focus_gate > 0 else None
+                    if options.focus_gate > 0 and first_focus is not None:
+                        gated = first_focus < options.focus_gate
                 if holding:  # (show_map at λ = 0 without a brush: a map, no hold)
                     held_by = grow_map(scores, options.grow)
                     if gated is not None:  # a gated row holds nothing by the map (its brush still applies)
