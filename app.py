@@ -29,7 +29,7 @@ import gradio as gr
 import torch
 from PIL import Image
 
-from editmgt_core import studio
+from editmgt_core import entries, studio
 from editmgt_core.editing import default_options, resolve_options
 from editmgt_core.loading import Editor, ModelNotFoundError, load_editor
 
@@ -53,8 +53,12 @@ HELP = {
     "guidance": "Classifier-free guidance: how strongly to follow the instruction (1 = off).",
     "seed": "The same seed with the same settings reproduces an edit exactly.",
     "negative": "Text the edit is steered away from (the unconditional side of guidance).",
-    "layers": "Transformer blocks whose instruction→image attention forms the map, e.g. '28-36'; 's0' adds block 0's "
-    "attention to the source image; empty = the model's.",
+    "layers": "Map entries: blocks whose instruction→image attention forms the map, e.g. '28-36'; 's0' block 0's "
+    "attention to the source image, 'rs0' the source's rows to the instruction, ':h1' one head, 'change' the predicted "
+    "change; empty = the model's.",
+    "map": "What the map shows and holds by. Attention: where the instruction's words point (keywords choose the "
+    "words). Predicted change: where the model is about to change the image (keywords do not matter). The model's "
+    "map: the mix calibrated for this model.",
     "temperature": "Randomness of the reveal order (Gumbel noise) at the first and the last step.",
     "token_temperature": "Randomness of each token's draw: 1 = the model's own probabilities; lower = more confident, "
     "cleaner shapes and colours.",
@@ -211,6 +215,17 @@ def chips(instruction, chosen):
     return gr.CheckboxGroup(choices=choices, value=[w for w in choices if w.lower() in kept])
 
 
+def keyword_chips_state(recipe: tuple, layers: str):
+    """Keyword chips are live only when the map reads the instruction's words (attention entries); an empty layers
+    box means the model's recipe."""
+    try:
+        words = entries.reads_words(entries.from_text(layers) if layers.strip() else recipe)
+    except ValueError:
+        return SKIP  # the edit itself reports a bad entry
+    info = HELP["keywords"] if words else "The predicted-change map does not read words: keywords have no effect."
+    return gr.CheckboxGroup(interactive=words, info=info)
+
+
 def use_as_input(last):
     if not last:
         raise gr.Error("Nothing to use yet: run an edit first.")
@@ -363,7 +378,10 @@ def input_panel(editor: Editor) -> tuple[gr.ImageEditor, gr.Textbox, dict]:
         elem_id="image-in",
     )  # fmt: skip
     instruction = gr.Textbox(label="Instruction", info=HELP["instruction"], lines=2, elem_id="instruction")
-    k = {"keywords": gr.CheckboxGroup([], label="Keywords", info=HELP["keywords"], elem_id="keywords")}
+    views = entries.map_views(editor.settings.attention_layers, editor.settings.reference_band)
+    view = gr.Radio(list(views), value=next(iter(views)), label="Map", info=HELP["map"], elem_id="map-view")
+    k = {"keywords": gr.CheckboxGroup([], label="Keywords", info=HELP["keywords"], elem_id="keywords",
+                                      interactive=entries.reads_words(editor.settings.attention_layers))}
     with gr.Row():
         k["gamma"] = gr.Slider(
             0, 3, d.gamma, step=0.05, label="γ condition strength", elem_id="gamma", info=HELP["gamma"]
@@ -397,6 +415,9 @@ def input_panel(editor: Editor) -> tuple[gr.ImageEditor, gr.Textbox, dict]:
         k["keep_pixels"] = gr.Checkbox(d.keep_pixels, label="Keep original pixels where unchanged",
                                        elem_id="keep-pixels", info=HELP["keep_pixels"])  # fmt: skip
     assert set(k) == set(KNOBS)
+    view.change(lambda v: layers_text(views[v]), view, k["layers"], queue=False, show_progress="hidden")
+    chips_state = partial(keyword_chips_state, editor.settings.attention_layers)
+    k["layers"].change(chips_state, k["layers"], k["keywords"], queue=False, show_progress="hidden")
     return image, instruction, {name: k[name] for name in KNOBS}  # laid out by section, passed in KNOBS order
 
 

@@ -195,7 +195,7 @@ def suggest_gate(local: list[float], whole_image: list[float]) -> Gate:
 # candidate family picks its entries and threshold on one half of the records and is scored on the other half
 # (both ways, averaged), so the table reports what a recipe does on records it was not chosen on.
 
-THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # candidate hold thresholds λ
+THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # candidate map thresholds
 
 
 @dataclass(frozen=True)
@@ -300,7 +300,7 @@ def recipe_candidates(data: RecipeRecords, records, current: tuple, guided: bool
 class RecipeScore:
     family: str
     recipe: tuple  # chosen on all records
-    threshold: float  # λ chosen on all records
+    threshold: float  # the map threshold with the best IoU, chosen on all records
     auc: float
     iou: float  # cross-fitted: chosen on one half, scored on the other (both ways)
     per_category: dict[str, float]  # cross-fitted IoU per category
@@ -331,3 +331,23 @@ def score_recipes(data: RecipeRecords, current: tuple, guided: bool) -> list[Rec
         iou = float(np.mean(list(scores.values())))
         out.append(RecipeScore(family, recipe, threshold, recipe_auc(data, recipe, everything), iou, per))
     return sorted(out, key=lambda s: -s.iou)
+
+
+def write_recipe(root, best: RecipeScore, gate: float):
+    """Write a recipe to a model folder's settings: attention_layers and defaults.focus_gate. The
+    block indices the model read before stay its reference band (reference_layers) when the recipe has none."""
+    import json
+    from pathlib import Path
+
+    from .files import write_json_atomic
+    from .loading import SETTINGS_NAME
+
+    path = Path(root) / SETTINGS_NAME
+    d = json.loads(path.read_text()) if path.is_file() else {}
+    before = [e for e in d.get("attention_layers", []) if isinstance(e, int)]
+    if not any(isinstance(e, int) for e in best.recipe) and before and "reference_layers" not in d:
+        d["reference_layers"] = before
+    d["attention_layers"] = list(best.recipe)
+    d.setdefault("defaults", {})["focus_gate"] = gate
+    write_json_atomic(path, d)
+    return path

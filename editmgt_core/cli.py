@@ -341,11 +341,23 @@ def cmd_calibrate_layers(args: argparse.Namespace) -> int:
     print("entry  AUC    top-k IoU   (i: instruction -> target, s<i>: instruction -> source image)")
     for s in scores:
         print(f"{s.layer:>5}  {s.auc:.3f}  {s.topk_iou:.3f}")
+    from . import entries
+    from .editing import default_options
+
+    records = cal.local_records(args.seed, args.records, args.size)
+    guided = default_options(editor).guidance_scale != 1.0
+    recipes = cal.score_recipes(cal.recipe_records(editor, records), editor.settings.attention_layers, guided)
+    print("map recipes at the first step (entries and map threshold chosen on one half of the records, IoU scored on "
+          "the other):")  # fmt: skip
+    print(f"{'recipe':<34} {'AUC':>6} {'IoU':>6} {'thr':>5}  entries / IoU per category")
+    for r in recipes:
+        per = ", ".join(f"{c} {v:.2f}" for c, v in r.per_category.items())
+        print(f"{r.family:<34} {r.auc:6.3f} {r.iou:6.3f} {r.threshold:5.2f}  {json.dumps(list(r.recipe))} / {per}")
     band = cal.best_band(scores, args.width)
     print(f"best band (mean AUC): {list(band)}, map AUC {cal.map_auc(maps, band):.3f}")
-    layers, value = cal.add_source_maps(maps, band, args.width)  # (the band itself without a source stream)
-    suggested = json.dumps(list(layers))
-    print(f'suggested layers: "attention_layers": {suggested} in editmgt_studio.json (map AUC {value:.3f})')
+    best = recipes[0]
+    print(f'suggested layers: "attention_layers": {json.dumps(list(best.recipe))} in editmgt_studio.json '
+          f"(cross-fitted IoU {best.iou:.3f} at threshold {best.threshold:g}, {best.family})")  # fmt: skip
     current = editor.settings.attention_layers
     value = cal.map_auc(maps, [e for e in current if e in maps.scores])
     print(f"the model's layers now: {json.dumps(list(current))}, map AUC {value:.3f}")
@@ -360,7 +372,22 @@ def cmd_calibrate_layers(args: argparse.Namespace) -> int:
         f'suggested gate: "focus_gate": {gate.value:g} in the defaults of editmgt_studio.json (gates '
         f"{gate.whole_image_gated:.0%} of whole-image edits and {gate.local_gated:.0%} of local ones)"
     )
+    if args.write:
+        gated = any(entries.parse(e).kind == "" for e in best.recipe)  # the focus reads instruction -> target maps
+        path = cal.write_recipe(editor.root, best, gate.value if gated else 0.0)
+        print(f"wrote the suggested layers and gate to {path} (choose λ and grow with tune-hold)", file=sys.stderr)
     return 0
+
+
+def cmd_tune_hold(args: argparse.Namespace) -> int:
+    from .entries import from_text
+    from .tune_hold import main
+
+    floats = lambda text, name: [float(v) for v in text.split(",")] if text.strip() else []
+    lams, grows = floats(args.lam_values, "--lam-values"), [int(v) for v in floats(args.grow_values, "--grow-values")]
+    layers = from_text(args.layers) if args.layers else None
+    summary = main(_load_editor(args), args.manifest, lams, grows, args.limit, args.max_drop, layers)
+    return 0 if summary["suggested"] else 1
 
 
 def cmd_world_eval(args: argparse.Namespace) -> int:
@@ -511,13 +538,28 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.1,
         help="pixels changed by the edit: source/target differ by more than this (default 0.1)",
     )
-    p.add_argument("--iou-threshold", type=float, default=None,
-                   help="map threshold for the IoU (default: the λ in use, the region the hold frees)")  # fmt: skip
+    p.add_argument("--iou-threshold", type=float, default=0.5, help="map threshold for the IoU (default 0.5)")
     p.add_argument("--examples", type=int, default=6, help="records shown in world_examples.png (default 6)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_model_args(p)
     add_sampler_args(p, "every record (--lam is the region-hold λ compared with λ=0; record i uses seed --seed + i)")
     p.set_defaults(run=cmd_world_eval)
+
+    p = sub.add_parser(
+        "tune-hold",
+        help="measure what each region-hold λ and grow costs (success) and buys (change far from the edit)",
+        description="Decode world records with the hold off and with each (λ, grow), same seed, and suggest the "
+        "setting that cuts change beyond one token of the edit most while success drops by at most --max-drop "
+        "(see tune_hold.py). Use a validation seed.",
+    )
+    p.add_argument("--manifest", required=True, help="edit-world manifest.jsonl (python -m editmgt_core.world)")
+    p.add_argument("--lam-values", default="0.05,0.1,0.2,0.3", help="λ values, comma-separated")
+    p.add_argument("--grow-values", default="1,2", help="grow values (tokens), comma-separated")
+    p.add_argument("--layers", default=None, help="map entries (default: the model's), e.g. 'change' or '5, s0'")
+    p.add_argument("--limit", type=int, default=None, help="only the first N records")
+    p.add_argument("--max-drop", type=float, default=0.01, help="largest success drop allowed (default 0.01)")
+    add_model_args(p)
+    p.set_defaults(run=cmd_tune_hold)
 
     p = sub.add_parser(
         "calibrate-layers",
@@ -529,6 +571,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--records", type=int, default=64, help="local-category records to score (default 64)")
     p.add_argument("--size", type=int, default=64, help="world image side in pixels (default 64)")
     p.add_argument("--width", type=int, default=3, help="longest band to report (default 3 blocks)")
+    p.add_argument("--write", action="store_true", help="write the suggested map recipe and gate to the model's "
+                   "editmgt_studio.json (attention_layers, defaults.focus_gate)")  # fmt: skip
     add_model_args(p)
     p.set_defaults(run=cmd_calibrate_layers)
 

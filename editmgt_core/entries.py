@@ -130,3 +130,20 @@ def valid(entries) -> bool:
     except ValueError:
         return False
     return any(not p.needs_source for p in parsed)
+
+
+def reads_words(layers) -> bool:
+    """Whether the instruction's words (keywords M) shape a map of these entries: attention entries do, logit
+    entries (the model's predicted change) do not."""
+    return any(not parse(e).is_logit for e in layers)
+
+
+def map_views(recipe, reference_band) -> dict[str, tuple]:
+    """The maps a front end offers: {label: entries}. The model's own recipe; its attention part (or its reference
+    band), where the instruction's words point; and the predicted change, where the model is about to edit."""
+    attention = tuple(e for e in recipe if not parse(e).is_logit) or tuple(reference_band)
+    views = {"model's map": tuple(recipe)}
+    if attention:
+        views["attention"] = attention
+    views["predicted change"] = ("change",)
+    return views

@@ -101,11 +101,13 @@ def rows_to_text_probs(q: Tensor, k: Tensor, n_txt: int, rows: slice, bias: Tens
     """
     scale = q.shape[-1] ** -0.5
     keys = k.transpose(-1, -2)
-    parts = []
+    b, heads = q.shape[:2]
+    out = torch.empty(b, heads, n_txt, rows.stop - rows.start, dtype=torch.float32, device=q.device)
     for start in range(rows.start, rows.stop, chunk):
         stop = min(start + chunk, rows.stop)
         scores = (q[:, :, start:stop] @ keys) * scale  # (B, heads, chunk, L)
         if bias is not None:
             scores = scores + bias[start:stop]
-        parts.append(scores.float().softmax(dim=-1)[..., :n_txt].transpose(-1, -2))  # (B, heads, T, chunk)
-    return torch.cat(parts, dim=-1)
+        # copied out of the chunk's softmax, so that its whole [chunk, L] slice is freed before the next chunk
+        out[..., start - rows.start : stop - rows.start] = scores.float().softmax(dim=-1)[..., :n_txt].transpose(-1, -2)
+    return out

@@ -343,12 +343,16 @@ class StepRecord:
         return 0.0 if self.hold is None else self.hold.float().mean().item()
 
 
-def _edit_step(logits, tokens, src, generator, temperature, length, scores, lam, mask_id, token_temperature=1.0):
-    """One step of the normal mode; length None = last step. Returns (tokens, token_probs, hold) on the grid.
+def _edit_step(logits, tokens, src, generator, temperature, schedule, scores, lam, mask_id, token_temperature=1.0,
+               held=None):  # fmt: skip
+    """One step of the normal mode; schedule None = last step. Returns (tokens, token_probs, hold) on the grid.
 
-    As the reference, except: held tokens are committed (never re-masked), exactly `length` (clamped to the open
-    tokens) are re-masked, ties broken by position instead of re-masking fewer, and the logits are divided by
-    `token_temperature` before the draw (the confidences then come from the sharpened distribution too).
+    As the reference, except: held tokens are committed (never re-masked), the cosine schedule (`schedule`, the
+    float32 share still masked after this step) runs over the tokens the edit may change (all but the held ones,
+    `held` from earlier steps and this step's), so a hold that keeps most of the image still gives the edit every
+    step; exactly that many open tokens are re-masked, ties broken by position instead of re-masking fewer; and the
+    logits are divided by `token_temperature` before the draw (the confidences then come from the sharpened
+    distribution too). Without a hold the count is the reference's (mask_len).
     """
     b, _, h, w = logits.shape
     flat = tokens.reshape(b, -1)
@@ -360,10 +364,16 @@ def _edit_step(logits, tokens, src, generator, temperature, length, scores, lam,
     if scores is not None:
         pred, hold = hold_tokens(pred, unknown, scores.reshape(b, -1), lam, src.reshape(b, -1))
     token_probs = torch.gather(probs, -1, pred[:, :, None])[:, :, 0]
-    if length is not None:
+    if schedule is not None:
         open_ = unknown if hold is None else unknown & ~hold
         count = open_.sum(dim=-1, keepdim=True)
-        count_masked = (count - 1).clamp(max=length).clamp(min=1).minimum(count)  # the reference's clamps
+        editable = torch.full_like(count, h * w)
+        if hold is not None:
+            editable = editable - hold.sum(dim=-1, keepdim=True)
+        if held is not None:
+            editable = editable - held.reshape(b, -1).sum(dim=-1, keepdim=True)
+        length = (editable * schedule.to(logits.device)).floor().long()  # as mask_len, on the editable tokens
+        count_masked = (count - 1).clamp(min=1).minimum(length.clamp(min=1)).minimum(count)  # the reference's clamps
         _, confidence = gumbel_confidence(token_probs, temperature, generator)
         order = confidence.masked_fill(~open_, math.inf).argsort(dim=-1, stable=True)
         rank = torch.empty_like(order).scatter_(-1, order, torch.arange(h * w, device=order.device).expand_as(order))
@@ -525,8 +535,8 @@ def sample(
             if user_mask is not None:
                 scores = combine_hold(scores, user_mask, options.mask_mode)
                 held_by = scores if held_by is None else combine_hold(held_by, user_mask, options.mask_mode)
-            length = mask_len(step, n, h * w) if step < n - 1 else None
-            step_args = (temps[step], length, held_by, options.lam, mask_id, options.token_temperature)
+            share = cosine_schedule((torch.tensor([[step]]) + 1) / n) if step < n - 1 else None  # as mask_len
+            step_args = (temps[step], share, held_by, options.lam, mask_id, options.token_temperature, held)
             new, probs, hold = _edit_step(logits, tokens, src, generator, *step_args)
         decided = new != mask_id
         revealed = (tokens == mask_id) & decided

@@ -18,11 +18,12 @@ Every record is encoded once (`prepare`) and decoded twice with the same seed: �
   do better than the tokens of the target itself, so this is what the tokenizer allows; small objects lose shape and
   colour in a coarse token grid. `leakage_vq` is that round trip's leakage: what even a perfect edit changes outside
   the mask, because a changed token's cell reaches past the object's outline.
-- IoU: the final map (EditResult.scores, token grid) bilinearly upsampled to the image and thresholded at the λ in
-  use (the region the hold frees; --iou-threshold sets another), against the edit mask; local categories (recolor, remove, replace, resize, add), and
-  only with region-hold on, because the map is computed only then. `iou_grid` is what an exact map at the attention
-  grid's resolution scores the same way (metrics.exact_map_iou: each grid cell holds the share of it the edit
-  covers): a reference for what a map of that resolution reaches, whatever the model. The published 2x2 downsample puts
+- IoU: the final map (EditResult.scores, token grid) bilinearly upsampled to the image and thresholded at 0.5
+  (--iou-threshold), against the edit mask; local categories (recolor, remove, replace, resize, add), and only with
+  region-hold on, because the map is computed only then. The hold frees more than that region (λ is lower, and
+  grow widens it), so that it does not clip an edit. `iou_grid` is what an exact map at the attention grid's
+  resolution scores the same way (metrics.exact_map_iou: each grid cell holds the share of it the edit covers): a
+  reference for what a map of that resolution reaches, whatever the model. The published 2x2 downsample puts
   the attention on an 8x8 grid for 16x16 tokens, where small objects' outlines fall inside cells.
 - far change: mean absolute change from the source farther than one token's cell from the edit mask (drift the
   hold is there to stop); other object touched: the share of local edits that changed more than 5% of another
@@ -86,10 +87,9 @@ def evaluate_record(
     *,
     max_error: float = 0.1,
     min_change: float = 0.1,
-    iou_threshold: float | None = None,
+    iou_threshold: float = 0.5,
 ):
-    """Edit one record with λ = 0 and λ = `lam` (None: the model's default); returns (row, example images).
-    iou_threshold None: the λ in use (the region the hold frees), 0.5 at λ = 0."""
+    """Edit one record with λ = 0 and λ = `lam` (None: the model's default); returns (row, example images)."""
     row = item.row
     category = row.get("category", "unknown")
     src_img = open_image(resolve_path(root, row["source"], "source")).convert("RGB")
@@ -126,8 +126,6 @@ def evaluate_record(
     out["success_vq"] = metrics.edit_success(ceiling, src, tgt, mask, max_error=max_error, min_change=min_change)[0]
     out["leakage_vq"] = metrics.leakage(ceiling, src, mask)
     scores = results["on"].scores
-    if iou_threshold is None:
-        iou_threshold = on.lam if on.lam > 0 else 0.5
     if category in LOCAL_CATEGORIES and scores is not None:
         out["iou_on"] = metrics.map_iou(scores.numpy(), mask, iou_threshold)
     if category in LOCAL_CATEGORIES:
@@ -279,7 +277,7 @@ def run_world_eval(
     seed: int = 0,
     max_error: float = 0.1,
     min_change: float = 0.1,
-    iou_threshold: float | None = None,
+    iou_threshold: float = 0.5,
     n_examples: int = 6,
     progress: bool = True,
 ) -> dict:
@@ -317,7 +315,6 @@ def run_world_eval(
     }
     write_json_atomic(out / "world_eval.json", report)
     write_bytes_atomic(out / "world_eval.md", table.encode())
-    shown = iou_threshold if iou_threshold is not None else used_lam if used_lam > 0 else 0.5
-    save_image(world_chart(summary, used_lam, shown), out / "world_eval.png")
+    save_image(world_chart(summary, used_lam, iou_threshold), out / "world_eval.png")
     save_image(examples_figure(_pick_examples(examples, n_examples), used_lam), out / "world_examples.png")
     return {**report, "table": table}

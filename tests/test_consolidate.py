@@ -212,3 +212,29 @@ def test_keyword_cut_off_by_truncation_raises():
     offsets, mask = [TOKENS[:3]], [[1, 1, 1]]  # "owl" was truncated away
     with pytest.raises(ValueError, match="owl"):
         text_weights_for(offsets, mask, PROMPT, ["owl"])
+
+
+def test_logit_maps():
+    from editmgt_core.consolidate import change_map, kl_map, logit_maps
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 5, 4, 6, generator=g)
+    src = torch.randint(0, 5, (2, 4, 6), generator=g)
+    want = 1 - logits.softmax(1).gather(1, src[:, None])[:, 0]
+    assert_close(change_map(logits, src), want)
+    assert_close(kl_map(logits, logits), torch.zeros(2, 4, 6), atol=1e-6, rtol=0)
+    other = torch.randn(2, 5, 4, 6, generator=g)
+    kl = (logits.softmax(1) * (logits.log_softmax(1) - other.log_softmax(1))).sum(1)
+    assert_close(kl_map(logits, other), 1 - torch.exp(-kl))
+    both = logit_maps(["change", "kl"], logits, other, src)
+    assert both.shape == (2, 4, 6) and both.min() >= 0 and both.max() <= 1
+    assert_close(both, gaussian_blur((change_map(logits, src) + kl_map(logits, other)) / 2, 1.0).clamp(0, 1))
+    with pytest.raises(ValueError, match="needs guidance"):
+        logit_maps(["kl"], logits, None, src)
+
+
+def test_maps_with_different_head_counts_average_their_own_heads():
+    w = torch.ones(1, 3)
+    one = torch.full((1, 1, 3, 4), 0.2)
+    four = torch.full((1, 4, 3, 4), 0.6)
+    assert_close(attention_scores({"a": one, "b": four}, w), torch.full((1, 4), 0.4))

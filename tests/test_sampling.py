@@ -565,3 +565,45 @@ def test_sample_input_errors():
         run(dataclasses.replace(OPTS, lam=0.2), src, fn=no_maps)
     with pytest.raises(ValueError, match="int64"):
         list(sample(mock_model(), src.float(), OPTS, mask_id=MASK))
+
+
+def test_predicted_change_map_is_made_from_the_first_steps_logits_and_kept():
+    """'change': the map is 1 - p(source token) of the instruction's row at the first step (blurred), kept for every
+    step; the model is asked for no attention, and the hold keeps what the model was sure to leave alone."""
+    src = make_src(1, 8, 8)
+    calls = []
+
+    def fn(tokens, timestep, capture):  # the instruction row is sure of the source token on the right half only
+        calls.append(capture)
+        n = tokens.shape[0]
+        logits = torch.zeros(n, K, 8, 8)
+        sure = torch.nn.functional.one_hot(src, K).permute(0, 3, 1, 2).float() * 12.0  # (1, K, 8, 8)
+        logits[-1:, :, :, 4:] = sure[:, :, :, 4:]
+        logits[:-1] = 0.5 * sure  # the negative prompt's row: mildly sure everywhere
+        return logits, {}
+
+    opts = dataclasses.replace(OPTS, layers=("change",), lam=0.5, guidance_scale=2.0)
+    records = run(opts, src, fn=fn)
+    assert calls and not any(calls)  # no attention was asked for
+    scores = records[0].scores[0]
+    assert scores[:, :2].min() > 0.85 and scores[:, 6:].max() < 0.15  # left: about to change; right: not (blurred)
+    assert all(torch.equal(r.scores, records[0].scores) for r in records)  # the first step's map, kept
+    held = records[-1].hold[0]
+    assert held[:, 6:].all() and not held[:, :2].any()
+    assert torch.equal(records[-1].tokens[0][:, 6:], src[0][:, 6:])
+    assert records[0].focus is None and records[0].gated is None  # no instruction -> target map: no focus
+
+
+def test_logit_and_attention_maps_mix_and_kl_needs_guidance():
+    src = make_src(1, 8, 8)
+    both = run(dataclasses.replace(OPTS, layers=(7, "change"), lam=0.3), src)
+    attention = run(dataclasses.replace(OPTS, layers=(7,), lam=0.3), src)
+    assert both[0].focus is not None and torch.equal(both[0].focus, attention[0].focus)
+    assert not torch.equal(both[0].scores, attention[0].scores)
+    assert both[0].scores.min() >= 0 and both[0].scores.max() <= 1
+    run(dataclasses.replace(OPTS, layers=("kl",), lam=0.3, guidance_scale=3.0), src)
+    with pytest.raises(ValueError, match="needs guidance"):
+        run(dataclasses.replace(OPTS, layers=("kl",), lam=0.3, guidance_scale=1.0), src)
+    for layers in (("change",), (7, "r7"), ("7:h1",)):
+        with pytest.raises(ValueError, match="reference_compatible"):
+            run(dataclasses.replace(OPTS, layers=layers, lam=0.3, reference_compatible=True), src)
