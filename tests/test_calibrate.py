@@ -79,3 +79,23 @@ def test_command_scores_every_block(tmp_path, capsys):
     assert out[-4].startswith('suggested layers: "attention_layers": [')
     assert out[-1].startswith('suggested gate: "focus_gate": ') and "whole-image edits" in out[-1]
     assert cli.main(["calibrate-layers", "--model", str(folder), "--records", "0"]) == 1
+
+
+def test_command_scores_map_recipes_and_writes_the_choice(tmp_path, capsys):
+    import json
+
+    folder = make_model_folder(tmp_path)
+    assert cli.main(["calibrate-layers", "--model", str(folder), "--records", "2", "--size", "32", "--write"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    start = next(i for i, line in enumerate(out) if line.startswith("map recipes"))
+    stop = next(i for i, line in enumerate(out) if line.startswith("best band"))
+    families = out[start + 2 : stop]
+    names = {line[:34].strip() for line in families}
+    assert {"the model's map now", "predicted change", "image rows -> instruction"} <= names
+    ious = [float(line[34:].split()[1]) for line in families]
+    assert ious == sorted(ious, reverse=True) and all(0 <= v <= 1 for v in ious)  # best first
+    best = json.loads(re.search(r"(\[.*?\]) / ", families[0])[1])
+    settings = json.loads((folder / "editmgt_studio.json").read_text())
+    assert settings["attention_layers"] == best and "focus_gate" in settings["defaults"]
+    if not any(isinstance(e, int) for e in best):
+        assert settings["reference_layers"] == [1, 2]  # the blocks read before stay the reference band

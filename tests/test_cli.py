@@ -39,7 +39,7 @@ def _subparsers(parser):
 
 def test_every_option_of_every_command_is_documented():
     commands = _subparsers(cli.build_parser())
-    assert set(commands) == {"edit", "batch", "evaluate", "world-eval", "calibrate-layers", "convert"}
+    assert set(commands) == {"edit", "batch", "evaluate", "world-eval", "calibrate-layers", "tune-hold", "convert"}
     for name, parser in commands.items():
         for action in parser._actions:
             if isinstance(action, argparse._HelpAction):
@@ -144,3 +144,19 @@ def test_edit_writes_png_with_parameters_map_and_animation(capsys, tmp_path, pic
     assert cli.main([*argv, "--focus-gate", "1", *FAST]) == 0  # every focus is below 1: the map holds nothing
     captured = capsys.readouterr()
     assert "0% held" in captured.out and "whole-image edit" in captured.err
+
+
+def test_tune_hold_measures_each_setting(tmp_path, capsys):
+    from tiny_model import make_model_folder
+
+    from editmgt_core import world
+
+    folder = make_model_folder(tmp_path / "model")
+    manifest = world.write_dataset(tmp_path / "world", 3, seed=5, size=32)
+    argv = ["tune-hold", "--model", str(folder), "--manifest", str(manifest), "--lam-values", "0.2,1", "--grow-values",
+            "0", "--max-drop", "1"]  # fmt: skip
+    assert cli.main(argv) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 0") or line.startswith("| 1")]
+    assert [line.split()[1] for line in lines] == ["0/0", "0.2/0", "1/0"]
+    held = [float(line.rstrip(" |").rsplit("|", 1)[1].strip().rstrip("%")) for line in lines]
+    assert held[0] == 0 and held[2] == 100  # λ 1 holds every token: the edit keeps the source

@@ -132,3 +132,24 @@ def test_dino_features_are_the_cls_token_of_the_cropped_image(models):
     with torch.no_grad():
         want = dino(pixel_values=dino_pixels(arrs)).last_hidden_state[:, 0]
     assert got.shape == (2, 16) and torch.allclose(got, want, atol=1e-5)
+
+
+def test_far_change_and_other_objects():
+    src = np.zeros((20, 20, 3), np.float32)
+    src[2:6, 2:6] = 1.0  # the edited object
+    src[12:16, 12:16] = 0.5  # another object
+    mask = np.zeros((20, 20), bool)
+    mask[2:6, 2:6] = True
+    out = src.copy()
+    out[2:6, 2:6] = 0.2  # the edit itself
+    out[6:8, 2:6] = 0.3  # spill within 2 px of the mask: near
+    assert metrics.far_change(out, src, mask, margin=2) == 0.0
+    out[18, 0] = 0.9  # one far pixel, every channel
+    far = ~(np.pad(np.ones((8, 8), bool), ((0, 12), (0, 12))))  # outside the mask dilated by 2 px
+    assert metrics.far_change(out, src, mask, margin=2) == pytest.approx(0.9 / far.sum())
+    others = metrics.other_objects(src, mask, margin=2)
+    assert others.sum() == 16 and others[12:16, 12:16].all()  # not the background, not near the edit
+    assert metrics.touches_other(out, src, others) is False
+    out[12:14, 12:14] = 0.0
+    assert metrics.touches_other(out, src, others) is True  # 4 of 16 pixels changed
+    assert metrics.touches_other(out, src, np.zeros_like(others)) is None
