@@ -475,15 +475,19 @@ def sample(
     'replace' brush; show_map makes the map at lam = 0 too, for display, and changes no token); the map (on the
     model's attention grid, see map_grid, upsampled to (H, W)) of step k's forward decides the hold of step k,
     recomputed every step as the reference does. text_weights [B, T] (see consolidate.text_weights_for)
-    picks the text rows of the map.
+    picks the text rows of the map. Logit entries in options.layers ('change', 'kl'; see entries) are made from the
+    first step's logits (the instruction's row, and the negative prompt's for 'kl') and kept for every step; with
+    attention entries too the map is the mean of the two (mix_maps); with logit entries alone logits_fn is asked
+    for no maps.
     options.grow widens the map's edit region (grow_map) before it meets the brush and λ; a row whose focus at the
     first step is below options.focus_gate holds nothing by the map (see focus). The yielded scores are the map as
     made, before both. user_mask bool [B, H, W] (True = editable) combines with the map per options.mask_mode (see
     combine_hold).
 
     Normal mode: held tokens are committed to src and never re-masked (so they never change), and exactly the
-    scheduled number of open tokens is re-masked. reference_compatible: every step is exactly `reference_step`
-    (holds may be re-masked, as in the reference); it takes no brush. One generator, seeded from options.seed, on
+    scheduled number of open tokens is re-masked, the schedule running over the tokens not held (_edit_step).
+    reference_compatible: every step is exactly `reference_step` (holds may be re-masked, as in the reference); it
+    takes no brush. One generator, seeded from options.seed, on
     src's device serves all steps, as the reference pipeline's.
     """
     ref = options.reference_compatible
