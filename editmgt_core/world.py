@@ -531,9 +531,8 @@ def write_dataset(
 
 
 def _phrasings(text: str) -> tuple[str, ...]:
-    names = tuple(p.strip() for p in text.split(",") if p.strip())
     try:
-        return tuple(world_phrasing.check_phrasing(p) for p in names)
+        return world_phrasing.parse_phrasings(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 

@@ -190,6 +190,14 @@ def check_phrasing(phrasing: str) -> str:
     return phrasing
 
 
+def parse_phrasings(text: str) -> tuple[str, ...]:
+    """'templates,train,heldout' -> a tuple of checked phrasings (ValueError on an unknown or empty one)."""
+    names = tuple(p.strip() for p in text.split(","))
+    if not all(names):
+        raise ValueError(f"empty phrasing in {text!r}; expected a comma list such as templates,train,heldout")
+    return tuple(check_phrasing(p) for p in names)
+
+
 def _one(rng: np.random.Generator, options):
     return options[int(rng.integers(len(options)))]
 

@@ -1,5 +1,7 @@
 """Tests for world-eval's phrasing-set and ambiguity sections, on known outputs (no model needed)."""
 
+import json
+
 import numpy as np
 from PIL import Image
 
@@ -62,3 +64,25 @@ def test_manifest_columns_only_for_opt_in_rows():
     cols = world_eval.manifest_columns({"phrasing": "lets", "held_out": False, "phrasing_set": "train", "record": 3})
     assert cols == {"phrasing": "lets", "held_out": False, "phrasing_set": "train", "record": 3}
     assert world.template_key({"category": "style", "new": {"style": "sepia"}}) == "style:sepia"
+
+
+def test_world_eval_generates_an_ambiguous_slice_under_two_phrasings(tmp_path, capsys):
+    from tiny_model import make_model_folder
+
+    from editmgt_core import cli
+
+    model = make_model_folder(tmp_path / "tiny")
+    out = tmp_path / "eval"
+    argv = ["world-eval", "--world-seed", "5", "--n", "2", "--slice", "ambiguous", "--phrasing", "templates,heldout",
+            "--model", str(model), "--out", str(out), "--steps", "2", "--lam", "0.3", "--quiet"]  # fmt: skip
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| templates | λ=0 | 2 |" in printed and "| heldout | λ=0.3 | 2 |" in printed
+    assert "Ambiguous instructions" in printed and "| λ=0.3 | 4 |" in printed
+    report = json.loads((out / "world_eval.json").read_text())
+    assert [r["phrasing_set"] for r in report["records"]] == ["templates", "heldout"] * 2
+    assert all(r["ambiguity_on"] in world_eval.AMBIGUITY_OUTCOMES and 0 <= r["map_on_candidates"] <= 1
+               for r in report["records"])  # fmt: skip
+    assert (out / "world" / "manifest.jsonl").is_file() and set(report["phrasing_sets"]) == {"templates", "heldout"}
+    assert cli.main(["world-eval", "--out", str(out), "--slice", "small"]) == 1  # nothing to evaluate
+    assert "give --manifest" in capsys.readouterr().err
