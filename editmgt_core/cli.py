@@ -378,12 +378,15 @@ def cmd_world_eval(args: argparse.Namespace) -> int:
     from .world_eval import run_world_eval
 
     if args.world_seed is not None:  # generate the records on demand (phrasings / a slice), then evaluate them
-        from .world import write_dataset
+        from .world import EVALUATION_SEED, write_dataset
 
         if args.manifest or args.n is None or args.n < 1:
             raise ValueError("--world-seed needs --n N (>= 1) and no --manifest")
         args.manifest = write_dataset(Path(args.out) / "world", args.n, args.world_seed, args.world_size,
                                       phrasings=args.phrasing, slice_name=args.slice)  # fmt: skip
+        if args.world_seed != EVALUATION_SEED:
+            print(f"note: world seed {args.world_seed} is not the evaluation seed {EVALUATION_SEED}; report "
+                  "numbers from that one", file=sys.stderr)  # fmt: skip
     elif not args.manifest or args.phrasing or args.slice:
         raise ValueError("give --manifest, or --world-seed and --n (with --phrasing / --slice) to generate records")
     read_manifest(args.manifest)

@@ -492,6 +492,8 @@ def main(argv: list[str] | None = None) -> int:
                        help=f"(default {field.default}, or the run folder's saved value)")  # fmt: skip
     args = p.parse_args(argv)
     try:
+        if args.seed == world.EVALUATION_SEED:
+            raise ValueError(f"--seed {args.seed} is the world's evaluation seed: train on any other")
         if args.categories is not None:
             category_weights(args.categories)
         if args.phrasing is not None:

@@ -245,3 +245,9 @@ def test_fine_tune_on_mixed_phrasing_runs_and_resumes(run, tmp_path):
     assert json.loads((tmp_path / "ft" / "train_config.json").read_text())["phrasing"] == "mixed"
     with pytest.raises(CheckpointError, match="--phrasing ''"):
         train.main([*args[:-2], "--phrasing", "", "--steps", "3"])
+
+
+def test_the_evaluation_seed_is_never_trained_on(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--out", str(tmp_path / "run"), "--seed", str(world.EVALUATION_SEED)])
+    assert exit_info.value.code == 2 and "evaluation seed" in capsys.readouterr().err
