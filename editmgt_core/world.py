@@ -411,56 +411,12 @@ def record(seed: int, index: int, size: int = 64, category: str | None = None, p
     rec = make_record(np.random.default_rng([seed, index]), size, category)
     if phrasing is None:
         return rec
-    return rephrase(rec, phrasing, np.random.default_rng([seed, index, 2]))
+    return world_phrasing.rephrase(rec, phrasing, np.random.default_rng([seed, index, 2]))
 
 
 def records(seed: int, n: int, size: int = 64, phrasing: str | None = None) -> Iterator[Record]:
     """The first `n` records of the stream for `seed`."""
     return (record(seed, i, size, phrasing=phrasing) for i in range(n))
-
-
-def template_key(edit: dict) -> str:
-    """The world_text.TEMPLATES key of an edit: its category, or "resize:bigger", "style:sepia", ..."""
-    if edit["category"] == "resize":
-        return f"resize:{edit['new']['direction']}"
-    if edit["category"] == "style":
-        return f"style:{edit['new']['style']}"
-    return edit["category"]
-
-
-def edit_slots(rng: np.random.Generator, edit: dict, long_refs: float = 0.35) -> dict[str, str]:
-    """Template slots for a structured edit; with probability `long_refs` the reference gets true qualifiers."""
-    slots, new = {}, edit.get("new") or {}
-    if edit.get("ref") is not None:
-        ref = edit["ref"]
-        if edit["ref_kind"] != "ambiguous" and rng.random() < long_refs:  # a true qualifier would disambiguate
-            ref = world_phrasing.lengthen(rng, ref, edit["ref_kind"], Obj(**edit["target"]))
-        slots["ref"] = ref
-    if "color" in new:
-        slots["color"] = new["color"]
-    if "shape" in new:
-        slots.update(shape=new["shape"], a=world_text.article(new["shape"]))
-    if edit["category"] == "add":
-        phrases = world_text.POSITIONS[new["position"]][2]
-        slots.update(a=world_text.article(new["color"]), pos=phrases[int(rng.integers(len(phrases)))])
-    if edit["category"] == "background":
-        bg = new["background"]
-        slots["bg"] = world_text.background_phrase(bg["kind"], tuple(bg["colors"]))
-    return slots
-
-
-def rephrase(rec: Record, phrasing: str, rng: np.random.Generator) -> Record:
-    """`rec` with its instruction reworded under `phrasing` (a world_phrasing mode or family name); the edit gains
-    `phrasing` (the family, or "template") and `held_out` (whether training ever sees that family)."""
-    family = world_phrasing.pick_family(rng, phrasing)
-    if family is None:
-        instruction = rec.instruction
-    else:
-        key = template_key(rec.edit)
-        instruction = world_phrasing.phrase(rng, edit_slots(rng, rec.edit), key, family)
-    held_out = family is not None and world_phrasing.family_mode(family) == "heldout"
-    edit = {**rec.edit, "phrasing": family or "template", "held_out": held_out}
-    return dataclasses.replace(rec, instruction=instruction, edit=edit)
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
@@ -475,7 +431,7 @@ def _variants(rec: Record, phrasings: tuple[str, ...], rng_key: list[int]) -> li
     """(phrasing set, record) per requested phrasing; the same wording stream for each, as record() draws it."""
     if not phrasings:
         return [(None, rec)]
-    return [(p, rephrase(rec, p, np.random.default_rng(rng_key))) for p in phrasings]
+    return [(p, world_phrasing.rephrase(rec, p, np.random.default_rng(rng_key))) for p in phrasings]
 
 
 def write_dataset(

@@ -15,9 +15,13 @@ keep the templates of world_text.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
+
+from . import world_text
 
 
 @dataclass(frozen=True)
@@ -300,3 +304,50 @@ def lengthen(rng: np.random.Generator, ref: str, kind: str, obj) -> str:
     if place and kind != "position" and rng.random() < 0.7:
         ref = f"{ref} {place}"
     return ref
+
+
+# ---------------------------------------------------------------------------------------------------- records
+
+
+def template_key(edit: dict) -> str:
+    """The world_text.TEMPLATES key of an edit: its category, or "resize:bigger", "style:sepia", ..."""
+    if edit["category"] == "resize":
+        return f"resize:{edit['new']['direction']}"
+    if edit["category"] == "style":
+        return f"style:{edit['new']['style']}"
+    return edit["category"]
+
+
+def edit_slots(rng: np.random.Generator, edit: dict, long_refs: float = 0.35) -> dict[str, str]:
+    """Template slots for a structured edit; with probability `long_refs` the reference gets true qualifiers."""
+    slots, new = {}, edit.get("new") or {}
+    if edit.get("ref") is not None:
+        ref = edit["ref"]
+        if edit["ref_kind"] != "ambiguous" and rng.random() < long_refs:  # a true qualifier would disambiguate
+            ref = lengthen(rng, ref, edit["ref_kind"], SimpleNamespace(**edit["target"]))
+        slots["ref"] = ref
+    if "color" in new:
+        slots["color"] = new["color"]
+    if "shape" in new:
+        slots.update(shape=new["shape"], a=world_text.article(new["shape"]))
+    if edit["category"] == "add":
+        phrases = world_text.POSITIONS[new["position"]][2]
+        slots.update(a=world_text.article(new["color"]), pos=phrases[int(rng.integers(len(phrases)))])
+    if edit["category"] == "background":
+        bg = new["background"]
+        slots["bg"] = world_text.background_phrase(bg["kind"], tuple(bg["colors"]))
+    return slots
+
+
+def rephrase(rec, phrasing: str, rng: np.random.Generator):
+    """`rec` with its instruction reworded under `phrasing` (a world_phrasing mode or family name); the edit gains
+    `phrasing` (the family, or "template") and `held_out` (whether training ever sees that family)."""
+    family = pick_family(rng, phrasing)
+    if family is None:
+        instruction = rec.instruction
+    else:
+        key = template_key(rec.edit)
+        instruction = phrase(rng, edit_slots(rng, rec.edit), key, family)
+    held_out = family is not None and family_mode(family) == "heldout"
+    edit = {**rec.edit, "phrasing": family or "template", "held_out": held_out}
+    return dataclasses.replace(rec, instruction=instruction, edit=edit)

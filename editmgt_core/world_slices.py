@@ -18,7 +18,7 @@ import dataclasses
 import cv2
 import numpy as np
 
-from . import world, world_text
+from . import world, world_phrasing, world_text
 from .world import CHECK_SIZE, EDITS, MIN_VISIBLE, MIN_VISIBLE_AFTER_EDIT, Obj, Record, Scene
 
 SLICES = ("small", "overlap", "crowded", "ambiguous")
@@ -202,4 +202,4 @@ def slice_record(seed: int, index: int, name: str, size: int = 64, phrasing: str
         rec = constrained_record(rng, size, category, name)
     if phrasing is None:
         return rec
-    return world.rephrase(rec, phrasing, np.random.default_rng([seed, index, 4]))
+    return world_phrasing.rephrase(rec, phrasing, np.random.default_rng([seed, index, 4]))

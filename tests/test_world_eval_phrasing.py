@@ -5,7 +5,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from editmgt_core import world, world_eval, world_slices
+from editmgt_core import world_eval, world_phrasing, world_slices
 
 
 def _ambiguous(tmp_path, index=0):
@@ -63,7 +63,7 @@ def test_manifest_columns_only_for_opt_in_rows():
     assert world_eval.manifest_columns({"id": "1", "instruction": "x", "category": "add"}) == {}
     cols = world_eval.manifest_columns({"phrasing": "lets", "held_out": False, "phrasing_set": "train", "record": 3})
     assert cols == {"phrasing": "lets", "held_out": False, "phrasing_set": "train", "record": 3}
-    assert world.template_key({"category": "style", "new": {"style": "sepia"}}) == "style:sepia"
+    assert world_phrasing.template_key({"category": "style", "new": {"style": "sepia"}}) == "style:sepia"
 
 
 def test_world_eval_generates_an_ambiguous_slice_under_two_phrasings(tmp_path, capsys):
