@@ -5,6 +5,7 @@
     accelerate launch --multi_gpu --num_processes 2 -m editmgt_core batch --manifest M.jsonl --out DIR
     python -m editmgt_core evaluate --manifest M.jsonl --pred DIR
     python -m editmgt_core world-eval --manifest WORLD/manifest.jsonl --out DIR
+    python -m editmgt_core world-eval --world-seed 2027 --n 300 --phrasing templates,train,heldout --out DIR
     python -m editmgt_core convert magicbrush --input MagicBrush/test --out DIR
 
 User errors (missing or unreadable files, bad knob values, a missing model) end with one `error: ...` line on
@@ -383,17 +384,38 @@ def cmd_tune_hold(args: argparse.Namespace) -> int:
     from .entries import from_text
     from .tune_hold import main
 
-    floats = lambda text, name: [float(v) for v in text.split(",")] if text.strip() else []
-    lams, grows = floats(args.lam_values, "--lam-values"), [int(v) for v in floats(args.grow_values, "--grow-values")]
+    floats = lambda text: [float(v) for v in text.split(",")] if text.strip() else []
+    lams, grows = floats(args.lam_values), [int(v) for v in floats(args.grow_values)]
     layers = from_text(args.layers) if args.layers else None
     summary = main(_load_editor(args), args.manifest, lams, grows, args.limit, args.max_drop, layers)
     return 0 if summary["suggested"] else 1
+
+
+def _world_phrasings(text: str) -> tuple[str, ...]:
+    from .world_phrasing import parse_phrasings  # numpy only
+
+    try:
+        return parse_phrasings(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def cmd_world_eval(args: argparse.Namespace) -> int:
     from .batch import read_manifest
     from .world_eval import run_world_eval
 
+    if args.world_seed is not None:  # generate the records on demand (phrasings / a slice), then evaluate them
+        from .world import EVALUATION_SEED, write_dataset
+
+        if args.manifest or args.n is None or args.n < 1:
+            raise ValueError("--world-seed needs --n N (>= 1) and no --manifest")
+        args.manifest = write_dataset(Path(args.out) / "world", args.n, args.world_seed, args.world_size,
+                                      phrasings=args.phrasing, slice_name=args.slice)  # fmt: skip
+        if args.world_seed != EVALUATION_SEED:
+            print(f"note: world seed {args.world_seed} is not the evaluation seed {EVALUATION_SEED}; report "
+                  "numbers from that one", file=sys.stderr)  # fmt: skip
+    elif not args.manifest or args.phrasing or args.slice:
+        raise ValueError("give --manifest, or --world-seed and --n (with --phrasing / --slice) to generate records")
     read_manifest(args.manifest)
     base = sampler_overrides(args)
     check_knobs(base)
@@ -523,8 +545,17 @@ def build_parser() -> argparse.ArgumentParser:
         "the model's default λ (or --lam) and report success, leakage and localization "
         "IoU per category (see world_eval.py for the criteria).",
     )
-    p.add_argument("--manifest", required=True, help="world manifest.jsonl (source, target, mask, category)")
+    p.add_argument("--manifest", help="world manifest.jsonl (source, target, mask, category)")
     p.add_argument("--out", required=True, help="folder for world_eval.json/.md/.png and world_examples.png")
+    p.add_argument("--world-seed", type=int, help="instead of --manifest: generate --n records of this world seed "
+                   "under OUT/world (2027 is the evaluation seed; 555 and 777 are for development)")  # fmt: skip
+    p.add_argument("--n", type=int, help="records to generate with --world-seed")
+    p.add_argument("--world-size", type=int, default=64, help="generated records' side in pixels (default 64)")
+    p.add_argument("--phrasing", type=_world_phrasings, default=(),
+                   help="with --world-seed: comma list of templates, train, heldout, mixed or family names; each "
+                   "record is evaluated under each, side by side")  # fmt: skip
+    p.add_argument("--slice", choices=("small", "overlap", "crowded", "ambiguous"),
+                   help="with --world-seed: records of a robustness slice")  # fmt: skip
     p.add_argument("--limit", type=int, help="evaluate only the first N records")
     p.add_argument(
         "--max-error",

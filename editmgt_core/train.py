@@ -5,6 +5,7 @@
     python -m editmgt_core.train ... --workers 15 --batch 1024 --minutes 7   # a GPU run with a wall-clock budget
     python -m editmgt_core.train ... --init assets/default-model --seed 1   # fine-tune a model on new world records
     python -m editmgt_core.train ... --categories add=1.5,style=0.5   # draw some edit categories more often
+    python -m editmgt_core.train ... --phrasing mixed   # templates and training phrasing families, half and half
 
 Eq. 1: cross-entropy on the masked target tokens only; the mask ratio r = cos(pi/2 u), u ~ U(0, 1) (the truncated
 arccos distribution: at least one token masked); conditioned on the source tokens through attention injection (the
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from safetensors.torch import load_file, save_file
 
-from . import world
+from . import world, world_phrasing
 from .checkpoint import CheckpointError, load_state_dict, read_weights, save_transformer
 from .config import TransformerConfig
 from .encoders import SingleTextEncoder, VQTokenizer
@@ -44,6 +45,7 @@ class TrainConfig:
     records: int = 40000  # world records in the training set
     seed: int = 0  # world seed (evaluate on another one)
     categories: str = ""  # relative weights of the world's edit categories, "add=1.5,style=0.5" (unnamed: 1)
+    phrasing: str = ""  # instruction wording: "" the world's templates; "mixed" templates and training families
     size: int = 64  # image side in pixels
     text_len: int = 24  # instruction tokens (MiniLM, padded / truncated)
     dim: int = 256  # transformer width (heads of 64 channels)
@@ -118,11 +120,24 @@ def record_category(seed: int, index: int, probs: np.ndarray | None) -> str | No
     return str(np.random.default_rng([seed, index, 1]).choice(world.CATEGORIES, p=probs))
 
 
+TRAINING_PHRASINGS = ("", "templates", "mixed", "train", *sorted(world_phrasing.TRAINING_FAMILIES))
+
+
+def check_phrasing(phrasing: str) -> str:
+    """`phrasing` if training may use it; held-out families (and the "heldout" mode) are refused by name."""
+    if phrasing not in TRAINING_PHRASINGS:
+        held = " (a held-out phrasing: training never sees those)" if phrasing in world_phrasing.MODES or \
+            phrasing in world_phrasing.HELDOUT_FAMILIES else ""  # fmt: skip
+        raise ValueError(f"--phrasing {phrasing!r}{held}; expected one of {TRAINING_PHRASINGS[1:]} or empty")
+    return phrasing
+
+
 def _world_chunk(
-    seed: int, start: int, stop: int, size: int, categories: str = ""
+    seed: int, start: int, stop: int, size: int, categories: str = "", phrasing: str = ""
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     probs = category_weights(categories)
-    records = [world.record(seed, i, size, record_category(seed, i, probs)) for i in range(start, stop)]
+    words = check_phrasing(phrasing) or None
+    records = [world.record(seed, i, size, record_category(seed, i, probs), words) for i in range(start, stop)]
     return np.stack([r.src for r in records]), np.stack([r.tgt for r in records]), [r.instruction for r in records]
 
 
@@ -131,7 +146,9 @@ def _world_records(cfg: TrainConfig, workers: int, chunk: int = 1000):
     starts = range(0, cfg.records, chunk)
     stops = [min(i + chunk, cfg.records) for i in starts]
     category_weights(cfg.categories)  # a bad spec fails here, before any worker starts
-    args = (itertools.repeat(cfg.seed), starts, stops, itertools.repeat(cfg.size), itertools.repeat(cfg.categories))
+    check_phrasing(cfg.phrasing)
+    args = (itertools.repeat(cfg.seed), starts, stops, itertools.repeat(cfg.size), itertools.repeat(cfg.categories),
+            itertools.repeat(cfg.phrasing))  # fmt: skip
     if workers <= 1:
         yield from map(_world_chunk, *args)
         return
@@ -311,7 +328,8 @@ def plot_loss(history: list, path: Path) -> None:
     img.save(path)
 
 
-DATA_FIELDS = ("records", "seed", "categories", "size", "text_len")  # what a run folder's data cache was made with
+# what a run folder's data cache was made with
+DATA_FIELDS = ("records", "seed", "categories", "phrasing", "size", "text_len")
 MODEL_FIELDS = ("dim", "dual", "single", "downsample")  # what its checkpoint was made with
 
 
@@ -473,11 +491,15 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None,
                        help=f"(default {field.default}, or the run folder's saved value)")  # fmt: skip
     args = p.parse_args(argv)
-    if args.categories is not None:
-        try:
+    try:
+        if args.seed == world.EVALUATION_SEED:
+            raise ValueError(f"--seed {args.seed} is the world's evaluation seed: train on any other")
+        if args.categories is not None:
             category_weights(args.categories)
-        except ValueError as e:
-            p.error(str(e))
+        if args.phrasing is not None:
+            check_phrasing(args.phrasing)
+    except ValueError as e:
+        p.error(str(e))
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.prepare_world:

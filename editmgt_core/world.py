@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from editmgt_core import world_text
+from editmgt_core import world_phrasing, world_text
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),
@@ -49,6 +49,8 @@ BG_KINDS = ("flat", "stripes", "checks", "gradient")
 STYLES = ("invert", "grayscale", "sepia", "outline")
 CATEGORIES = ("recolor", "remove", "add", "replace", "background", "resize", "style")
 GLOBAL_CATEGORIES = ("background", "style")
+EVALUATION_SEED = 2027  # picked once for reported numbers: only read, never trained on or used to make a choice
+DEVELOPMENT_SEEDS = (555, 777)  # seeds choices are measured on (layers, gate, temperature, phrasings)
 SUPERSAMPLE = 4  # shapes are drawn at this multiple of the output size, then box-filtered
 CHECK_SIZE = 64  # resolution used for visibility checks, so a seed gives the same scene at every output size
 MIN_VISIBLE = 0.6  # fraction of each object's area left uncovered when a scene is built
@@ -116,6 +118,9 @@ class Record:
     edit: dict  # JSON-able structured edit: category, target, ref, new, old, template
     src_scene: Scene
     tgt_scene: Scene
+    # ambiguous slice records (world_slices): (target, mask) of every object the instruction fits, the first being
+    # (tgt, mask); empty for every other record
+    candidates: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------------- rendering
@@ -397,47 +402,104 @@ def make_record(rng: np.random.Generator, size: int = 64, category: str | None =
         return Record(src, tgt, edit_mask(src, tgt, category), instruction, category, edit, scene, tgt_scene)
 
 
-def record(seed: int, index: int, size: int = 64, category: str | None = None) -> Record:
-    """Record number `index` of the stream for `seed` (random access, deterministic)."""
-    return make_record(np.random.default_rng([seed, index]), size, category)
+def record(seed: int, index: int, size: int = 64, category: str | None = None, phrasing: str | None = None) -> Record:
+    """Record number `index` of the stream for `seed` (random access, deterministic).
+
+    `phrasing` (opt-in; see world_phrasing.MODES and FAMILIES) rewords the instruction of the same record: images,
+    edit and reference stay as they are, the wording is drawn from default_rng([seed, index, 2]). None: the world's
+    own templates, exactly as records have always been."""
+    rec = make_record(np.random.default_rng([seed, index]), size, category)
+    if phrasing is None:
+        return rec
+    return world_phrasing.rephrase(rec, phrasing, np.random.default_rng([seed, index, 2]))
 
 
-def records(seed: int, n: int, size: int = 64) -> Iterator[Record]:
+def records(seed: int, n: int, size: int = 64, phrasing: str | None = None) -> Iterator[Record]:
     """The first `n` records of the stream for `seed`."""
-    return (record(seed, i, size) for i in range(n))
+    return (record(seed, i, size, phrasing=phrasing) for i in range(n))
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
 
 
-def write_dataset(out: Path, n: int, seed: int, size: int = 64, log_every: int = 1000) -> Path:
-    """Write `n` records as PNGs under out/images and a manifest.jsonl; returns the manifest path."""
+def _save(out: Path, rel: str, array: np.ndarray) -> str:
+    Image.fromarray(array.astype(np.uint8) * 255 if array.dtype == bool else array).save(out / rel)
+    return rel
+
+
+def _variants(rec: Record, phrasings: tuple[str, ...], rng_key: list[int]) -> list[tuple[str | None, Record]]:
+    """(phrasing set, record) per requested phrasing; the same wording stream for each, as record() draws it."""
+    if not phrasings:
+        return [(None, rec)]
+    return [(p, world_phrasing.rephrase(rec, p, np.random.default_rng(rng_key))) for p in phrasings]
+
+
+def write_dataset(
+    out: Path,
+    n: int,
+    seed: int,
+    size: int = 64,
+    log_every: int = 1000,
+    phrasings: tuple[str, ...] = (),
+    slice_name: str | None = None,
+) -> Path:
+    """Write `n` records as PNGs under out/images and a manifest.jsonl; returns the manifest path.
+
+    `phrasings` (opt-in, world_phrasing modes or family names): one manifest row per record and phrasing, sharing
+    the record's images, with `phrasing` (family), `held_out`, `phrasing_set` and `record` (its index); ids get
+    "-<phrasing>" when there are several. `slice_name`: records of that robustness slice (world_slices), rows with
+    `slice` and, for ambiguous ones, `candidates` (each candidate's target and mask)."""
+    from . import world_slices  # imports this module
+
+    for p in phrasings:
+        world_phrasing.check_phrasing(p)
     (out / "images").mkdir(parents=True, exist_ok=True)
     manifest = out / "manifest.jsonl"
     t0 = time.time()
     with manifest.open("w") as f:
-        for i, rec in enumerate(records(seed, n, size)):
+        for i in range(n):
+            if slice_name is None:
+                rec, rng_key = record(seed, i, size), [seed, i, 2]
+            else:
+                rec, rng_key = world_slices.slice_record(seed, i, slice_name, size), [seed, i, 4]
             rid = f"{i:07d}"
             paths = {
-                "source": f"images/{rid}_src.png",
-                "target": f"images/{rid}_tgt.png",
-                "mask": f"images/{rid}_mask.png",
+                "source": _save(out, f"images/{rid}_src.png", rec.src),
+                "target": _save(out, f"images/{rid}_tgt.png", rec.tgt),
+                "mask": _save(out, f"images/{rid}_mask.png", rec.mask),
             }
-            Image.fromarray(rec.src).save(out / paths["source"])
-            Image.fromarray(rec.tgt).save(out / paths["target"])
-            Image.fromarray(rec.mask.astype(np.uint8) * 255).save(out / paths["mask"])
-            row = {"id": rid, **paths, "instruction": rec.instruction, "category": rec.category, "edit": rec.edit}
-            f.write(json.dumps(row) + "\n")
+            extra = {} if slice_name is None else {"slice": slice_name}
+            if rec.candidates:
+                extra["candidates"] = [
+                    {"target": _save(out, f"images/{rid}_cand{j}_tgt.png", tgt),
+                     "mask": _save(out, f"images/{rid}_cand{j}_mask.png", mask)}
+                    for j, (tgt, mask) in enumerate(rec.candidates)
+                ]  # fmt: skip
+            for p, variant in _variants(rec, phrasings, rng_key):
+                row = {"id": rid if len(phrasings) < 2 else f"{rid}-{p}", **paths, "instruction": variant.instruction,
+                       "category": variant.category, "edit": variant.edit}  # fmt: skip
+                if p is not None:
+                    row.update(phrasing=variant.edit["phrasing"], held_out=variant.edit["held_out"],
+                               phrasing_set=p, record=i)  # fmt: skip
+                f.write(json.dumps({**row, **extra}) + "\n")
             if (i + 1) % log_every == 0 or i + 1 == n:
                 rate = (i + 1) / max(time.time() - t0, 1e-9)
                 print(f"[world] {i + 1}/{n} records ({rate:.0f}/s)", flush=True)
     return manifest
 
 
+def _phrasings(text: str) -> tuple[str, ...]:
+    try:
+        return world_phrasing.parse_phrasings(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def main(args: argparse.Namespace) -> None:
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
-    manifest = write_dataset(Path(args.out), args.n, args.seed, args.size)
+    manifest = write_dataset(Path(args.out), args.n, args.seed, args.size, phrasings=args.phrasing,
+                             slice_name=args.slice)  # fmt: skip
     print(f"[world] wrote {manifest}")
 
 
@@ -447,6 +509,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="stream seed; record i uses default_rng([seed, i])")
     p.add_argument("--out", required=True, help="output folder (gets images/ and manifest.jsonl)")
     p.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    p.add_argument("--phrasing", type=_phrasings, default=(),
+                   help="reword instructions: a comma list of templates, train, heldout, mixed or family names "
+                        "(one row per record and phrasing, same images); default: the world's own templates, "
+                        "rows as always")  # fmt: skip
+    p.add_argument("--slice", choices=("small", "overlap", "crowded", "ambiguous"),
+                   help="write records of a robustness slice instead of the world's own stream")  # fmt: skip
     return p.parse_args(argv)
 
 

@@ -296,13 +296,15 @@ def run_world_eval(
     for item in tqdm(items, desc="world-eval", unit="record", disable=not progress, file=sys.stderr):
         knobs = {"seed": seed + item.index, **(base or {})}
         row, images = evaluate_record(editor, item, manifest.parent, knobs, lam, **thresholds)
+        row.update(manifest_columns(item.row))
+        row.update(ambiguity_columns(item.row, manifest.parent, images, max_error, min_change))
         rows.append(row)
         if len(examples) < keep or row["category"] not in {e["category"] for e in examples}:
             examples.append({**images, "category": row["category"]})
     used_lam = rows[0]["lam"]
     summary = summarize(rows)
     checks = {**acceptance_checks(summary, rows), **map_checks(summary)}
-    table = markdown_table(summary, used_lam, checks)
+    table = markdown_table(summary, used_lam, checks) + phrasing_table(rows, used_lam) + ambiguity_table(rows, used_lam)
     report = {
         "manifest": str(manifest),
         "model": str(editor.root),
@@ -310,6 +312,7 @@ def run_world_eval(
         "thresholds": thresholds,
         **summary,
         "checks": checks,
+        "phrasing_sets": phrasing_summary(rows),
         "median_seconds_on": statistics.median(r["seconds_on"] for r in rows),
         "records": rows,
     }
@@ -318,3 +321,107 @@ def run_world_eval(
     save_image(world_chart(summary, used_lam, iou_threshold), out / "world_eval.png")
     save_image(examples_figure(_pick_examples(examples, n_examples), used_lam), out / "world_examples.png")
     return {**report, "table": table}
+
+
+# ---------------------------------------------------------------------------------------------------- phrasings, slices
+# Manifests from `python -m editmgt_core.world --phrasing templates,train,heldout` hold each record once per phrasing
+# set (same images); `--slice NAME` manifests carry `slice`, and ambiguous ones each candidate's target and mask.
+
+PHRASING_COLUMNS = ("phrasing", "held_out", "phrasing_set", "record", "slice")
+AMBIGUITY_OUTCOMES = ("one", "several", "other")
+
+
+def manifest_columns(row: dict) -> dict:
+    """The phrasing and slice columns a world manifest row carries (none for the world's default manifests)."""
+    return {k: row[k] for k in PHRASING_COLUMNS if k in row}
+
+
+def touched(out: np.ndarray, src: np.ndarray, tgt: np.ndarray, mask: np.ndarray, min_change: float = 0.1) -> bool:
+    """Whether the output changed (in any direction) at least half of the pixels this target changes."""
+    region = mask & metrics.changed(src, tgt, min_change)
+    if not region.any():
+        return False
+    return bool(metrics.changed(src, out, min_change)[region].mean() >= 0.5)
+
+
+def ambiguity_columns(row: dict, root: Path, images: dict, max_error: float = 0.1, min_change: float = 0.1) -> dict:
+    """For an ambiguous record (its row lists `candidates`): per setting, how many candidates the edit changed and
+    whether exactly one of them was edited correctly; with a map, where its mass went."""
+    cands = row.get("candidates")
+    if not cands:
+        return {}
+    src = metrics.to_unit(images["source"])
+    tgts = [metrics.to_unit(open_image(resolve_path(root, c["target"], "target")).convert("RGB")) for c in cands]
+    masks = [open_mask(resolve_path(root, c["mask"], "mask"), images["source"].size) for c in cands]
+    out: dict = {"n_candidates": len(cands)}
+    for setting in ("off", "on"):
+        pred = metrics.to_unit(images[setting])
+        edited = [metrics.edit_success(pred, src, t, m, max_error=max_error, min_change=min_change)[0]
+                  for t, m in zip(tgts, masks, strict=True)]  # fmt: skip
+        moved = [e or touched(pred, src, t, m, min_change) for e, t, m in zip(edited, tgts, masks, strict=True)]
+        outcome = "several" if sum(moved) >= 2 else "one" if sum(edited) == 1 and sum(moved) == 1 else "other"
+        out[f"ambiguity_{setting}"] = outcome
+        out[f"edited_candidate_{setting}"] = edited.index(True) if outcome == "one" else None
+    if images.get("scores") is not None:
+        h, w = masks[0].shape
+        heat = metrics.upsample_map(np.asarray(images["scores"], np.float32), (w, h))
+        mass = [float(heat[m].sum()) for m in masks]
+        union = np.any(masks, axis=0)
+        out["map_on_candidates"] = float(heat[union].sum() / max(heat.sum(), 1e-9))
+        out["map_top_candidate"] = int(np.argmax(mass))
+        top, rest = sorted(mass)[-1], sum(mass)
+        out["map_top_share"] = top / rest if rest > 0 else None  # 1: all candidate mass on one candidate
+        edited = out.get("edited_candidate_on")
+        out["map_points_at_edited"] = None if edited is None else out["map_top_candidate"] == edited
+    return out
+
+
+def _share(rows: list[dict], key: str, value) -> float | None:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return sum(v == value for v in values) / len(values) if values else None
+
+
+def phrasing_table(rows: list[dict], lam: float) -> str:
+    """Success per category (columns) for each phrasing set (rows): seen and held-out phrasings side by side."""
+    sets = list(dict.fromkeys(r["phrasing_set"] for r in rows if "phrasing_set" in r))
+    if not sets:
+        return ""
+    cats = [c for c in CATEGORIES if any(r["category"] == c for r in rows)]
+    settings = [("success_off", "λ=0")] + ([("success_on", f"λ={lam:g}")] if lam else [])
+    head = "| Phrasing | Setting | N | overall | " + " | ".join(cats) + " |"
+    lines = ["", "Success by phrasing set (the same records under each):", "", head,
+             "|---|---|---:|---:|" + "---:|" * len(cats)]  # fmt: skip
+    for name in sets:
+        group = [r for r in rows if r.get("phrasing_set") == name]
+        for key, label in settings:
+            cells = [_fmt(_mean([r for r in group if r["category"] == c], key), "pct") for c in cats]
+            overall = _fmt(_mean(group, key), "pct")
+            lines.append(f"| {name} | {label} | {len(group)} | {overall} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def ambiguity_table(rows: list[dict], lam: float) -> str:
+    """Outcome shares of ambiguous records (exactly one candidate edited, several changed, other) and the map."""
+    amb = [r for r in rows if "ambiguity_off" in r]
+    if not amb:
+        return ""
+    settings = [("off", "λ=0")] + ([("on", f"λ={lam:g}")] if lam else [])
+    lines = ["", "Ambiguous instructions (words fit 2-3 objects; no single right answer):", "",
+             "| Setting | N | exactly one candidate edited | several changed | other |",
+             "|---|---:|---:|---:|---:|"]  # fmt: skip
+    for s, label in settings:
+        cells = [_fmt(_share(amb, f"ambiguity_{s}", o), "pct") for o in AMBIGUITY_OUTCOMES]
+        lines.append(f"| {label} | {len(amb)} | " + " | ".join(cells) + " |")
+    if any("map_on_candidates" in r for r in amb):
+        on_cands = _fmt(_mean(amb, "map_on_candidates"), "pct")
+        lines += ["", f"Map (λ={lam:g}): share of its mass on the candidates {on_cands}; "
+                  f"the top candidate's share of the candidates' mass {_fmt(_mean(amb, 'map_top_share'), 'pct')}; "
+                  f"top candidate = the one edited, where exactly one was: "
+                  f"{_fmt(_share(amb, 'map_points_at_edited', True), 'pct')}"]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def phrasing_summary(rows: list[dict]) -> dict:
+    """Per phrasing set: N, success at both settings overall and per category (for world_eval.json)."""
+    sets = dict.fromkeys(r["phrasing_set"] for r in rows if "phrasing_set" in r)
+    return {name: summarize([r for r in rows if r.get("phrasing_set") == name]) for name in sets}

@@ -213,3 +213,41 @@ def test_init_from_another_architecture_is_refused(run, tmp_path):
     wider = ["--vq", str(root / "vq"), "--out", str(tmp_path / "wide"), *SMALL, "--dim", "128", "--steps", "1"]
     with pytest.raises(CheckpointError, match="--init .*shape mismatches.*--dim"):
         train.main([*wider, "--init", str(tmp_path / "bundle")])
+
+
+def test_mixed_phrasing_draws_templates_and_training_families_only():
+    src, tgt, text = train._world_chunk(0, 0, 40, 32, "", "mixed")
+    expected = [world.record(0, i, 32, phrasing="mixed") for i in range(40)]
+    assert text == [r.instruction for r in expected] and (tgt == np.stack([r.tgt for r in expected])).all()
+    families = {r.edit["phrasing"] for r in expected}
+    assert "template" in families and len(families) >= 5 and not any(r.edit["held_out"] for r in expected)
+    assert (src == np.stack([world.record(0, i, 32).src for i in range(40)])).all()  # same records, new wording
+    assert train._world_chunk(0, 0, 3, 32)[2] == [world.record(0, i, 32).instruction for i in range(3)]
+
+
+def test_held_out_phrasings_are_refused_for_training(tmp_path, capsys):
+    for phrasing in ("heldout", "mind_gerund"):
+        with pytest.raises(ValueError, match="held-out"):
+            train.check_phrasing(phrasing)
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--out", str(tmp_path / "run"), "--phrasing", "heldout"])
+    assert exit_info.value.code == 2 and "held-out" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_fine_tune_on_mixed_phrasing_runs_and_resumes(run, tmp_path):
+    root, _ = run
+    train.main(["--export", str(tmp_path / "model"), "--vq", str(root / "vq"), "--out", str(root / "run")])
+    args = ["--vq", str(root / "vq"), "--out", str(tmp_path / "ft"), *SMALL, "--phrasing", "mixed"]
+    train.main([*args, "--init", str(tmp_path / "model"), "--steps", "2"])
+    instructions = json.loads((tmp_path / "ft" / "instructions.json").read_text())
+    assert set(instructions[1:]) == {world.record(0, i, 32, phrasing="mixed").instruction for i in range(48)}
+    assert json.loads((tmp_path / "ft" / "train_config.json").read_text())["phrasing"] == "mixed"
+    with pytest.raises(CheckpointError, match="--phrasing ''"):
+        train.main([*args[:-2], "--phrasing", "", "--steps", "3"])
+
+
+def test_the_evaluation_seed_is_never_trained_on(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--out", str(tmp_path / "run"), "--seed", str(world.EVALUATION_SEED)])
+    assert exit_info.value.code == 2 and "evaluation seed" in capsys.readouterr().err
