@@ -622,7 +622,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["app"]:  # everything after `app` is app.py's (argparse's REMAINDER drops leading options)
+        args = argparse.Namespace(run=cmd_app, app_args=argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
     try:
         return args.run(args)
     except (OSError, ValueError) as err:  # missing/unreadable files, bad values, no model: one line, no traceback

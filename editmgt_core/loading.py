@@ -34,7 +34,7 @@ SUBFOLDERS = ("editmgt", "vqvae", "text_encoder", "tokenizer", "llm_encoder")
 # what a hub download may fetch: the subfolders' configs, tokenizer files and safetensors, never pickled weights
 DOWNLOAD_PATTERNS = [f"{s}/*" for s in SUBFOLDERS] + ["*.json"]
 PICKLE_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle", "*.msgpack", "*.h5"]
-DOWNLOAD_HINT = f"hf download {PUBLISHED_ID} --exclude " + " ".join(f'"{p}"' for p in PICKLE_PATTERNS)
+DOWNLOAD_HINT = f"hf download {PUBLISHED_ID} " + " ".join(f'--exclude "{p}"' for p in PICKLE_PATTERNS)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 

@@ -27,7 +27,7 @@ with socket.socket() as s:
 _, url, _ = app.launch(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
 image = handle_file(str(app.EXAMPLES / "recolor-yellow-circle.png"))
 png, info = Client(url, verbose=False).predict(image, "make the yellow circle blue", seed=3, api_name="/edit")
-print(json.dumps({"info": info, "saved": files.read_parameters(png)}))
+print("RESULT", json.dumps({"info": info, "saved": files.read_parameters(png)}), flush=True)
 demo.close()
 """
 
@@ -51,7 +51,7 @@ def test_requirements_alone_install_a_working_app(tmp_path):
     out = subprocess.run([str(python), "-c", DRIVER], cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=900)  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(next(line[7:] for line in out.stdout.splitlines() if line.startswith("RESULT ")))
     assert result["info"]["done"] and result["info"]["seed"] == 3
     assert result["saved"]["instruction"] == "make the yellow circle blue"
     assert result["saved"]["model"] == str(ROOT / "assets" / "default-model")  # the model travels with the PNG
