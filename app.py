@@ -4,19 +4,25 @@
 
 A thin UI over `editmgt_core.studio` (limits, the streamed edit and the λ/γ sweep as CPU data, rendering); the
 handlers below only route values. Named API endpoints `/edit` and `/sweep` take a file, text and numbers (README).
-On a Hugging Face ZeroGPU Space (the `spaces` package is importable) the GPU work runs inside `spaces.GPU` and only
-PIL images, numpy arrays and plain values cross back.
+On a Hugging Face ZeroGPU Space (SPACES_ZERO_GPU set) `spaces` is imported before anything can touch CUDA, the GPU
+work runs inside `spaces.GPU` with a duration estimated per call, and only PIL images, numpy arrays and plain values
+cross back. EDITMGT_MODEL (a Space variable `deploy-space` writes on GPU hardware) names the model a GPU run loads by
+default; on the CPU the bundled model stays the default.
 """
 
 from __future__ import annotations
 
+import os
+
+ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")  # as `spaces` itself reads it
+if ZERO_GPU:
+    import spaces  # first: it refuses to start once CUDA is initialised
+
 import argparse
 import contextlib
 import html
-import importlib.util
 import json
 import logging
-import os
 import re
 import tempfile
 import time
@@ -30,8 +36,9 @@ import torch
 from PIL import Image
 
 from editmgt_core import entries, studio
+from editmgt_core.config import DTYPE_CHOICES, DTYPE_HELP
 from editmgt_core.editing import default_options, resolve_options
-from editmgt_core.loading import Editor, ModelNotFoundError, load_editor
+from editmgt_core.loading import Editor, ModelNotFoundError, cpu_warning, load_editor
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_MODEL = ROOT / "assets" / "default-model"
@@ -95,11 +102,23 @@ def user_errors():
         raise gr.Error(html.escape(text, quote=False)) from None
 
 
+# ZeroGPU durations: a visitor's quota must cover the duration asked for, so ask for what a call needs. Per step at
+# 1024x1024 working pixels on the 1B model, bf16, guidance on, previews decoded (see docs/published-model.md).
+GPU_STEP_SECONDS = 0.5
+GPU_START_SECONDS = 10  # text encoders, VQ encode and decode, hand-over
+GPU_MAX_SECONDS = 300  # the most one call may ask for
+
+
+def gpu_seconds(steps: int, pixels: int, cells: int = 1) -> int:
+    """Seconds to ask ZeroGPU for: `cells` edits of `steps` steps at `pixels` working pixels (at least 15 s)."""
+    need = GPU_START_SECONDS + cells * (steps * GPU_STEP_SECONDS * max(pixels, 64 * 64) / 2**20 + 2)
+    return int(min(GPU_MAX_SECONDS, max(15, round(need))))
+
+
 def gpu_wrapper():
-    """spaces.GPU on ZeroGPU Spaces, identity elsewhere."""
-    try:
-        import spaces
-    except ImportError:
+    """On ZeroGPU: (fn, duration) -> spaces.GPU(duration=duration)(fn), duration a number or a function of fn's
+    arguments; identity elsewhere."""
+    if not ZERO_GPU:
         return lambda fn, duration: fn
     return lambda fn, duration: spaces.GPU(duration=duration)(fn)
 
@@ -549,8 +568,14 @@ def make_context(
     def sweep(image, instruction, options, lams, gammas, mask, pixels):  # runs on the GPU worker under ZeroGPU
         yield from studio.sweep(editor, image, instruction, options, lams, gammas, user_mask=mask, pixels=pixels)
 
+    def stream_seconds(image, instruction, options, mask, pixels):  # ZeroGPU duration of one stream(...) call
+        return gpu_seconds(options.steps, pixels or editor.settings.pixels)
+
+    def sweep_seconds(image, instruction, options, lams, gammas, mask, pixels):
+        return gpu_seconds(options.steps, pixels or editor.settings.pixels, len(lams) * max(1, len(gammas or ())))
+
     on_gpu = gpu_wrapper()
-    gpu_stream, gpu_sweep = on_gpu(stream, 120), on_gpu(sweep, 300)
+    gpu_stream, gpu_sweep = on_gpu(stream, stream_seconds), on_gpu(sweep, sweep_seconds)
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="editmgt-studio-"))
     return Context(
         editor,
@@ -566,12 +591,23 @@ def make_context(
 
 
 def default_device() -> str:
-    """cuda when there is one or on a ZeroGPU Space (where `spaces` lends it per call), else cpu."""
-    return "cuda" if torch.cuda.is_available() or importlib.util.find_spec("spaces") else "cpu"
+    """cuda on a ZeroGPU Space (SPACES_ZERO_GPU: `spaces` lends a GPU per call) or when there is one, else cpu."""
+    return "cuda" if ZERO_GPU or torch.cuda.is_available() else "cpu"
 
 
-def load(model: str | Path, device: str) -> Editor:
-    """load_editor, or one clear message (no traceback) when the model is missing or broken."""
+def default_model(device: str) -> str:
+    """EDITMGT_MODEL on a GPU (a Space on GPU hardware edits photos with the published model); the bundle otherwise."""
+    chosen = os.environ.get("EDITMGT_MODEL", "").strip()
+    if chosen and not device.startswith("cpu"):
+        return chosen
+    if chosen:
+        log.warning("EDITMGT_MODEL=%s is ignored on the CPU; the bundled model is loaded (--model overrides)", chosen)
+    return str(DEFAULT_MODEL)
+
+
+def load(model: str | Path, device: str, dtype: str = "fp32", offload: bool = False, fallback: bool = False) -> Editor:
+    """load_editor, or one clear message (no traceback) when the model is missing or broken. fallback: when `model`
+    (a default from EDITMGT_MODEL) cannot be loaded, say why and load the bundle instead (a Space that is offline)."""
     if Path(model).expanduser().resolve() == DEFAULT_MODEL and not DEFAULT_MODEL.is_dir():
         raise SystemExit(
             f"EditMGT Studio: the bundled default model is missing ({DEFAULT_MODEL}). Export it with "
@@ -579,9 +615,22 @@ def load(model: str | Path, device: str) -> Editor:
             "or pass another model folder or hub id with --model."
         )
     try:
-        return load_editor(model, device=device)
+        editor = load_editor(model, device=device, dtype=dtype, offload=offload)
+    except torch.cuda.OutOfMemoryError:
+        raise SystemExit(
+            f"EditMGT Studio: the model {str(model)!r} does not fit in {device}'s memory at {dtype}; try "
+            "--dtype bf16 (half the memory), then --offload (text encoders on the CPU between edits)"
+        ) from None
     except (ModelNotFoundError, ValueError, OSError) as err:
+        if fallback and Path(str(model)).resolve() != DEFAULT_MODEL:
+            log.warning("cannot load %s (%s); loading the bundled model instead", model, err)
+            return load(DEFAULT_MODEL, device, dtype, offload)
         raise SystemExit(f"EditMGT Studio: cannot load the model {str(model)!r}: {err}") from None
+    warning = cpu_warning(editor, default_options(editor).steps)
+    if warning:
+        log.warning("%s", warning)
+        print(f"EditMGT Studio: warning: {warning}", flush=True)
+    return editor
 
 
 def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None, **kwargs):
@@ -592,14 +641,26 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None, **
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="EditMGT Studio: live instruction-driven image editing in the browser.")
-    p.add_argument("--model", default=str(DEFAULT_MODEL), help="model folder or hub id (default: the bundled one)")
+    p.add_argument(
+        "--model",
+        help="model folder or hub id, e.g. WeiChow/EditMGT (default: EDITMGT_MODEL on a GPU, else the bundled one)",
+    )
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), help="address to bind")
     p.add_argument("--port", type=int, default=None, help="port (default: GRADIO_SERVER_PORT, else 7860 and up)")
-    p.add_argument("--device", default=default_device(), help="torch device (default: cuda when available)")
+    p.add_argument("--device", help="torch device (default: cuda when available or on ZeroGPU, else cpu)")
+    p.add_argument("--dtype", choices=DTYPE_CHOICES, default="fp32", help=DTYPE_HELP)
+    p.add_argument(
+        "--offload",
+        action="store_true",
+        help="keep the text encoders on the CPU between edits (the published model on a 16 GB card)",
+    )
     p.add_argument("--concurrency", type=int, default=1, help="edits running at once (default 1)")
     args = p.parse_args(argv)
+    device = args.device or default_device()
+    model = args.model or default_model(device)
+    editor = load(model, device, args.dtype, args.offload, fallback=args.model is None)
     global demo
-    demo = build_app(load(args.model, args.device), concurrency=args.concurrency)
+    demo = build_app(editor, concurrency=args.concurrency)
     launch(demo, args.host, args.port)
 
 
@@ -607,7 +668,8 @@ def __getattr__(name: str):
     """`app.demo` (for `gradio app.py` and Spaces tooling) is built from the default model on first access."""
     if name == "demo":
         global demo
-        demo = build_app(load(DEFAULT_MODEL, default_device()))
+        device = default_device()
+        demo = build_app(load(default_model(device), device, fallback=True))
         return demo
     raise AttributeError(name)
 

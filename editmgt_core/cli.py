@@ -1,4 +1,4 @@
-"""Command line: `python -m editmgt_core {edit,batch,evaluate,world-eval,convert} ...` (`--help` on each).
+"""Command line: `editmgt COMMAND ...` or `python -m editmgt_core COMMAND ...` (`--help` on each).
 
     python -m editmgt_core edit --image IN.png --instruction "make the red circle blue" --out OUT.png
     python -m editmgt_core batch --manifest M.jsonl --out DIR
@@ -7,6 +7,8 @@
     python -m editmgt_core world-eval --manifest WORLD/manifest.jsonl --out DIR
     python -m editmgt_core world-eval --world-seed 2027 --n 300 --phrasing templates,train,heldout --out DIR
     python -m editmgt_core convert magicbrush --input MagicBrush/test --out DIR
+    editmgt app --model WeiChow/EditMGT --offload          # the browser app (app.py), from a clone
+    editmgt deploy-space --repo USER/NAME --dry-run         # a Hugging Face Space from this checkout
 
 User errors (missing or unreadable files, bad knob values, a missing model) end with one `error: ...` line on
 stderr and exit status 1; argparse usage errors exit with 2. Heavy libraries load only once the inputs are checked.
@@ -18,6 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .config import DTYPE_CHOICES, DTYPE_HELP
 from .files import open_image
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "default-model"
@@ -74,11 +77,11 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda when available, else cpu; "
         "under accelerate: each process's device)",
     )
+    g.add_argument("--dtype", choices=DTYPE_CHOICES, default="fp32", help=DTYPE_HELP)
     g.add_argument(
-        "--dtype",
-        choices=("fp32", "bf16", "fp16"),
-        default="fp32",
-        help="transformer precision (default fp32; bf16 is very slow on CPUs without bf16 hardware)",
+        "--offload",
+        action="store_true",
+        help="keep the text encoders on the CPU between encodings (the published model on a 16 GB card)",
     )
 
 
@@ -186,14 +189,18 @@ def _load_editor(args: argparse.Namespace, device: str | None = None):
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
-    from .loading import ModelNotFoundError, load_editor
+    from .editing import default_options
+    from .loading import ModelNotFoundError, cpu_warning, load_editor
 
     transformers_logging.disable_progress_bar()  # stderr keeps our own progress and error lines only
     diffusers_logging.disable_progress_bar()
     device = device or args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     try:
-        return load_editor(args.model, device=device, dtype=dtype)
+        editor = load_editor(args.model, device=device, dtype=args.dtype, offload=args.offload)
+        warning = cpu_warning(editor, args.steps or default_options(editor).steps)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
+        return editor
     except ModelNotFoundError as err:
         hint = (
             f" (pass --model with a model folder, or --model {PUBLISHED})" if args.model == str(DEFAULT_MODEL) else ""
@@ -456,15 +463,81 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_app(args: argparse.Namespace) -> int:
+    """Run the repository's app.py (the app ships with the checkout, next to the package and its bundled model)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "app.py"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no app.py next to the installed package ({path}); the app runs from a clone of the repository: "
+            "`pip install -e .` there, then `editmgt app`"
+        )
+    spec = importlib.util.spec_from_file_location("app", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["app"] = module
+    spec.loader.exec_module(module)
+    module.main(args.app_args)
+    return 0
+
+
+def cmd_deploy_space(args: argparse.Namespace) -> int:
+    from . import deploy
+
+    api = None
+    if not args.dry_run:
+        from huggingface_hub import HfApi
+
+        api = HfApi()
+    kw = {"hardware": args.hardware, "private": args.private, "model": args.space_model, "dry_run": args.dry_run}
+    deploy.deploy(api, args.repo, deploy.ROOT, **kw)
+    return 0
+
+
+def version() -> str:
+    from . import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m editmgt_core", description="EditMGT Studio command line.")
+    parser = argparse.ArgumentParser(prog="editmgt", description="EditMGT Studio command line.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "app",
+        help="launch the browser app (app.py; options: editmgt app --help)",
+        description="Launch the browser app; every option after `app` goes to app.py (--model, --dtype, --port, ...).",
+        add_help=False,
+    )
+    p.add_argument("app_args", nargs=argparse.REMAINDER, help="app.py's options")
+    p.set_defaults(run=cmd_app)
+
+    p = sub.add_parser(
+        "deploy-space",
+        help="upload the working tree as a Hugging Face Space (binaries through Xet/LFS)",
+        description="Create or update a Gradio Space from this checkout with huggingface_hub's upload API "
+        "(log in first: `hf auth login`, or set HF_TOKEN). See editmgt_core/deploy.py.",
+    )
+    p.add_argument("--repo", required=True, help="the Space, USER/NAME")
+    p.add_argument("--dry-run", action="store_true", help="list every file and where it goes, and the front matter")
+    p.add_argument(
+        "--hardware", help="request this Space hardware, e.g. cpu-basic, zero-a10g (ZeroGPU), t4-small (default: keep)"
+    )
+    p.add_argument("--private", action="store_true", help="create the Space private")
+    p.add_argument(
+        "--space-model",
+        default=PUBLISHED,
+        help=f"the model the Space loads on GPU hardware (its EDITMGT_MODEL variable; default {PUBLISHED})",
+    )
+    p.set_defaults(run=cmd_deploy_space)
 
     p = sub.add_parser(
         "edit",
         help="edit one image",
         description="Edit one image; the output PNG carries every "
-        "parameter used (seed included) as JSON in its 'parameters' text chunk.",
+        "parameter used (seed included) and the model as JSON in its 'editmgt' text chunk.",
     )
     p.add_argument("--image", required=True, help="input image (any format PIL reads)")
     p.add_argument("--instruction", required=True, help="the edit, e.g. 'make the red circle blue'")
@@ -625,7 +698,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["app"]:  # everything after `app` is app.py's (argparse's REMAINDER drops leading options)
+        args = argparse.Namespace(run=cmd_app, app_args=argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
     try:
         return args.run(args)
     except (OSError, ValueError) as err:  # missing/unreadable files, bad values, no model: one line, no traceback

@@ -42,6 +42,7 @@ class EditResult:
     timings: dict[str, float]  # seconds: text, encode, sampling, decode
     focus: float | None = None  # instruction focus at the first step (sampling.focus), None when no map was made
     gated: bool = False  # region-hold by the map was skipped: focus below options.focus_gate (a whole-image edit)
+    model: str = ""  # the model it was made with (hub id or folder; Editor.model_id)
 
     @property
     def held_fraction(self) -> float:
@@ -50,7 +51,7 @@ class EditResult:
     def parameters(self) -> dict:
         """JSON-able record of the edit (embedded in saved PNGs and sidecars)."""
         opts = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self.options).items()}
-        return {"instruction": self.instruction, "work_size": list(self.work_size), **opts}
+        return {"model": self.model, "instruction": self.instruction, "work_size": list(self.work_size), **opts}
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -291,6 +292,7 @@ def run(
         timings={**p.timings, "sampling": sampling, "decode": time.perf_counter() - clock},
         focus=focus,
         gated=gated,
+        model=editor.model_id,
     )
 
 

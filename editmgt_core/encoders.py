@@ -3,10 +3,15 @@
 Text encoders return `TextFeatures`: the sequence the transformer attends to, the pooled vector for AdaLN, and for
 every sequence position whether it is a real instruction token and which characters of the prompt it covers (used to
 pick keyword positions with the *same* tokenizer that produced the sequence).
+
+With `offload=True` a text encoder's weights live on the CPU and visit the compute device only while they encode
+(the published stack, CLIP + Gemma-2 2B, has about three times the transformer's parameters: see
+docs/published-model.md). They visit one at a time, so the peak holds the transformer and the larger of the two.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -39,18 +44,40 @@ def _token_spans(tokenizer, prompts: list[str], max_length: int) -> dict:
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "offsets": offsets, "real": real}
 
 
-class SingleTextEncoder:
-    """Any transformers encoder (BERT, MiniLM, ...): sequence = last hidden state, pooled = its masked mean."""
+@contextlib.contextmanager
+def visiting(models: list[torch.nn.Module], device: torch.device, offload: bool):
+    """Run `models` on `device`; with `offload`, move them there for the block and back to the CPU after it."""
+    if not offload:
+        yield
+        return
+    for m in models:
+        m.to(device)
+    try:
+        yield
+    finally:
+        for m in models:
+            m.to("cpu")
+        if device.type == "cuda":
+            torch.cuda.empty_cache()  # hand the freed blocks back, so the transformer's peak can use them
 
-    def __init__(self, model, tokenizer, max_length: int):
+
+class SingleTextEncoder:
+    """Any transformers encoder (BERT, MiniLM, ...): sequence = last hidden state, pooled = its masked mean.
+
+    device: where it encodes (default: where the model is); offload: keep the weights on the CPU between calls."""
+
+    def __init__(self, model, tokenizer, max_length: int, device: torch.device | None = None, offload: bool = False):
         self.model, self.tokenizer, self.max_length = model.eval(), tokenizer, max_length
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.offload = offload
 
     @torch.inference_mode()
     def __call__(self, prompts: list[str]) -> TextFeatures:
         tok = _token_spans(self.tokenizer, prompts, self.max_length)
-        device = next(self.model.parameters()).device
+        device = self.device
         mask = tok["attention_mask"].to(device)
-        out = self.model(input_ids=tok["input_ids"].to(device), attention_mask=mask).last_hidden_state
+        with visiting([self.model], device, self.offload):
+            out = self.model(input_ids=tok["input_ids"].to(device), attention_mask=mask).last_hidden_state
         weights = mask[..., None].to(out.dtype)
         pooled = (out * weights).sum(1) / weights.sum(1).clamp(min=1)
         return TextFeatures(out.float(), pooled.float(), tok["real"].to(device), tok["offsets"])
@@ -63,21 +90,37 @@ class ClipGemmaTextEncoder:
     without an attention mask (the model was trained that way).
     """
 
-    def __init__(self, clip, clip_tokenizer, gemma, gemma_tokenizer, clip_length: int = 77, max_length: int = 256):
+    def __init__(
+        self,
+        clip,
+        clip_tokenizer,
+        gemma,
+        gemma_tokenizer,
+        clip_length: int = 77,
+        max_length: int = 256,
+        device: torch.device | None = None,
+        offload: bool = False,
+    ):
         self.clip, self.clip_tokenizer = clip.eval(), clip_tokenizer
         self.gemma, self.tokenizer = gemma.eval(), gemma_tokenizer
         self.clip_length, self.max_length = clip_length, max_length
+        self.device = torch.device(device) if device is not None else next(gemma.parameters()).device
+        self.offload = offload
 
     @torch.inference_mode()
     def __call__(self, prompts: list[str]) -> TextFeatures:
-        device = next(self.gemma.parameters()).device
+        device = self.device
         clip_ids = self.clip_tokenizer(
             prompts, padding="max_length", truncation=True, max_length=self.clip_length, return_tensors="pt"
         ).input_ids
-        pooled = self.clip(input_ids=clip_ids.to(device)).text_embeds
         tok = _token_spans(self.tokenizer, prompts, self.max_length)
-        out = self.gemma(input_ids=tok["input_ids"].to(device), output_hidden_states=True)
-        return TextFeatures(out.hidden_states[-2].float(), pooled.float(), tok["real"].to(device), tok["offsets"])
+        with visiting([self.clip], device, self.offload):
+            pooled = self.clip(input_ids=clip_ids.to(device)).text_embeds
+        with visiting([self.gemma], device, self.offload):
+            out = self.gemma(input_ids=tok["input_ids"].to(device), output_hidden_states=True)
+            txt = out.hidden_states[-2].float()
+            del out  # the other 25 layers' states, before the weights move
+        return TextFeatures(txt, pooled.float(), tok["real"].to(device), tok["offsets"])
 
 
 class VQTokenizer:

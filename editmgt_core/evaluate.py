@@ -72,7 +72,7 @@ class FeatureModels:
         except OSError as err:
             raise OSError(
                 f"cannot load the metric models ({' '.join(str(err).split())[:300]}). Download them once with "
-                f"`huggingface-cli download {clip_id}` / `{dino_id}`, pass local folders with --clip-model / "
+                f"`hf download {clip_id}` / `hf download {dino_id}`, pass local folders with --clip-model / "
                 f"--dino-model, or leave those metrics out with --metrics l1,leakage"
             ) from None
         return models

@@ -3,7 +3,9 @@ map images and step animations.
 
 Every file is written to a temporary name in its own folder and renamed into place (`os.replace`), so a process killed
 mid-write leaves either the old file or the new one, never half of one. The parameters of an edit travel inside its
-PNG as a tEXt chunk named `parameters` holding JSON (`read_parameters` gets them back).
+PNG as an iTXt chunk named `editmgt` holding JSON (`read_parameters` gets them back). Not `parameters`: that key
+belongs to AUTOMATIC1111's own text format, which tools parse on sight; PNGs written before this change used it and
+are still read.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-PARAMETERS_KEY = "parameters"
+PARAMETERS_KEY = "editmgt"  # our key; the JSON includes the model the edit was made with
+LEGACY_KEY = "parameters"  # what older versions wrote (JSON under AUTOMATIC1111's key)
 ANIMATION_FORMATS = {".gif": "GIF", ".webp": "WEBP"}
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once: temporary files are created 0600, the renamed result gets the usual mode
@@ -78,7 +81,7 @@ def remove_stale_temporaries(folder: str | Path) -> int:
 
 
 def encode_image(image: Image.Image, suffix: str, parameters: dict | None = None) -> bytes:
-    """Encode in the format of `suffix`; PNGs get `parameters` as JSON in a tEXt chunk."""
+    """Encode in the format of `suffix`; PNGs get `parameters` as JSON in an iTXt chunk named PARAMETERS_KEY."""
     buf = io.BytesIO()
     fmt = Image.registered_extensions().get(suffix.lower())
     if fmt is None:
@@ -86,7 +89,7 @@ def encode_image(image: Image.Image, suffix: str, parameters: dict | None = None
     if fmt == "PNG":
         info = PngInfo()
         if parameters is not None:
-            info.add_text(PARAMETERS_KEY, json.dumps(parameters))
+            info.add_itxt(PARAMETERS_KEY, json.dumps(parameters, ensure_ascii=False))
         image.save(buf, format="PNG", pnginfo=info)
     else:
         image.save(buf, format=fmt)
@@ -105,6 +108,8 @@ def read_parameters(path: str | Path) -> dict | None:
     """The parameters saved with `save_image` in a PNG, or None when it has none."""
     with Image.open(path) as image:
         text = image.info.get(PARAMETERS_KEY)
+        if text is None and str(image.info.get(LEGACY_KEY, "")).startswith("{"):
+            text = image.info[LEGACY_KEY]
     return None if text is None else json.loads(text)
 
 

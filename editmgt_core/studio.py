@@ -507,7 +507,7 @@ def from_jpeg(data: bytes) -> Image.Image:
 
 
 def save_result(final: Final, folder: Path, extra: dict | None = None) -> tuple[Path, Path]:
-    """The edit as a PNG with its parameters in a 'parameters' text chunk, plus the same JSON as a sidecar file."""
+    """The edit as a PNG with its parameters in an 'editmgt' text chunk, plus the same JSON as a sidecar file."""
     folder.mkdir(parents=True, exist_ok=True)
     record = {**final.parameters, "held_fraction": final.held_fraction, "focus": final.focus, "gated": final.gated,
               "timings": final.timings, **(extra or {})}  # fmt: skip

@@ -449,7 +449,8 @@ def export(args) -> Path:
     save_transformer(model, dest / "editmgt", dtype=torch.float16, max_shard_mb=15)
     shutil.copytree(vq_dir, dest / "vqvae", dirs_exist_ok=True)
     settings = {
-        "name": "EditMGT-World (small, trained on the synthetic edit world)",
+        "name": "EditMGT-World, the small bundled model: coloured shapes on simple backgrounds only (its training "
+        "world); for photos load WeiChow/EditMGT on a GPU",
         "text": {**MINILM, "max_length": cfg.text_len},
         "pixels": cfg.size * cfg.size,
         "attention_layers": list(range(cfg.dual + cfg.single // 2, cfg.dual + cfg.single)),

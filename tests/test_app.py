@@ -4,7 +4,6 @@ import json
 import os
 import socket
 import statistics
-import sys
 import threading
 import time
 from pathlib import Path
@@ -255,9 +254,10 @@ def test_zerogpu_wraps_the_gpu_work(editor, monkeypatch):
         def GPU(duration):  # noqa: N802 (the spaces API)
             return lambda fn: wrapped.append((fn, duration)) or fn
 
-    monkeypatch.setitem(sys.modules, "spaces", Spaces)
+    monkeypatch.setattr(app, "ZERO_GPU", True)
+    monkeypatch.setattr(app, "spaces", Spaces, raising=False)
     app.make_context(editor)
-    assert [d for _, d in wrapped] == [120, 300]
+    assert len(wrapped) == 2 and all(callable(d) for _, d in wrapped)  # durations per call (test_zerogpu.py)
 
 
 def test_missing_model_is_one_clear_message(tmp_path, monkeypatch):

@@ -39,7 +39,9 @@ def _subparsers(parser):
 
 def test_every_option_of_every_command_is_documented():
     commands = _subparsers(cli.build_parser())
-    assert set(commands) == {"edit", "batch", "evaluate", "world-eval", "calibrate-layers", "tune-hold", "convert"}
+    assert set(commands) == {"edit", "batch", "evaluate", "world-eval", "calibrate-layers", "tune-hold", "convert"} | {
+        "app", "deploy-space"
+    }
     for name, parser in commands.items():
         for action in parser._actions:
             if isinstance(action, argparse._HelpAction):

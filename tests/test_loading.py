@@ -49,8 +49,9 @@ def test_missing_folder_and_offline_hub_id(tmp_path, monkeypatch):
         load_editor(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(ModelNotFoundError, match="huggingface-cli download someone/missing-model"):
+    with pytest.raises(ModelNotFoundError, match='hf download someone/missing-model --exclude "\\*.bin"') as err:
         load_editor("someone/missing-model")
+    assert "huggingface-cli" not in str(err.value)  # removed in huggingface_hub 1.x
 
 
 def test_settings_check_attention_layers(tmp_path):
@@ -65,3 +66,57 @@ def test_settings_check_attention_layers(tmp_path):
         path.write_text(json.dumps({"attention_layers": bad}))
         with pytest.raises(ValueError, match="attention_layers"):
             Settings.read(tmp_path)
+
+
+def test_dtype_reaches_the_text_encoders(folder):
+    editor = load_editor(folder, dtype="bf16")
+    text = editor.text
+    models = [text.clip, text.gemma] if hasattr(text, "gemma") else [text.model]
+    assert editor.transformer.dtype == torch.bfloat16
+    assert all(p.dtype == torch.bfloat16 for m in models for p in m.parameters())
+    assert all(p.dtype == torch.float32 for p in editor.vq.vq.parameters())  # the VQ stays float32
+    feats = text(["make the red circle blue"])
+    assert feats.txt.dtype == torch.float32 and torch.isfinite(feats.txt).all()  # handed on in float32
+    with pytest.raises(ValueError, match="expected one of fp32, bf16, fp16"):
+        load_editor(folder, dtype="fp8")
+
+
+def test_offload_moves_the_text_encoders_only_while_encoding(folder, monkeypatch):
+    """On a CPU the trip is cpu -> cpu; what matters is that every model makes it, one at a time, and returns."""
+    editor = load_editor(folder, offload=True)
+    text = editor.text
+    models = [text.clip, text.gemma] if hasattr(text, "gemma") else [text.model]
+    trips = []
+    for m in models:
+
+        def to(device, m=m, original=m.to):
+            trips.append((m, str(device)))
+            return original(device)
+
+        monkeypatch.setattr(m, "to", to)
+    reference = load_editor(folder).text(["make it blue"])
+    feats = text(["make it blue"])
+    assert trips == [step for m in models for step in ((m, "cpu"), (m, "cpu"))]  # there, back; then the next one
+    assert torch.equal(feats.txt, reference.txt) and torch.equal(feats.pooled, reference.pooled)
+
+
+def test_hub_download_fetches_no_pickles(monkeypatch, tmp_path):
+    """The patterns resolve() gives snapshot_download, applied as huggingface_hub applies them to a published layout."""
+    import huggingface_hub
+    from huggingface_hub.utils import filter_repo_objects
+
+    seen = {}
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo, **kw: seen.update(kw) or str(tmp_path))
+    from editmgt_core.loading import resolve
+
+    assert resolve("WeiChow/EditMGT") == tmp_path
+    layout = [
+        "editmgt/config.json", "editmgt/diffusion_pytorch_model.safetensors", "editmgt/diffusion_pytorch_model.bin",
+        "vqvae/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors", "text_encoder/pytorch_model.bin",
+        "tokenizer/vocab.json", "tokenizer/merges.txt", "llm_encoder/model-00001-of-00002.safetensors",
+        "llm_encoder/tokenizer.json", "llm_encoder/training_args.pt", "README.md", "model_index.json",
+    ]  # fmt: skip
+    patterns = {k: seen[k] for k in ("allow_patterns", "ignore_patterns")}
+    fetched = set(filter_repo_objects(layout, **patterns))
+    assert not any(p.endswith((".bin", ".pt")) for p in fetched)
+    assert {p for p in layout if p.endswith(".safetensors")} <= fetched and "tokenizer/merges.txt" in fetched
