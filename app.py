@@ -35,7 +35,7 @@ import gradio as gr
 import torch
 from PIL import Image
 
-from editmgt_core import entries, studio
+from editmgt_core import domain, entries, studio
 from editmgt_core.config import DTYPE_CHOICES, DTYPE_HELP
 from editmgt_core.editing import default_options, resolve_options
 from editmgt_core.loading import Editor, ModelNotFoundError, cpu_warning, load_editor
@@ -47,7 +47,7 @@ HISTORY = 12  # results kept per session
 # the UI's controls, in this order, named as studio.request takes them
 KNOBS = ("keywords", "gamma", "lam", "steps", "guidance_scale", "seed", "randomize", "negative_prompt", "layers",
          "temperature_start", "temperature_end", "resolution", "mask_mode", "grow", "keep_pixels",
-         "focus_gate", "token_temperature")  # fmt: skip
+         "focus_gate", "token_temperature", "strict")  # fmt: skip
 SKIP = gr.skip()
 log = logging.getLogger("editmgt.app")
 
@@ -78,11 +78,61 @@ HELP = {
     "resolution, not their re-encoded version.",
     "lams": "λ values, comma-separated: one cell per value.",
     "gammas": "γ values, comma-separated: one row of cells per value; empty = the γ slider's value.",
+    "strict": "Refuse inputs outside what the model was trained on instead of editing them with a warning.",
 }
+NO_IMAGE = ("no image: upload, paste or capture an image first (an uploaded file that shows nothing here could not "
+            "be decoded as an image: use PNG, JPEG, WebP, BMP, GIF or TIFF)")  # fmt: skip
 SWEEP_HELP = (
     "One instruction and seed, several λ (and γ) values side by side: how much is held against how much changes "
     "outside the held region. Uses the image and settings on the left; the image and text are encoded once."
 )
+
+
+# Uploads are prepared in the browser before the image editor sees them: decoded once, downscaled to the side the
+# model can use (a 4000x3000 photo would otherwise be re-encoded at full size in the page and sent as tens of MB,
+# which can exceed the upload limit and leave the page waiting), refused with a visible note when undecodable or
+# beyond the pixel limit. `element` is the note under the editor (gr.HTML js_on_load).
+UPLOAD_JS = """
+const note = element.querySelector('#upload-note');
+const SIDE = Number(note.dataset.side), LIMIT = Number(note.dataset.pixels);
+const say = (text, bad) => { note.textContent = text; note.dataset.kind = bad ? 'error' : (text ? 'info' : '');
+  note.style.cssText = bad ? 'color:#b91c1c;font-weight:600;padding:4px 0' : 'padding:4px 0'; };
+document.addEventListener('change', async (event) => {
+  const input = event.target;
+  if (!(input instanceof HTMLInputElement) || input.type !== 'file' || !input.closest('#image-in')) return;
+  if (input.dataset.prepared) { delete input.dataset.prepared; return; }
+  const file = input.files && input.files[0];
+  if (!file) return;
+  event.stopImmediatePropagation();
+  say(`Reading ${file.name} (${(file.size / 1e6).toFixed(1)} MB)…`);
+  let bitmap;
+  try { bitmap = await createImageBitmap(file, {imageOrientation: 'from-image'}); } catch (err) {
+    say(`${file.name} could not be decoded as an image: use PNG, JPEG, WebP, BMP or GIF.`, true); input.value = '';
+    return;
+  }
+  const w = bitmap.width, h = bitmap.height;
+  if (w * h > LIMIT) {
+    say(`${file.name} is ${w}x${h} (${(w * h / 1e6).toFixed(0)} megapixels); the limit is ${LIMIT / 1e6} megapixels.`,
+        true);
+    input.value = ''; return;
+  }
+  let out = file;
+  const scale = Math.min(1, SIDE / Math.max(w, h));
+  if (scale < 1) {
+    const cw = Math.max(1, Math.round(w * scale)), ch = Math.max(1, Math.round(h * scale));
+    const canvas = new OffscreenCanvas(cw, ch);
+    canvas.getContext('2d').drawImage(bitmap, 0, 0, cw, ch);
+    const blob = await canvas.convertToBlob({type: 'image/png'});
+    out = new File([blob], file.name.replace(/\\.[^.]*$/, '') + '.png', {type: 'image/png'});
+    say(`${file.name} is ${w}x${h}: downscaled to ${cw}x${ch} in the browser (the model edits far fewer pixels).`);
+  } else say('');
+  const files = new DataTransfer();
+  files.items.add(out);
+  input.files = files.files;
+  input.dataset.prepared = '1';
+  input.dispatchEvent(new Event('change', {bubbles: true}));
+}, true);
+"""
 
 
 @contextlib.contextmanager
@@ -145,9 +195,14 @@ class Context:
 def editor_image(value) -> tuple[Image.Image, str | None, object]:
     """gr.ImageEditor value -> (RGB image within the limits, downscale notice, brush mask at its size or None)."""
     if not value or value.get("background") is None:
-        raise ValueError("no image: upload, paste or capture an image first")
+        raise ValueError(NO_IMAGE)
     image, notice = studio.check_image(value["background"])
     return image, notice, studio.brush_mask(value.get("layers"), image.size)
+
+
+def domain_notices(ctx: Context, image: Image.Image, instruction: str, pixels, strict) -> list[str]:
+    """Out-of-domain notices for an edit's inputs (strict: a ValueError instead, shown as an error)."""
+    return [n.text for n in domain.check(ctx.editor, image, instruction, pixels=pixels, strict=bool(strict))]
 
 
 def gate_note(item: studio.Frame | studio.Final) -> str:
@@ -173,17 +228,24 @@ def live(
     return studio.reveal_canvas(preview, frame.revealed, ctx.preview_side), overlay, status
 
 
-def run_edit(ctx: Context, value, instruction, history, **knobs):
-    """Stream an edit into the live panel; yields 12 outputs (see build_app's edit_outputs)."""
+def run_edit(ctx: Context, value, instruction, history, strict=False, **knobs):
+    """Stream an edit into the live panel; yields 12 outputs (see build_app's edit_outputs). The first update clears
+    the previous result's panels, so nothing on screen belongs to another run."""
+    clock = time.perf_counter()
     with user_errors():
         image, notice, mask = editor_image(value)
         studio.check_instruction(instruction)
         options, pixels = studio.request(ctx.editor, **knobs)
-    if notice:
-        gr.Warning(notice)
-    frames, sent, clock = [], 0.0, time.perf_counter()
+        notices = [notice] * bool(notice) + domain_notices(ctx, image, instruction, pixels, strict)
+    for text in notices:
+        gr.Warning(text, duration=None if "trained" in text else 10)
+    warn = "".join(f"\n\n⚠ {text}" for text in notices)
+    frames, sent = [], 0.0
     base, frame, final = studio.fit(image, ctx.preview_side), None, None
     preview = studio.dim(base)  # until a preview is decoded every token is undecided
+    size = f"{image.width}x{image.height}"
+    yield (preview, base, f"**Encoding** the {size} image and the instruction…{warn}", None, None,
+           gr.Slider(visible=False), None, None, [], SKIP, SKIP, SKIP)  # fmt: skip
     with user_errors():
         for item in ctx.stream(image, instruction, options, mask, pixels):
             if isinstance(item, studio.Final):
@@ -194,17 +256,17 @@ def run_edit(ctx: Context, value, instruction, history, **knobs):
                 continue
             shown = live(ctx, item, preview, base)
             frames.append((studio.jpeg(shown[0]), studio.jpeg(shown[1]), shown[2]))
-            if time.monotonic() - sent >= ctx.frame_interval:  # throttled
+            if item.step == 0 or time.monotonic() - sent >= ctx.frame_interval:  # throttled; the first at once
                 sent = time.monotonic()
-                yield (*shown, *[SKIP] * 9)
+                yield (*shown[:2], shown[2] + warn, *[SKIP] * 9)
         shown = live(ctx, frame, final.image, base)
         frames.append((studio.jpeg(shown[0]), studio.jpeg(shown[1]), shown[2]))
         files = ctx.save(final)
     p = final.parameters
-    history = [*history, {"image": final.image, "parameters": p}][-HISTORY:]
+    history = [*history, {"image": final.image, "source": final.source, "parameters": p}][-HISTORY:]
     took = time.perf_counter() - clock
     status = f"**Done** · {p['steps']} steps in {took:.1f} s · seed {p['seed']} · {final.held_fraction:.0%} held"
-    status += gate_note(final)
+    status += gate_note(final) + warn
     n = len(frames)
     yield (
         *(shown[0], shown[1], status),
@@ -228,10 +290,16 @@ def replay(frames, k):
     return studio.from_jpeg(canvas), studio.from_jpeg(overlay), f"{status} · replay"
 
 
-def chips(instruction, chosen):
-    """Keyword chips: the instruction's words, keeping the chosen ones that are still there."""
-    choices, kept = studio.words(instruction), {w.lower() for w in chosen or []}
-    return gr.CheckboxGroup(choices=choices, value=[w for w in choices if w.lower() in kept])
+def chips(instruction, chosen, previous=None):
+    """Keyword chips: the instruction's words; ticks survive typing but not a new instruction (studio.keep_keywords).
+    Returns (chips, the instruction as the next call's `previous`)."""
+    kept = studio.keep_keywords(previous, instruction, chosen)
+    return gr.CheckboxGroup(choices=studio.words(instruction), value=kept), instruction or ""
+
+
+def stopped(status):
+    """Stop pressed: say at which step the run ended (the cancelled handler yields nothing more)."""
+    return studio.stopped_status(status) or SKIP
 
 
 def keyword_chips_state(recipe: tuple, layers: str):
@@ -252,8 +320,10 @@ def use_as_input(last):
 
 
 def restore(history, evt: gr.SelectData):
-    """A history entry back into the inputs: its result as the image, its parameters in the controls (KNOBS order)."""
-    p = history[evt.index]["parameters"]
+    """A history entry back into the inputs: the image it was made from and its parameters in the controls (KNOBS
+    order), its result beside it in the before/after panel; Edit then reproduces it (the seed is restored)."""
+    entry = history[evt.index]
+    p = entry["parameters"]
     t = p["temperature"] if isinstance(p["temperature"], list) else [p["temperature"], 0.01]
     knobs = {k: p[k] for k in KNOBS if k in p}  # (entries saved before a knob existed keep the control's value)
     knobs |= {
@@ -263,7 +333,11 @@ def restore(history, evt: gr.SelectData):
         "temperature_end": t[1],
     }
     knobs["keywords"] = gr.CheckboxGroup(choices=studio.words(p["instruction"]), value=list(p["keywords"]))
-    return editor_value(history[evt.index]["image"]), p["instruction"], *(knobs.get(k, SKIP) for k in KNOBS)
+    source = entry.get("source", entry["image"])  # (entries saved before sources were kept restore their result)
+    status = f"Restored the input and settings of '{p['instruction'][:60]}' (seed {p['seed']}); its result is in " \
+        "**Before / after**. Press **Edit** to run it again."  # fmt: skip
+    return (editor_value(source), p["instruction"], *(knobs.get(k, SKIP) for k in KNOBS), (source, entry["image"]),
+            status, p["instruction"])  # fmt: skip
 
 
 def sweep_grid(lam_values, gamma_values, gamma) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -277,7 +351,7 @@ def sweep_grid(lam_values, gamma_values, gamma) -> tuple[tuple[float, ...], tupl
     return lams, gammas
 
 
-def run_sweep(ctx: Context, value, instruction, lam_values, gamma_values, **knobs):
+def run_sweep(ctx: Context, value, instruction, lam_values, gamma_values, strict=False, **knobs):
     """Threshold exploration in the UI; yields (grid, table, status, used seed)."""
     with user_errors():
         image, notice, mask = editor_image(value)
@@ -285,65 +359,80 @@ def run_sweep(ctx: Context, value, instruction, lam_values, gamma_values, **knob
         options, pixels = studio.request(ctx.editor, **knobs)
         options = resolve_options(ctx.editor, options)  # one seed for every cell, shown below
         lams, gammas = sweep_grid(lam_values, gamma_values, options.gamma)
-    if notice:
-        gr.Warning(notice)
+        notices = [notice] * bool(notice) + domain_notices(ctx, image, instruction, pixels, strict)
+    brush = studio.brush_note(mask, options) if len(lams) > 1 else None
+    for text in [*notices, *[brush] * bool(brush)]:
+        gr.Warning(text)
+    warn = "".join(f"\n\n⚠ {text}" for text in [*[brush] * bool(brush), *notices])
+    yield [], [], f"**Encoding** the image and the instruction…{warn}", SKIP
     cells, last = [], 0.0
     with user_errors():
         for item in ctx.sweep(image, instruction, options, lams, gammas, mask, pixels):
             if isinstance(item, studio.Cell):
                 cells.append(item)
                 status = f"Cell {item.index + 1} done (λ={item.lam:g}, γ={item.gamma:g}) · {len(cells)} finished"
-                yield cell_gallery(cells), cell_rows(cells), status, SKIP
+                yield cell_gallery(cells), cell_rows(cells), status + warn, SKIP
             elif time.monotonic() - last >= ctx.frame_interval:
                 last = time.monotonic()
-                yield SKIP, SKIP, cell_step_status(item), SKIP
-    yield SKIP, SKIP, f"**Done** · {len(cells)} cells · seed {options.seed}", options.seed
+                yield SKIP, SKIP, cell_step_status(item) + warn, SKIP
+    yield SKIP, SKIP, f"**Done** · {len(cells)} cells · seed {options.seed}{warn}", options.seed
 
 
 # ---------------------------------------------------------------------------------------------------- API handlers
 
 
-def api_request(ctx: Context, image, mask, knobs: dict):
+def api_request(ctx: Context, image, instruction, mask, knobs: dict):
+    """-> (image, warnings: the downscale, mask and out-of-domain notices, mask or None, options, pixels)."""
     if not image:
         raise ValueError("no image: pass an image file")
-    img, notice = studio.check_image(studio.open_image(image))
-    user_mask = None if not mask else studio.mask_image(studio.open_image(mask), img.size)
-    return img, notice, user_mask, *studio.request(ctx.editor, **knobs)
+    strict = knobs.pop("strict", False)
+    original = studio.open_image(image)
+    img, notice = studio.check_image(original)
+    studio.check_instruction(instruction)
+    user_mask, mask_notice = (None, None) if not mask else studio.mask_image(studio.open_image(mask), img.size,
+                                                                              original.size)  # fmt: skip
+    options, pixels = studio.request(ctx.editor, **knobs)
+    warnings = [t for t in (notice, mask_notice) if t] + domain_notices(ctx, img, instruction, pixels, strict)
+    return img, warnings, user_mask, options, pixels
 
 
 def api_edit(ctx: Context, image, instruction, mask=None, **knobs):
     """Edit an image. Streams one update per decoding step, (None, {step, num_steps, held_fraction, preview}) with
     preview a JPEG data URL when one was decoded at that step (else null), then the result: (the edited PNG with
-    every parameter in its metadata, {done: true, ...the parameters (seed included), held_fraction, notice})."""
+    every parameter in its metadata, {done: true, ...the parameters (seed included), held_fraction, warnings,
+    notice}). warnings: downscale, mask and out-of-domain notices (also in the first update); strict=True refuses
+    out-of-domain inputs instead."""
     with user_errors():
-        img, notice, user_mask, options, pixels = api_request(ctx, image, mask, knobs)
-        studio.check_instruction(instruction)
+        img, warnings, user_mask, options, pixels = api_request(ctx, image, instruction, mask, knobs)
         for item in ctx.stream(img, instruction, options, user_mask, pixels):
             if isinstance(item, studio.Frame):
                 preview = None if item.preview is None else studio.data_url(item.preview)
-                yield None, {"step": item.step + 1, "num_steps": item.num_steps,
-                             "held_fraction": item.held_fraction, "preview": preview}  # fmt: skip
+                yield None, {"step": item.step + 1, "num_steps": item.num_steps, "held_fraction": item.held_fraction,
+                             "preview": preview, **({"warnings": warnings} if item.step == 0 else {})}  # fmt: skip
             else:
-                info = {"held_fraction": item.held_fraction, "timings": item.timings, "notice": notice}
+                notice = " ".join(warnings) or None
+                info = {"held_fraction": item.held_fraction, "timings": item.timings, "warnings": warnings,
+                        "notice": notice}  # fmt: skip
                 yield ctx.save(item)[0], {"done": True, **item.parameters, **info}
 
 
 def api_sweep(ctx: Context, image, instruction, mask=None, lam_values="0, 0.2", gamma_values="", **knobs):
     """Threshold exploration: one edit per (γ, λ) cell, all with one seed; the image and text are encoded once.
     Streams as cells finish: (gallery of (image, label)), {seed, cells: [{index, lam, gamma, held_fraction,
-    change_outside}], done})."""
+    change_outside}], done, warnings (as /edit's, plus a brush that makes λ irrelevant), notice})."""
     with user_errors():
-        img, notice, user_mask, options, pixels = api_request(ctx, image, mask, knobs)
-        studio.check_instruction(instruction)
+        img, warnings, user_mask, options, pixels = api_request(ctx, image, instruction, mask, knobs)
         options = resolve_options(ctx.editor, options)
         lams, gammas = sweep_grid(lam_values, gamma_values, options.gamma)
+        brush = studio.brush_note(user_mask, options) if len(lams) > 1 else None
+        warnings += [brush] * bool(brush)
         cells = []
         for item in ctx.sweep(img, instruction, options, lams, gammas, user_mask, pixels):
             if isinstance(item, studio.Cell):
                 cells.append(item)
                 done = len(cells) == len(lams) * len(gammas)
                 summary = {"seed": options.seed, "cells": [c.summary() for c in cells], "done": done}
-                yield cell_gallery(cells), {**summary, "notice": notice}
+                yield cell_gallery(cells), {**summary, "warnings": warnings, "notice": " ".join(warnings) or None}
 
 
 # ---------------------------------------------------------------------------------------------------- small helpers
@@ -358,6 +447,14 @@ def layers_text(layers) -> str:
     if len(layers) > 2 and all(isinstance(i, int) for i in layers) and layers == list(range(layers[0], layers[-1] + 1)):
         return f"{layers[0]}-{layers[-1]}"
     return ", ".join(map(str, layers))
+
+
+def header(editor: Editor) -> str:
+    known = domain.domain_of(editor).get("trained_on")
+    scope = f" It was trained on {known} only: other images and instructions get a warning." if known else ""
+    return ("# EditMGT Studio\nInstruction-driven image editing with a masked generative transformer: watch the edit "
+            "being decoded token by token, see where the model attends, and hold everything else. "
+            f"Model: {editor.settings.name}.{scope}")  # fmt: skip
 
 
 def examples() -> list[list[str]]:
@@ -396,6 +493,8 @@ def input_panel(editor: Editor) -> tuple[gr.ImageEditor, gr.Textbox, dict]:
         layers=False, transforms=(), brush=gr.Brush(colors=[("#ff2d7a", 0.6)], color_mode="fixed"), height=420,
         elem_id="image-in",
     )  # fmt: skip
+    limits = f'data-side="{studio.browser_side(editor)}" data-pixels="{studio.HARD_PIXELS}"'
+    gr.HTML(f'<div id="upload-note" {limits} role="status"></div>', js_on_load=UPLOAD_JS, padding=False)
     instruction = gr.Textbox(label="Instruction", info=HELP["instruction"], lines=2, elem_id="instruction")
     views = entries.map_views(editor.settings.attention_layers, editor.settings.reference_band)
     view = gr.Radio(list(views), value=next(iter(views)), label="Map", info=HELP["map"], elem_id="map-view")
@@ -433,6 +532,8 @@ def input_panel(editor: Editor) -> tuple[gr.ImageEditor, gr.Textbox, dict]:
                                     info=HELP["focus_gate"])  # fmt: skip
         k["keep_pixels"] = gr.Checkbox(d.keep_pixels, label="Keep original pixels where unchanged",
                                        elem_id="keep-pixels", info=HELP["keep_pixels"])  # fmt: skip
+    k["strict"] = gr.Checkbox(False, label="Strict: refuse inputs the model was not trained on", elem_id="strict",
+                              info=HELP["strict"])  # fmt: skip
     assert set(k) == set(KNOBS)
     view.change(lambda v: layers_text(views[v]), view, k["layers"], queue=False, show_progress="hidden")
     chips_state = partial(keyword_chips_state, editor.settings.attention_layers)
@@ -462,6 +563,7 @@ def api_panel(editor: Editor) -> dict:
         "keep_pixels": gr.Checkbox(d.keep_pixels, label="keep_pixels"),
         "focus_gate": num(d.focus_gate, label="focus_gate (0 = always hold)"),
         "token_temperature": num(d.token_temperature, label="token_temperature (1 = the model's probabilities)"),
+        "strict": gr.Checkbox(False, label="strict (refuse out-of-domain inputs instead of warning)"),
     }
 
 
@@ -477,11 +579,8 @@ def build_app(editor: Editor, *, concurrency: int = 1, max_queue: int = 16, **co
         frames_state = gr.State([])  # per session: (canvas JPEG, overlay JPEG, status) of each step of the last run
         last_state = gr.State(None)  # per session: the last result {"image", "parameters"}
         history_state = gr.State([])  # per session: earlier results, newest last
-        gr.Markdown(
-            "# EditMGT Studio\nInstruction-driven image editing with a masked generative transformer "
-            f"({editor.settings.name}): watch the edit being decoded token by token, see where the model attends, "
-            "and hold everything else."
-        )
+        typed_state = gr.State("")  # per session: the instruction as the keyword chips last saw it
+        gr.Markdown(header(editor))
         with gr.Row():
             with gr.Column(scale=2):
                 image_in, instruction, knobs = input_panel(editor)
@@ -503,7 +602,7 @@ def build_app(editor: Editor, *, concurrency: int = 1, max_queue: int = 16, **co
                     with gr.Row():
                         files = gr.File(label="Download: PNG (parameters in metadata) + JSON", file_count="multiple")
                         with gr.Column():
-                            used_seed = gr.Number(label="Seed used", interactive=False, elem_id="used-seed")
+                            used_seed = gr.Number(None, label="Seed used", interactive=False, elem_id="used-seed")
                             use_btn = gr.Button("Use as input", elem_id="use-as-input")
                     gallery = gr.Gallery(label="History (click to restore)", columns=6, height=200, elem_id="history",
                                          allow_preview=False, fit_columns=False, object_fit="contain")  # fmt: skip
@@ -537,10 +636,14 @@ def build_app(editor: Editor, *, concurrency: int = 1, max_queue: int = 16, **co
         )  # fmt: skip
         for btn in (stop_btn, sweep_stop):
             btn.click(None, cancels=[run_event, sweep_event])
+        stop_btn.click(stopped, status, status, **private)
+        sweep_stop.click(stopped, sweep_status, sweep_status, **private)
         scrubber.input(replay, [frames_state, scrubber], [canvas, overlay, status], **private)
-        instruction.change(chips, [instruction, knobs["keywords"]], knobs["keywords"], **private)
+        instruction.change(chips, [instruction, knobs["keywords"], typed_state], [knobs["keywords"], typed_state],
+                           **private)  # fmt: skip
         use_btn.click(use_as_input, last_state, image_in, **private)
-        gallery.select(restore, history_state, [image_in, instruction, *knobs.values()], **private)
+        gallery.select(restore, history_state, [image_in, instruction, *knobs.values(), result, status, typed_state],
+                       **private)  # fmt: skip
         a_edit.click(partial(api_edit, ctx), [a_image, a_instruction, a_mask], [a_result, a_info],
                      inputs_kwargs=api_knobs, api_name="edit", **gpu)  # fmt: skip
         a_sweep.click(partial(api_sweep, ctx), [a_image, a_instruction, a_mask, a_lams, a_gammas], [a_grid, a_cells],

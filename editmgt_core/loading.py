@@ -61,6 +61,7 @@ class Settings:
     image_range: tuple[float, float] = (0.0, 1.0)  # pixel range the VQ model was trained on
     name: str = "EditMGT 1B, the published model: photos, edits written as one English sentence"  # shown in the UI
     defaults: dict = field(default_factory=dict)  # SamplerOptions overrides suited to this model
+    domain: dict = field(default_factory=dict)  # what it was trained on, for out-of-domain notices (domain.py)
 
     @classmethod
     def read(cls, root: Path) -> Settings:

@@ -12,6 +12,7 @@ import contextvars
 import dataclasses
 import io
 import math
+import os
 import queue
 import re
 import threading
@@ -213,6 +214,12 @@ def resolution_range(editor: Editor) -> tuple[int, int, int]:
     return 8 * editor.vq.factor, default, min(2048, 2 * default)
 
 
+def browser_side(editor: Editor) -> int:
+    """Longest side an upload is downscaled to in the browser: twice the working side, 1024 to 2048 pixels (more
+    than the model uses; the result keeps the upload's size at that side)."""
+    return min(2048, max(1024, 2 * math.isqrt(editor.settings.pixels)))
+
+
 def work_pixels(editor: Editor, side) -> int | None:
     """Working pixel count for a side length (a square's worth, aspect kept by the core); 0 / None = default."""
     if side in (None, 0):
@@ -231,9 +238,53 @@ def brush_mask(layers: Sequence[Image.Image] | None, size: tuple[int, int]) -> n
     return painted if painted.any() else None
 
 
-def mask_image(mask: Image.Image, size: tuple[int, int]) -> np.ndarray:
-    """A mask image (white = may edit, black = keep; transparency counts as white) -> bool [H, W] at size."""
-    return np.asarray(to_rgb(mask).convert("L").resize(size, Image.Resampling.BILINEAR)) > 127
+def mask_image(mask: Image.Image, size: tuple[int, int], image_size: tuple[int, int] | None = None):
+    """A mask image (white = may edit, black = keep; transparency counts as white) -> (bool [H, W] at size, notice).
+
+    image_size: the uploaded image's own size (before any downscale; default size). A mask of that size is used as
+    is; one with the same aspect ratio is scaled and the notice says so; another shape is a ValueError (stretching
+    it would move the region)."""
+    image_size = image_size or size
+    notice = None
+    if mask.size != image_size:
+        (mw, mh), (iw, ih) = mask.size, image_size
+        if abs(mw / mh - iw / ih) > 0.02 * iw / ih:
+            raise ValueError(f"the mask is {mw}x{mh} but the image is {iw}x{ih}; give a mask of the image's size "
+                             "(white = may edit, black = keep)")  # fmt: skip
+        notice = f"The mask is {mw}x{mh} and the image {iw}x{ih}: the mask was scaled to the image."
+    return np.asarray(to_rgb(mask).convert("L").resize(size, Image.Resampling.BILINEAR)) > 127, notice
+
+
+def keep_keywords(previous: str | None, instruction: str | None, chosen: Sequence[str] | None) -> list[str]:
+    """The ticked keywords that still apply. Kept (those still in the text) while the instruction is typed: the new
+    text is the old with one span inserted or deleted; dropped when the text is replaced as a whole (an example, a
+    paste over it, a restore), even by an instruction that shares the word. Typing over a selection of up to two
+    characters (a capital letter, a typo) counts as typing."""
+    old, new = previous or "", instruction or ""
+    start = len(os.path.commonprefix([old, new]))
+    end = len(os.path.commonprefix([old[start:][::-1], new[start:][::-1]]))
+    typed = bool(old) and start + end >= min(len(old), len(new)) - 2
+    present = {w.lower(): w for w in words(new)}
+    return [present[w.lower()] for w in chosen or () if typed and w.lower() in present]
+
+
+def stopped_status(status: str | None) -> str | None:
+    """The status after Stop: 'stopped at step k/N' when a run was streaming (None: nothing was running)."""
+    found = re.search(r"[Ss]tep (\d+)/(\d+)", status or "")
+    if not found or status.startswith(("**Done**", "**Stopped**")):
+        return None
+    k, n = found.groups()
+    return f"**Stopped** at step {k}/{n}: the panels show that step; results and history are unchanged. Press " \
+        "**Edit** to run again."  # fmt: skip
+
+
+def brush_note(mask: np.ndarray | None, options: SamplerOptions) -> str | None:
+    """Why a sweep's λ cells can be alike: with a painted brush in 'replace' mode the brush alone is the hold region."""
+    if mask is None or options.mask_mode != "replace":
+        return None
+    return "A brush is painted and the brush mask mode is 'replace': the brush, not the map, decides what is held, " \
+        "so λ changes nothing and cells differing only in λ are identical. Choose 'union' or 'intersection' " \
+        "(Advanced) to compare λ, or clear the brush."  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------- edits as CPU data

@@ -208,7 +208,10 @@ def test_ui_handlers(editor, tmp_path):
                  negative_prompt="", layers="1, s0", temperature_start=2.0, temperature_end=0.0, resolution=32,
                  mask_mode="union")  # fmt: skip
     updates = list(app.run_edit(ctx, value, "make the circle red", [], **knobs))
-    assert len(updates) == 3 and all(len(u) == 12 for u in updates)  # steps 1 and 2 live, step 3 with the result
+    assert len(updates) == 4 and all(len(u) == 12 for u in updates)  # cleared, steps 1 and 2 live, 3 with the result
+    cleared = updates[0]
+    assert cleared[2].startswith("**Encoding** the 32x32 image") and cleared[3] is None and cleared[4] is None
+    assert cleared[6] is None and cleared[7] is None and cleared[8] == []  # no result, files, seed or frames of before
     final = updates[-1]
     before, after = final[3]
     files, seed, frames, last, history = final[6], final[7], final[8], final[9], final[10]
@@ -216,9 +219,12 @@ def test_ui_handlers(editor, tmp_path):
     assert studio.read_parameters(files[0])["keywords"] == ["circle"] and Path(files[1]).suffix == ".json"
     assert app.replay(frames, 2)[2].startswith("**Step 2/3**")
     assert app.use_as_input(last)["background"] is last["image"]
-    assert app.chips("make the Circle red", ["circle", "dog"]).value == ["Circle"]  # stale chips are dropped
+    assert app.chips("make the Circle red", ["circle", "dog"], "make the circle red")[0].value == ["Circle"]  # typed
+    assert app.chips("make the circle blue", ["circle"], "make the square red")[0].value == []  # a new instruction
     restored = app.restore(history, type("Select", (), {"index": 0})())
     assert restored[1] == "make the circle red" and restored[7] == 7 and restored[8] is False
+    assert restored[0]["background"] is history[0]["source"] and history[0]["source"] is before  # the input
+    assert restored[-3] == (before, history[0]["image"]) and "Restored the input" in restored[-2]
     assert (
         restored[2 + app.KNOBS.index("mask_mode")] == "union"
         and restored[2 + app.KNOBS.index("resolution")] is app.SKIP

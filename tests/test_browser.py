@@ -105,3 +105,71 @@ def test_a_brush_stroke_restricts_the_edit(page):
     page.wait_for_function("() => document.querySelector('#status').innerText.includes('Done')", timeout=120_000)
     held = int(page.locator("#status").inner_text().split("seed")[1].split("·")[1].split("%")[0])
     assert 50 < held < 100  # at λ = 0 only the brush holds tokens: everything but the stroke
+
+
+def status_has(page, text, timeout=120_000):
+    page.wait_for_function("t => document.querySelector('#status').innerText.includes(t)", arg=text, timeout=timeout)
+
+
+def test_a_large_png_is_downscaled_in_the_browser_and_edited(page, tmp_path):
+    """A 4000x3000 PNG over the 25 MB upload limit: prepared in the page, uploaded small, edited, no hang."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    big = tmp_path / "big.png"
+    Image.fromarray(rng.integers(0, 256, (3000, 4000, 3), dtype=np.uint8)).save(big, compress_level=1)
+    assert big.stat().st_size > 25e6  # as sent unchanged, the server would refuse it (HTTP 413)
+    upload(page, big)
+    note = page.locator("#upload-note")
+    assert "is 4000x3000: downscaled to 1024x768 in the browser" in note.inner_text()
+    page.locator("#instruction textarea").fill("make the circle red")
+    page.locator("#steps input[type=number]").fill("2")
+    page.locator("#run").click()
+    status_has(page, "Done")
+    assert page.locator("#result img").count() >= 1
+
+
+def test_an_undecodable_upload_says_so(page, tmp_path):
+    fake = tmp_path / "notes.png"
+    fake.write_text("this is not an image")
+    page.locator("#image-in input[type=file]").set_input_files(str(fake))
+    page.wait_for_function("() => document.querySelector('#upload-note').innerText.includes('could not be decoded')")
+
+
+def test_a_new_run_clears_the_old_result_and_stop_says_where_it_ended(page, monkeypatch):
+    prefetch = app.studio.prefetch  # (the server runs in this process) steps take 0.2 s: time to press Stop
+    monkeypatch.setattr(app.studio, "prefetch", lambda items, depth=2: prefetch(time.sleep(0.2) or i for i in items))
+    upload(page, EXAMPLE)
+    page.locator("#instruction textarea").fill("make the circle red")
+    page.locator("#steps input[type=number]").fill("2")
+    page.locator("#run").click()
+    status_has(page, "Done")
+    assert page.locator("#result img").count() >= 1 and page.locator("#used-seed input").input_value() != ""
+    page.locator("#steps input[type=number]").fill("64")
+    page.locator("#run").click()
+    status_has(page, "Step ")  # streaming: the last run's result, seed and files are gone
+    assert page.locator("#result img").count() == 0 and page.locator("#used-seed input").input_value() == ""
+    page.locator("#stop").click()
+    status_has(page, "Stopped at step", timeout=30_000)
+    page.locator("#steps input[type=number]").fill("2")
+    page.locator("#run").click()  # the page still takes edits
+    status_has(page, "Done")
+
+
+def test_history_restores_the_input_and_chips_follow_the_instruction(page):
+    upload(page, EXAMPLE)
+    page.locator("#instruction textarea").fill("Paint the yellow circle green")
+    page.locator("#keywords label", has_text="circle").click()
+    page.locator("#steps input[type=number]").fill("2")
+    page.locator("#run").click()
+    status_has(page, "Done")
+    page.locator("#instruction textarea").fill("make the circle blue")  # a new instruction: no stale ticks
+    page.wait_for_function("() => document.querySelectorAll('#keywords input').length === 4", timeout=10_000)
+    assert page.locator("#keywords input:checked").count() == 0
+    page.locator("#history img").first.click()
+    status_has(page, "Restored the input", timeout=30_000)
+    assert page.locator("#instruction textarea").input_value() == "Paint the yellow circle green"
+    page.wait_for_function("() => document.querySelectorAll('#keywords input').length === 5", timeout=10_000)
+    time.sleep(1)  # the chips' own update after the restore must keep the restored tick
+    assert page.locator("#keywords input:checked").count() == 1

@@ -110,7 +110,22 @@ def test_brush_and_mask_images():
     mask = studio.brush_mask([layer], (40, 20))
     assert mask.shape == (20, 40) and mask[:, :20].all() and not mask[:, 20:].any()
     white_left = Image.fromarray(np.repeat(np.array([[255, 0]], np.uint8), 5, axis=0).repeat(5, axis=1))
-    assert studio.mask_image(white_left, (10, 5))[:, :4].all()
+    mask, notice = studio.mask_image(white_left, (10, 5))
+    assert mask[:, :4].all() and notice is None
+    mask, notice = studio.mask_image(white_left, (20, 10), (40, 20))  # same aspect: scaled, and said so
+    assert mask.shape == (10, 20) and "scaled" in notice
+    assert studio.mask_image(white_left, (20, 10), (10, 5))[1] is None  # the upload's own size: quiet
+    with pytest.raises(ValueError, match="mask is 10x5 but the image is 10x10"):
+        studio.mask_image(white_left, (10, 10))
+
+
+def test_screen_helpers():
+    assert studio.keep_keywords("make the red circle", "make the red circle blue", ["red", "dog"]) == ["red"]
+    assert studio.keep_keywords("make the red circle", "make the circle", ["red", "circle"]) == ["circle"]
+    assert studio.keep_keywords("make the red circle blue", "make the red square green", ["red"]) == []  # replaced
+    assert studio.keep_keywords("", "make the red circle", ["red"]) == []
+    assert studio.stopped_status("**Step 12/64** · 3% held").startswith("**Stopped** at step 12/64")
+    assert studio.stopped_status("**Done** · 12 steps") is None and studio.stopped_status("") is None
 
 
 def cpu_only(value):
