@@ -142,8 +142,9 @@ def map_views(recipe, reference_band) -> dict[str, tuple]:
     """The maps a front end offers: {label: entries}. The model's own recipe; its attention part (or its reference
     band), where the instruction's words point; and the predicted change, where the model is about to edit."""
     attention = tuple(e for e in recipe if not parse(e).is_logit) or tuple(reference_band)
-    views = {"model's map": tuple(recipe)}
-    if attention:
-        views["attention"] = attention
-    views["predicted change"] = ("change",)
-    return views
+    views = {"model's map": tuple(recipe), "attention": attention, "predicted change": ("change",)}
+    out = {}
+    for label, layers in views.items():  # each map once, under the first name that fits
+        if layers and layers not in out.values():
+            out[label] = layers
+    return out

@@ -37,3 +37,11 @@ def test_valid_and_check():
         entries.check((0, "rs4"), depth=4)
     with pytest.raises(ValueError, match=r"\['1:h2'\] out of range 0..3 \(heads 0..1\)"):
         entries.check(("1:h2",), depth=4, heads=2)
+
+
+def test_map_views_and_words():
+    assert entries.map_views((5, "s0", "change"), (5,)) == {
+        "model's map": (5, "s0", "change"), "attention": (5, "s0"), "predicted change": ("change",)
+    }
+    assert entries.map_views(("change",), (5,)) == {"model's map": ("change",), "attention": (5,)}
+    assert entries.reads_words((5, "change")) and not entries.reads_words(("change", "kl"))
