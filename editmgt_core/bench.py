@@ -133,12 +133,7 @@ def bench_stream(args) -> dict:
     from pathlib import Path
 
     from gradio_client import Client, handle_file  # the client library only: the server runs in its own process
-    from PIL import Image
 
-    from .editing import default_options, edit
-    from .loading import load_editor
-
-    torch.set_num_threads(args.threads)
     root = Path(__file__).resolve().parent.parent
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -156,17 +151,26 @@ def bench_stream(args) -> dict:
                 time.sleep(0.5)
         if client is None:
             raise RuntimeError("the studio did not start within 120 s")
-        editor = load_editor(args.model)
         path = Path(args.image or root / "assets" / "examples" / "recolor-yellow-circle.png")
-        options = default_options(editor, seed=1)
+        # in-process edits run in a process of their own: gradio_client's threads would hold this one's GIL
+        work = [sys.executable, "-m", "editmgt_core.bench", "edit-worker", str(args.model), str(path), args.instruction,
+                str(args.threads)]  # fmt: skip
+        pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.DEVNULL, "text": True}
+        worker = subprocess.Popen(work, cwd=root, env=env, **pipes)
+
+        def local_edit() -> tuple[float, int]:
+            worker.stdin.write("run\n")
+            worker.stdin.flush()
+            seconds, steps = worker.stdout.readline().split()
+            return float(seconds), int(steps)
+
         knobs = {"seed": 1, "api_name": "/edit"}
         client.predict(handle_file(str(path)), args.instruction, **knobs)  # warm-up, both sides
-        edit(editor, Image.open(path), args.instruction, options)
+        local_edit()
         local, first, total, updates = [], [], [], []
         for _ in range(args.runs):
-            start = time.perf_counter()
-            edit(editor, Image.open(path), args.instruction, options)
-            local.append(time.perf_counter() - start)
+            seconds, steps = local_edit()
+            local.append(seconds)
             start = time.perf_counter()
             job = client.submit(handle_file(str(path)), args.instruction, **knobs)
             next(iter(job))  # the first streamed update
@@ -174,18 +178,40 @@ def bench_stream(args) -> dict:
             job.result()
             total.append(time.perf_counter() - start)
             updates.append(len(job.outputs()))
+        worker.stdin.close()
+        worker.wait(timeout=30)
     finally:
         server.terminate()
         server.wait(timeout=30)
     med = lambda xs: round(1000 * statistics.median(xs), 1)  # noqa: E731
     return {
-        "model": str(args.model), "threads": args.threads, "runs": args.runs, "steps": options.steps,
+        "model": str(args.model), "threads": args.threads, "runs": args.runs, "steps": steps,
         "in_process_ms": med(local), "first_update_ms": med(first), "streamed_ms": med(total),
         "updates": statistics.median(updates), "streamed_over_in_process": round(med(total) / med(local), 3),
     }  # fmt: skip
 
 
+def edit_worker(model: str, path: str, instruction: str, threads: str) -> None:
+    """`stream`'s in-process side: one timed edit() per 'run' line on stdin, '<seconds> <steps>' on stdout."""
+    from PIL import Image
+
+    from .editing import default_options, edit
+    from .loading import load_editor
+
+    torch.set_num_threads(int(threads))
+    editor = load_editor(model)
+    options = default_options(editor, seed=1)
+    for _ in sys.stdin:
+        start = time.perf_counter()
+        edit(editor, Image.open(path), instruction, options)
+        print(f"{time.perf_counter() - start:.6f} {options.steps}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["edit-worker"]:
+        edit_worker(*argv[1:])
+        return 0
     parser = argparse.ArgumentParser(prog="python -m editmgt_core.bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     fwd = sub.add_parser("forward", help="time one transformer forward")
