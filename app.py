@@ -160,6 +160,7 @@ class Context:
     preview_side: int
     frame_interval: float  # seconds between live frames sent to the browser
     out_dir: Path  # downloads (PNG + JSON)
+    check: Callable[..., list[str]] = lambda *args: []  # (image, instruction, pixels) -> out-of-domain notices
 
     def save(self, final: studio.Final) -> list[str]:
         studio.prune(self.out_dir)
@@ -179,7 +180,10 @@ def editor_image(value) -> tuple[Image.Image, str | None, object]:
 
 def domain_notices(ctx: Context, image: Image.Image, instruction: str, pixels, strict) -> list[str]:
     """Out-of-domain notices for an edit's inputs (strict: a ValueError instead, shown as an error)."""
-    return [n.text for n in domain.check(ctx.editor, image, instruction, pixels=pixels, strict=bool(strict))]
+    notices = ctx.check(image, instruction, pixels)
+    if strict and notices:
+        raise domain.OutOfDomainError("strict mode: " + " ".join(notices))
+    return notices
 
 
 def gate_note(item: studio.Frame | studio.Final) -> str:
@@ -631,6 +635,9 @@ def make_context(
     def sweep(image, instruction, options, lams, gammas, mask, pixels):  # runs on the GPU worker under ZeroGPU
         yield from studio.sweep(editor, image, instruction, options, lams, gammas, user_mask=mask, pixels=pixels)
 
+    def check(image, instruction, pixels):  # a VQ round trip: on the GPU worker under ZeroGPU too
+        return [n.text for n in domain.check(editor, image, instruction, pixels=pixels)]
+
     on_gpu = gpu_wrapper()
     gpu_stream, gpu_sweep = on_gpu(stream, 120), on_gpu(sweep, 300)
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="editmgt-studio-"))
@@ -641,6 +648,7 @@ def make_context(
         preview_side,
         frame_interval,
         out_dir,
+        on_gpu(check, 30) if domain.domain_of(editor) else lambda *args: [],
     )
 
 
