@@ -183,6 +183,7 @@ class Context:
     preview_side: int
     frame_interval: float  # seconds between live frames sent to the browser
     out_dir: Path  # downloads (PNG + JSON)
+    check: Callable[..., list[str]] = lambda *args: []  # (image, instruction, pixels) -> out-of-domain notices
 
     def save(self, final: studio.Final) -> list[str]:
         studio.prune(self.out_dir)
@@ -202,7 +203,10 @@ def editor_image(value) -> tuple[Image.Image, str | None, object]:
 
 def domain_notices(ctx: Context, image: Image.Image, instruction: str, pixels, strict) -> list[str]:
     """Out-of-domain notices for an edit's inputs (strict: a ValueError instead, shown as an error)."""
-    return [n.text for n in domain.check(ctx.editor, image, instruction, pixels=pixels, strict=bool(strict))]
+    notices = ctx.check(image, instruction, pixels)
+    if strict and notices:
+        raise domain.OutOfDomainError("strict mode: " + " ".join(notices))
+    return notices
 
 
 def gate_note(item: studio.Frame | studio.Final) -> str:
@@ -677,6 +681,9 @@ def make_context(
     def sweep_seconds(image, instruction, options, lams, gammas, mask, pixels):
         return gpu_seconds(options.steps, pixels or editor.settings.pixels, len(lams) * max(1, len(gammas or ())))
 
+    def check(image, instruction, pixels):  # a VQ round trip: on the GPU worker under ZeroGPU too
+        return [n.text for n in domain.check(editor, image, instruction, pixels=pixels)]
+
     on_gpu = gpu_wrapper()
     gpu_stream, gpu_sweep = on_gpu(stream, stream_seconds), on_gpu(sweep, sweep_seconds)
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="editmgt-studio-"))
@@ -687,6 +694,7 @@ def make_context(
         preview_side,
         frame_interval,
         out_dir,
+        on_gpu(check, 30) if domain.domain_of(editor) else lambda *args: [],
     )
 
 

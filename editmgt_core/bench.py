@@ -2,10 +2,14 @@
 
     python -m editmgt_core.bench forward --config editmgt --grid 16 --batch 2 --text-len 256
     python -m editmgt_core.bench edit --model assets/default-model
+    python -m editmgt_core.bench stream --model assets/default-model --runs 5
 
 `forward` times the transformer (median of N runs after a warm-up; random weights) with and without attention
 capture, and reports peak resident memory. `edit` times whole edits of a model folder, split into text encoding,
 VQ encoding, sampling and decoding, with plain sampling (λ = 0, no capture) against capture + consolidation + hold.
+`stream` serves the studio (`app.py`, a subprocess with the same thread count) and times streamed edits through
+gradio_client against in-process `edit()`, interleaved, same image, instruction and seed: the time from submit to
+the first streamed update and to the result, and their ratios to the in-process edit.
 """
 
 from __future__ import annotations
@@ -122,7 +126,92 @@ def bench_edit(args) -> dict:
     return result
 
 
+def bench_stream(args) -> dict:
+    import os
+    import socket
+    import subprocess
+    from pathlib import Path
+
+    from gradio_client import Client, handle_file  # the client library only: the server runs in its own process
+
+    root = Path(__file__).resolve().parent.parent
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "GRADIO_ANALYTICS_ENABLED": "False"}
+    cmd = [sys.executable, str(root / "app.py"), "--model", str(args.model), "--port", str(port), "--device", "cpu"]
+    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = None
+        for _ in range(240):
+            try:
+                client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+                break
+            except Exception:  # not up yet
+                time.sleep(0.5)
+        if client is None:
+            raise RuntimeError("the studio did not start within 120 s")
+        path = Path(args.image or root / "assets" / "examples" / "recolor-yellow-circle.png")
+        # in-process edits run in a process of their own: gradio_client's threads would hold this one's GIL
+        work = [sys.executable, "-m", "editmgt_core.bench", "edit-worker", str(args.model), str(path), args.instruction,
+                str(args.threads)]  # fmt: skip
+        pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.DEVNULL, "text": True}
+        worker = subprocess.Popen(work, cwd=root, env=env, **pipes)
+
+        def local_edit() -> tuple[float, int]:
+            worker.stdin.write("run\n")
+            worker.stdin.flush()
+            seconds, steps = worker.stdout.readline().split()
+            return float(seconds), int(steps)
+
+        knobs = {"seed": 1, "api_name": "/edit"}
+        client.predict(handle_file(str(path)), args.instruction, **knobs)  # warm-up, both sides
+        local_edit()
+        local, first, total, updates = [], [], [], []
+        for _ in range(args.runs):
+            seconds, steps = local_edit()
+            local.append(seconds)
+            start = time.perf_counter()
+            job = client.submit(handle_file(str(path)), args.instruction, **knobs)
+            next(iter(job))  # the first streamed update
+            first.append(time.perf_counter() - start)
+            job.result()
+            total.append(time.perf_counter() - start)
+            updates.append(len(job.outputs()))
+        worker.stdin.close()
+        worker.wait(timeout=30)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    med = lambda xs: round(1000 * statistics.median(xs), 1)  # noqa: E731
+    return {
+        "model": str(args.model), "threads": args.threads, "runs": args.runs, "steps": steps,
+        "in_process_ms": med(local), "first_update_ms": med(first), "streamed_ms": med(total),
+        "updates": statistics.median(updates), "streamed_over_in_process": round(med(total) / med(local), 3),
+    }  # fmt: skip
+
+
+def edit_worker(model: str, path: str, instruction: str, threads: str) -> None:
+    """`stream`'s in-process side: one timed edit() per 'run' line on stdin, '<seconds> <steps>' on stdout."""
+    from PIL import Image
+
+    from .editing import default_options, edit
+    from .loading import load_editor
+
+    torch.set_num_threads(int(threads))
+    editor = load_editor(model)
+    options = default_options(editor, seed=1)
+    for _ in sys.stdin:
+        start = time.perf_counter()
+        edit(editor, Image.open(path), instruction, options)
+        print(f"{time.perf_counter() - start:.6f} {options.steps}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["edit-worker"]:
+        edit_worker(*argv[1:])
+        return 0
     parser = argparse.ArgumentParser(prog="python -m editmgt_core.bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     fwd = sub.add_parser("forward", help="time one transformer forward")
@@ -147,8 +236,15 @@ def main(argv: list[str] | None = None) -> int:
     ed.add_argument("--device", default="cpu")
     ed.add_argument("--threads", type=int, default=2)
     ed.add_argument("--repeats", type=int, default=5, help="timed edits per setting after one warm-up")
+    st = sub.add_parser("stream", help="streamed edits through the studio's API against in-process edits")
+    st.add_argument("--model", default="assets/default-model", help="model folder")
+    st.add_argument("--image", default=None, help="input image (default: the bundled recolour example)")
+    st.add_argument("--instruction", default="Paint the yellow circle green")
+    st.add_argument("--threads", type=int, default=2, help="torch CPU threads, here and in the server")
+    st.add_argument("--runs", type=int, default=5, help="interleaved timed runs of each after one warm-up")
     args = parser.parse_args(argv)
-    print(json.dumps(bench_forward(args) if args.command == "forward" else bench_edit(args), indent=2))
+    run = {"forward": bench_forward, "edit": bench_edit, "stream": bench_stream}[args.command]
+    print(json.dumps(run(args), indent=2))
     return 0
 
 
