@@ -6,8 +6,8 @@ A thin UI over `editmgt_core.studio` (limits, the streamed edit and the λ/γ sw
 handlers below only route values. Named API endpoints `/edit` and `/sweep` take a file, text and numbers (README).
 On a Hugging Face ZeroGPU Space (SPACES_ZERO_GPU set) `spaces` is imported before anything can touch CUDA, the GPU
 work runs inside `spaces.GPU` with a duration estimated per call, and only PIL images, numpy arrays and plain values
-cross back. EDITMGT_MODEL (a Space variable `deploy-space` writes on GPU hardware) names the model a GPU run loads by
-default; on the CPU the bundled model stays the default.
+cross back. EDITMGT_MODEL (a Space variable `deploy-space` writes) names the model a GPU run loads by default; on
+the CPU the bundled model stays the default.
 """
 
 from __future__ import annotations
@@ -153,7 +153,8 @@ def user_errors():
 
 
 # ZeroGPU durations: a visitor's quota must cover the duration asked for, so ask for what a call needs. Per step at
-# 1024x1024 working pixels on the 1B model, bf16, guidance on, previews decoded (see docs/published-model.md).
+# 1024x1024 working pixels: 2.7x the 0.19 s an fp32 step of the 1B model took on an H200, for the previews decoded
+# during the edit and a smaller GPU slice (docs/published-model.md).
 GPU_STEP_SECONDS = 0.5
 GPU_START_SECONDS = 10  # text encoders, VQ encode and decode, hand-over
 GPU_MAX_SECONDS = 300  # the most one call may ask for
@@ -739,8 +740,7 @@ def load(model: str | Path, device: str, dtype: str = "fp32", offload: bool = Fa
         raise SystemExit(f"EditMGT Studio: cannot load the model {str(model)!r}: {err}") from None
     warning = cpu_warning(editor, default_options(editor).steps)
     if warning:
-        log.warning("%s", warning)
-        print(f"EditMGT Studio: warning: {warning}", flush=True)
+        log.warning("EditMGT Studio: %s", warning)
     return editor
 
 

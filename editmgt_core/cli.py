@@ -197,7 +197,7 @@ def _load_editor(args: argparse.Namespace, device: str | None = None):
     device = device or args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         editor = load_editor(args.model, device=device, dtype=args.dtype, offload=args.offload)
-        warning = cpu_warning(editor, args.steps or default_options(editor).steps)
+        warning = cpu_warning(editor, getattr(args, "steps", None) or default_options(editor).steps)
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
         return editor

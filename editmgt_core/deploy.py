@@ -152,6 +152,11 @@ def deploy(
     (or anything with the same methods). dry_run: only log what would be uploaded; `api` is not touched."""
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id):
         raise ValueError(f"--repo {repo_id!r}: expected a Space id USER/NAME")
+    from huggingface_hub import SpaceHardware
+
+    known = [h.value for h in SpaceHardware]
+    if hardware is not None and hardware not in known:
+        raise ValueError(f"--hardware {hardware!r}: expected one of {', '.join(known)}")
     files = plan(root)
     fields = front_matter(root)
     log(describe(files, fields, repo_id, hardware, model))

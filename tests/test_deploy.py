@@ -100,6 +100,9 @@ def test_command_line(clone, capsys, monkeypatch):
     assert "through Xet/LFS" in capsys.readouterr().out
     assert cli.main(["deploy-space", "--repo", "not a repo id", "--dry-run"]) == 1
     assert "expected a Space id USER/NAME" in capsys.readouterr().err
+    assert cli.main(["deploy-space", "--repo", "me/studio", "--hardware", "zero-gpu", "--dry-run"]) == 1
+    err = capsys.readouterr().err
+    assert "--hardware 'zero-gpu': expected one of cpu-basic" in err and "zero-a10g" in err
 
 
 def test_front_matter_replacement_and_pins(tmp_path):

@@ -40,3 +40,13 @@ def test_app_command_passes_its_options_to_app_py(monkeypatch):
     monkeypatch.setattr(app, "main", lambda argv: calls.update(argv=argv))
     assert cli.main(["app", "--port", "7861", "--dtype", "bf16"]) == 0
     assert calls == {"path": ROOT / "app.py", "executed": True, "argv": ["--port", "7861", "--dtype", "bf16"]}
+
+
+def test_readme_commands_are_what_ci_runs():
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    install, tests = re.findall(r"```bash\n(.*?)\n```", readme, flags=re.DOTALL)[:2]
+    assert install == "pip install -r requirements.txt && python app.py"  # requirements.txt alone, then the app
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith("pip install")]
+    assert [line.replace("pip install -q ", "pip install ") for line in ci] == [tests]
