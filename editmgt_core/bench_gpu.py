@@ -104,10 +104,12 @@ def main(device: str = "cuda") -> dict:
         x = step_inputs(dtype, device)
         plain = time_forward(model, x, [], 1.1, 6)
         captured = time_forward(model, x, list(range(28, 37)), 1.1, 6)
+        rows = time_forward(model, x, [f"rs{i}" for i in range(28, 37)], 1.1, 6)  # image rows, chunked
         out[f"transformer_{name}"] = {
             "weights_gib": round(weights, 2),
             "step_ms": round(1000 * statistics.median(plain), 1),
             "step_capture_ms": round(1000 * statistics.median(captured), 1),
+            "step_capture_rows_ms": round(1000 * statistics.median(rows), 1),
         }
         del model, x
     for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
