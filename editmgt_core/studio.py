@@ -26,11 +26,10 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from . import files
+from . import entries, files
 from .editing import EditResult, Progress, edit_stream, prepare, resolve_options, run, to_rgb
 from .loading import Editor
-from .model import capture_entry
-from .sampling import MASK_MODES, SamplerOptions, layers_from_text, layers_ok
+from .sampling import MASK_MODES, SamplerOptions, layers_from_text
 
 SOFT_PIXELS = 2048 * 2048  # larger inputs are downscaled to about this many pixels (with a notice)
 HARD_PIXELS = 40_000_000  # larger inputs are refused before a pixel is decoded (also PIL's bomb limit in the app)
@@ -118,16 +117,17 @@ def parse_keywords(value: str | Sequence[str] | None) -> tuple[str, ...]:
 
 
 def parse_layers(value: str | None, depth: int) -> tuple[int | str, ...] | None:
-    """'28-36', '28, 30, 32' or '5, s0' -> capture entries (sampling.layers_from_text); empty -> None (the model's)."""
+    """'28-36', '5, s0' or 'change' -> map entries (entries.from_text); empty -> None (the model's)."""
     text = (value or "").strip()
     if not text:
         return None
     layers = layers_from_text(text)
-    bad = [e for e in layers if capture_entry(e)[0] >= depth]
+    bad = [e for e in layers if (entries.parse(e).block or 0) >= depth]  # logit entries have no block
     if bad:
         raise ValueError(f"attention layers {bad} out of range; this model has blocks 0..{depth - 1}")
-    if not layers_ok(layers):
-        raise ValueError(f"attention layers {value!r}: name at least one block without 's' (the target map)")
+    if not entries.valid(layers):
+        raise ValueError(f"attention layers {value!r}: name at least one block without 's' (the target map), or "
+                         "'change'")  # fmt: skip
     return layers
 
 

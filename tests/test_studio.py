@@ -79,6 +79,8 @@ def test_parsers_name_the_bad_value(editor):
         studio.parse_layers("s0", 3)
     with pytest.raises(ValueError, match="write block indices"):
         studio.parse_layers("0, t1", 3)
+    assert studio.parse_layers("change", 3) == ("change",)  # the app's predicted-change map: no block to check
+    assert studio.parse_layers("rs1:h0, change", 3) == ("rs1:h0", "change")
     assert studio.parse_values("0, 0.5; 0.5", "λ values", 0, 1) == (0.0, 0.5)
     for bad, match in [("x", "numbers separated"), ("2", r"\[0, 1\]"), ("", "1 to 16 values")]:
         with pytest.raises(ValueError, match=match):
