@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 
+from . import entries
 from .checkpoint import load_transformer
 from .config import DTYPE_CHOICES
 from .encoders import ClipGemmaTextEncoder, SingleTextEncoder, VQTokenizer
 from .model import EditMGTTransformer
-from .sampling import layers_ok
 
 SETTINGS_NAME = "editmgt_studio.json"
 PUBLISHED_ID = "WeiChow/EditMGT"
@@ -75,7 +75,7 @@ class Settings:
         for key in ("attention_layers", "image_range", "reference_layers"):
             if d.get(key) is not None:
                 d[key] = tuple(d[key])
-        if not layers_ok(d.get("attention_layers", cls.attention_layers)):
+        if not entries.valid(d.get("attention_layers", cls.attention_layers)):
             raise ValueError(f"{path}: attention_layers {d['attention_layers']!r} must be distinct map entries (block "
                              "indices, 's<i>', 'r<i>', 'rs<i>', 'change', 'kl'), at least one not read from the source "
                              "stream alone")  # fmt: skip

@@ -19,18 +19,6 @@ from .layers import MLP, DualBlock, MlmHead, Resample, RMSNorm, SingleBlock, Tok
 from .math import gamma_bias, grid_ids, rope, timestep_embedding
 
 
-def capture_entry(entry) -> tuple[int, bool]:
-    """One attention entry -> (block index, reads the source stream); see `entries` for the entry forms."""
-    e = entries.parse(entry)
-    if e.is_logit:
-        raise ValueError(f"map entry {entry!r} is made from logits by the sampler, not captured by the model")
-    return e.block, e.needs_source
-
-
-def is_source_entry(entry) -> bool:
-    return entries.parse(entry).needs_source
-
-
 class TimeTextEmbed(nn.Module):
     """vec = MLP(sinusoid(t * 1000)) + MLP(pooled): the AdaLN conditioning vector."""
 

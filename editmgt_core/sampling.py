@@ -44,11 +44,6 @@ EDITABLE, PROTECTED = 2.0, -1.0  # brush scores outside [0, 1]: no lam in [0, 1]
 LogitsFn = Callable[[Tensor, int, bool], tuple[Tensor, dict[int | str, Tensor]]]
 
 
-def layers_ok(layers) -> bool:
-    """A tuple of distinct map entries (see entries) with at least one that is not read from the source stream."""
-    return entries.valid(layers)
-
-
 @dataclass(frozen=True)
 class SamplerOptions:
     """Sampler knobs; defaults are the published demo's (infer.py) and, where it is silent, the reference pipeline's.
@@ -97,7 +92,7 @@ class SamplerOptions:
             bad("token_temperature", "a finite number > 0 (1 = the reference's draw; lower = more confident tokens)")
         if self.seed is not None and (not integer(self.seed) or not 0 <= self.seed < 2**64):
             bad("seed", "None or an integer in [0, 2**64)")
-        if self.layers is not None and not layers_ok(self.layers):
+        if self.layers is not None and not entries.valid(self.layers):
             bad("layers", "None or a tuple of distinct map entries (block indices >= 0, 's<i>', 'r<i>', 'rs<i>', "
                 "'change', 'kl'; see entries), at least one not read from the source stream alone")  # fmt: skip
         if not isinstance(self.negative_prompt, str):
