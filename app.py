@@ -36,7 +36,7 @@ import torch
 from PIL import Image
 
 from editmgt_core import domain, entries, studio
-from editmgt_core.config import DTYPE_CHOICES, DTYPE_HELP
+from editmgt_core.config import COMPILE_HELP, COMPILE_MODES, DTYPE_CHOICES, DTYPE_HELP
 from editmgt_core.editing import default_options, resolve_options
 from editmgt_core.loading import Editor, ModelNotFoundError, cpu_warning, load_editor
 
@@ -503,8 +503,15 @@ def input_panel(editor: Editor) -> tuple[gr.ImageEditor, gr.Textbox, dict]:
     instruction = gr.Textbox(label="Instruction", info=HELP["instruction"], lines=2, elem_id="instruction")
     views = entries.map_views(editor.settings.attention_layers, editor.settings.reference_band)
     view = gr.Radio(list(views), value=next(iter(views)), label="Map", info=HELP["map"], elem_id="map-view")
-    k = {"keywords": gr.CheckboxGroup([], label="Keywords", info=HELP["keywords"], elem_id="keywords",
-                                      interactive=entries.reads_words(editor.settings.attention_layers))}
+    k = {
+        "keywords": gr.CheckboxGroup(
+            [],
+            label="Keywords",
+            info=HELP["keywords"],
+            elem_id="keywords",
+            interactive=entries.reads_words(editor.settings.attention_layers),
+        )
+    }
     with gr.Row():
         k["gamma"] = gr.Slider(
             0, 3, d.gamma, step=0.05, label="γ condition strength", elem_id="gamma", info=HELP["gamma"]
@@ -717,7 +724,14 @@ def default_model(device: str) -> str:
     return str(DEFAULT_MODEL)
 
 
-def load(model: str | Path, device: str, dtype: str = "fp32", offload: bool = False, fallback: bool = False) -> Editor:
+def load(
+    model: str | Path,
+    device: str,
+    dtype: str = "fp32",
+    offload: bool = False,
+    fallback: bool = False,
+    compile: str = "off",
+) -> Editor:
     """load_editor, or one clear message (no traceback) when the model is missing or broken. fallback: when `model`
     (a default from EDITMGT_MODEL) cannot be loaded, say why and load the bundle instead (a Space that is offline)."""
     if Path(model).expanduser().resolve() == DEFAULT_MODEL and not DEFAULT_MODEL.is_dir():
@@ -727,7 +741,7 @@ def load(model: str | Path, device: str, dtype: str = "fp32", offload: bool = Fa
             "or pass another model folder or hub id with --model."
         )
     try:
-        editor = load_editor(model, device=device, dtype=dtype, offload=offload)
+        editor = load_editor(model, device=device, dtype=dtype, offload=offload, compile=compile)
     except torch.cuda.OutOfMemoryError:
         raise SystemExit(
             f"EditMGT Studio: the model {str(model)!r} does not fit in {device}'s memory at {dtype}; try "
@@ -736,7 +750,7 @@ def load(model: str | Path, device: str, dtype: str = "fp32", offload: bool = Fa
     except (ModelNotFoundError, ValueError, OSError) as err:
         if fallback and Path(str(model)).resolve() != DEFAULT_MODEL:
             log.warning("cannot load %s (%s); loading the bundled model instead", model, err)
-            return load(DEFAULT_MODEL, device, dtype, offload)
+            return load(DEFAULT_MODEL, device, dtype, offload, compile=compile)
         raise SystemExit(f"EditMGT Studio: cannot load the model {str(model)!r}: {err}") from None
     warning = cpu_warning(editor, default_options(editor).steps)
     if warning:
@@ -760,6 +774,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=None, help="port (default: GRADIO_SERVER_PORT, else 7860 and up)")
     p.add_argument("--device", help="torch device (default: cuda when available or on ZeroGPU, else cpu)")
     p.add_argument("--dtype", choices=DTYPE_CHOICES, default="fp32", help=DTYPE_HELP)
+    p.add_argument("--compile", choices=("off", *COMPILE_MODES), default="off", help=COMPILE_HELP)
     p.add_argument(
         "--offload",
         action="store_true",
@@ -769,7 +784,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     device = args.device or default_device()
     model = args.model or default_model(device)
-    editor = load(model, device, args.dtype, args.offload, fallback=args.model is None)
+    editor = load(model, device, args.dtype, args.offload, fallback=args.model is None, compile=args.compile)
     global demo
     demo = build_app(editor, concurrency=args.concurrency)
     launch(demo, args.host, args.port)

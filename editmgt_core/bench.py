@@ -2,11 +2,15 @@
 
     python -m editmgt_core.bench forward --config editmgt --grid 16 --batch 2 --text-len 256
     python -m editmgt_core.bench edit --model assets/default-model
+    python -m editmgt_core.bench edit --config editmgt --random-weights --size 1024 --dtype bf16 --device cuda
     python -m editmgt_core.bench stream --model assets/default-model --runs 5
 
 `forward` times the transformer (median of N runs after a warm-up; random weights) with and without attention
 capture, and reports peak resident memory. `edit` times whole edits of a model folder, split into text encoding,
 VQ encoding, sampling and decoding, with plain sampling (λ = 0, no capture) against capture + consolidation + hold.
+With `--random-weights` it builds the preset's whole editor in memory instead (`random_model`: the published shapes
+for `editmgt`, no download) and times edits with the map and hold on, the first streamed frame, peak memory, and
+the same edits in eager float32 as a ratio (see `bench_random_edit`).
 `stream` serves the studio (`app.py`, a subprocess with the same thread count) and times streamed edits through
 gradio_client against in-process `edit()`, interleaved, same image, instruction and seed: the time from submit to
 the first streamed update and to the result, and their ratios to the in-process edit.
@@ -38,6 +42,8 @@ def random_transformer(name: str, device: str, dtype: torch.dtype) -> EditMGTTra
     with torch.device("meta"):
         model = EditMGTTransformer(PRESETS[name])
     model = model.to_empty(device=device).to(dtype)
+    if torch.device(device).type == "meta":  # shapes only (parameter counts)
+        return model.eval()
     g = torch.Generator(device=device).manual_seed(0)
     with torch.no_grad():
         for p in model.parameters():
@@ -99,6 +105,10 @@ def bench_forward(args) -> dict:
 
 
 def bench_edit(args) -> dict:
+    if args.random_weights:
+        from .bench_edit import bench_random_edit
+
+        return bench_random_edit(args)
     from PIL import Image
 
     from .editing import default_options, edit
@@ -236,6 +246,17 @@ def main(argv: list[str] | None = None) -> int:
     ed.add_argument("--device", default="cpu")
     ed.add_argument("--threads", type=int, default=2)
     ed.add_argument("--repeats", type=int, default=5, help="timed edits per setting after one warm-up")
+    ed.add_argument("--random-weights", action="store_true", help="build --config's editor with random weights "
+                    "instead of loading --model (published shapes for 'editmgt'; nothing is downloaded)")  # fmt: skip
+    ed.add_argument("--config", default="editmgt", help="preset for --random-weights: editmgt or tiny")
+    ed.add_argument("--size", type=int, default=None, help="working side in pixels (--random-weights; default the "
+                    "preset's: 1024 for editmgt)")  # fmt: skip
+    ed.add_argument("--dtype", default="fp32", choices=sorted(DTYPES), help="transformer and text encoders' precision "
+                    "(--random-weights; the VQ stays float32)")  # fmt: skip
+    ed.add_argument("--offload", action="store_true", help="text encoders visit the device only while encoding")
+    ed.add_argument("--compile", default="off", choices=("off", "default", "reduce-overhead", "max-autotune"),
+                    help="torch.compile each transformer block in this mode (--random-weights)")  # fmt: skip
+    ed.add_argument("--no-fp32", action="store_true", help="skip the eager float32 comparison (--random-weights)")
     st = sub.add_parser("stream", help="streamed edits through the studio's API against in-process edits")
     st.add_argument("--model", default="assets/default-model", help="model folder")
     st.add_argument("--image", default=None, help="input image (default: the bundled recolour example)")

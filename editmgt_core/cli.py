@@ -20,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import DTYPE_CHOICES, DTYPE_HELP
+from .config import COMPILE_HELP, COMPILE_MODES, DTYPE_CHOICES, DTYPE_HELP
 from .files import open_image
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "default-model"
@@ -78,6 +78,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         "under accelerate: each process's device)",
     )
     g.add_argument("--dtype", choices=DTYPE_CHOICES, default="fp32", help=DTYPE_HELP)
+    g.add_argument("--compile", choices=("off", *COMPILE_MODES), default="off", help=COMPILE_HELP)
     g.add_argument(
         "--offload",
         action="store_true",
@@ -196,7 +197,7 @@ def _load_editor(args: argparse.Namespace, device: str | None = None):
     diffusers_logging.disable_progress_bar()
     device = device or args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        editor = load_editor(args.model, device=device, dtype=args.dtype, offload=args.offload)
+        editor = load_editor(args.model, device=device, dtype=args.dtype, offload=args.offload, compile=args.compile)
         warning = cpu_warning(editor, getattr(args, "steps", None) or default_options(editor).steps)
         if warning:
             print(f"warning: {warning}", file=sys.stderr)

@@ -23,6 +23,12 @@ DTYPE_HELP = (
     "halves the memory, about 8 GB of weights for the published model, at a small cost in quality; fp16 overflows "
     "Gemma-2)"
 )
+# torch.compile modes for the transformer's blocks (loading.compile_transformer), offered as --compile besides "off"
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+COMPILE_HELP = (
+    "torch.compile the transformer's blocks in this mode (default off; on a GPU 'reduce-overhead' adds CUDA graphs; "
+    "the first edits pay for compiling; not measured to pay yet, see docs/published-model.md)"
+)
 
 
 @dataclass(frozen=True)

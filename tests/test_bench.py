@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from tiny_model import make_model_folder
 
 from editmgt_core import bench
@@ -21,3 +22,63 @@ def test_edit_bench_splits_stages(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert set(out["plain"]["parts_ms"]) == {"text", "encode", "sampling", "decode"}
     assert out["hold"]["lam"] == 0.3 and "hold_overhead_sampling" in out
+
+
+def test_random_weights_edit_bench_reports_the_published_runs_fields(capsys):
+    """The GPU benchmark's CPU smoke run: whole edits of a tiny random editor in bf16, map and hold on, with the
+    split, the streamed run, a profile and the eager float32 comparison (no timing asserted)."""
+    bench.main(["edit", "--random-weights", "--config", "tiny", "--dtype", "bf16", "--steps", "3", "--repeats", "1",
+                "--threads", "1"])  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    run = out["run"]
+    assert run["dtype"] == "bfloat16" and run["tokens"] == 16 and run["steps"] == 3 and run["lam"] == 0.3
+    assert set(run["edit"]["parts_ms"]) == {"text", "encode", "sampling", "decode"}
+    assert run["stream"]["first_frame_ms"] <= run["stream"]["median_ms"]
+    assert run["stream"]["first_frame_after_text_ms"] < run["stream"]["first_frame_ms"]
+    assert run["profile"] and all(row["self_ms"] >= 0 for row in run["profile"])
+    assert out["eager_fp32"]["dtype"] == "float32" and out["speedup_over_eager_fp32"] > 0
+
+
+def test_random_editor_has_the_published_shapes():
+    """Built on the meta device (no memory): the parameter counts docs/published-model.md quotes, a 16x VQ with the
+    published codebook, the map band 28-36 and 36 steps at lambda 0.3 by default."""
+    import torch
+
+    from editmgt_core.random_model import random_editor
+
+    e = random_editor("editmgt", "meta", torch.bfloat16)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(e.transformer) == 1_009_306_624
+    assert round(count(e.text.clip) / 1e6, 1) == 354.0 and round(count(e.text.gemma) / 1e6, 1) == 2614.3
+    assert e.vq.factor == 16 and e.vq.codebook_size == e.transformer.config.codebook_size == 8192
+    assert e.settings.pixels == 1024 * 1024 and e.settings.attention_layers == tuple(range(28, 37))
+    assert e.transformer.dtype == torch.bfloat16 and next(e.vq.vq.parameters()).dtype == torch.float32
+
+
+def test_compiled_blocks_match_eager_and_compile_each_capture_once():
+    """compile_transformer wires torch.compile into every block (the eager backend here: inductor needs minutes on
+    this CPU); outputs and captured maps equal the uncompiled model's, with and without capture."""
+    import torch
+
+    from editmgt_core.bench import random_transformer
+    from editmgt_core.loading import compile_transformer
+
+    model = random_transformer("tiny", "cpu", torch.float32)
+    c, g = model.config, torch.Generator().manual_seed(1)
+    x = dict(tokens=torch.randint(0, 64, (2, 8, 8), generator=g), txt=torch.randn(2, 5, c.joint_attention_dim,
+             generator=g), pooled=torch.randn(2, c.pooled_projection_dim, generator=g),
+             micro=torch.tensor([[32.0, 32, 0, 0, 6]]).repeat(2, 1), timestep=torch.full((2,), 10),
+             cond=torch.randint(0, 64, (2, 8, 8), generator=g))  # fmt: skip
+    with torch.inference_mode():
+        ref, ref_maps = model(**x, gamma=1.1, capture=[3])
+        plain, _ = model(**x, gamma=1.1, capture=[])
+    compile_transformer(model, backend="eager")
+    blocks = [*model.transformer_blocks, *model.single_transformer_blocks]
+    assert all(b._compiled_call_impl is not None for b in blocks)
+    with torch.inference_mode():
+        out, maps = model(**x, gamma=1.1, capture=[3])
+        out_plain, _ = model(**x, gamma=1.1, capture=[])
+    assert torch.allclose(out, ref, atol=1e-6) and torch.allclose(maps[3], ref_maps[3], atol=1e-6)
+    assert torch.allclose(out_plain, plain, atol=1e-6)
+    with pytest.raises(ValueError, match="reduce-overhead"):
+        compile_transformer(model, "fastest")
