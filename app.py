@@ -245,14 +245,15 @@ def run_edit(ctx: Context, value, instruction, history, strict=False, **knobs):
     for text in notices:
         gr.Warning(text, duration=None if "trained" in text else 10)
     warn = "".join(f"\n\n⚠ {text}" for text in notices)
+    items = ctx.stream(image, instruction, options, mask, pixels)  # decoding starts now, in the background
     frames, sent = [], 0.0
     base, frame, final = studio.fit(image, ctx.preview_side), None, None
     preview = studio.dim(base)  # until a preview is decoded every token is undecided
     size = f"{image.width}x{image.height}"
     yield (preview, base, f"**Encoding** the {size} image and the instruction…{warn}", None, None,
            gr.Slider(visible=False), None, None, [], SKIP, SKIP, SKIP)  # fmt: skip
-    with user_errors():
-        for item in ctx.stream(image, instruction, options, mask, pixels):
+    with user_errors(), contextlib.closing(items):
+        for item in items:
             if isinstance(item, studio.Final):
                 final = item
                 continue
@@ -405,20 +406,24 @@ def api_edit(ctx: Context, image, instruction, mask=None, **knobs):
     """Edit an image. Streams one update per decoding step, (None, {step, num_steps, held_fraction, preview}) with
     preview a JPEG data URL when one was decoded at that step (else null), then the result: (the edited PNG with
     every parameter in its metadata, {done: true, ...the parameters (seed included), held_fraction, warnings,
-    notice}). warnings: downscale, mask and out-of-domain notices (also in the first update); strict=True refuses
-    out-of-domain inputs instead."""
+    notice}). The first update, {step: 0, num_steps, warnings, preview: null}, comes before the first decoding step:
+    the run has started. warnings: downscale, mask and out-of-domain notices (also in that first update);
+    strict=True refuses out-of-domain inputs instead."""
     with user_errors():
         img, warnings, user_mask, options, pixels = api_request(ctx, image, instruction, mask, knobs)
-        for item in ctx.stream(img, instruction, options, user_mask, pixels):
-            if isinstance(item, studio.Frame):
-                preview = None if item.preview is None else studio.data_url(item.preview)
-                yield None, {"step": item.step + 1, "num_steps": item.num_steps, "held_fraction": item.held_fraction,
-                             "preview": preview, **({"warnings": warnings} if item.step == 0 else {})}  # fmt: skip
-            else:
-                notice = " ".join(warnings) or None
-                info = {"held_fraction": item.held_fraction, "timings": item.timings, "warnings": warnings,
-                        "notice": notice}  # fmt: skip
-                yield ctx.save(item)[0], {"done": True, **item.parameters, **info}
+        items = ctx.stream(img, instruction, options, user_mask, pixels)  # decoding starts now, in the background
+        yield None, {"step": 0, "num_steps": options.steps, "held_fraction": 0.0, "preview": None,
+                     "warnings": warnings}  # fmt: skip
+        with contextlib.closing(items):
+            for item in items:
+                if isinstance(item, studio.Frame):
+                    preview = None if item.preview is None else studio.data_url(item.preview)
+                    yield None, {"step": item.step + 1, "num_steps": item.num_steps, "preview": preview,
+                                 "held_fraction": item.held_fraction}  # fmt: skip
+                else:
+                    info = {"held_fraction": item.held_fraction, "timings": item.timings, "warnings": warnings,
+                            "notice": " ".join(warnings) or None}  # fmt: skip
+                    yield ctx.save(item)[0], {"done": True, **item.parameters, **info}
 
 
 def api_sweep(ctx: Context, image, instruction, mask=None, lam_values="0, 0.2", gamma_values="", **knobs):

@@ -13,7 +13,8 @@ for `editmgt`, no download) and times edits with the map and hold on, the first 
 the same edits in eager float32 as a ratio (see `bench_random_edit`).
 `stream` serves the studio (`app.py`, a subprocess with the same thread count) and times streamed edits through
 gradio_client against in-process `edit()`, interleaved, same image, instruction and seed: the time from submit to
-the first streamed update and to the result, and their ratios to the in-process edit.
+the first streamed update ("started", with the warnings), to the first decoded frame and to the result, the ratio to
+the in-process edit, and the transport floor: the first update of a model-free endpoint with the same inputs.
 """
 
 from __future__ import annotations
@@ -151,16 +152,14 @@ def bench_stream(args) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "GRADIO_ANALYTICS_ENABLED": "False"}
     cmd = [sys.executable, str(root / "app.py"), "--model", str(args.model), "--port", str(port), "--device", "cpu"]
     server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        echo_port = s.getsockname()[1]
+    echo_cmd = [sys.executable, "-m", "editmgt_core.bench", "echo-server", str(echo_port)]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    servers = [server, subprocess.Popen(echo_cmd, cwd=root, env=env, **quiet)]
     try:
-        client = None
-        for _ in range(240):
-            try:
-                client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-                break
-            except Exception:  # not up yet
-                time.sleep(0.5)
-        if client is None:
-            raise RuntimeError("the studio did not start within 120 s")
+        client, floor = _connect(Client, port), _connect(Client, echo_port)
         path = Path(args.image or root / "assets" / "examples" / "recolor-yellow-circle.png")
         # in-process edits run in a process of their own: gradio_client's threads would hold this one's GIL
         work = [sys.executable, "-m", "editmgt_core.bench", "edit-worker", str(args.model), str(path), args.instruction,
@@ -175,30 +174,65 @@ def bench_stream(args) -> dict:
             return float(seconds), int(steps)
 
         knobs = {"seed": 1, "api_name": "/edit"}
-        client.predict(handle_file(str(path)), args.instruction, **knobs)  # warm-up, both sides
+        client.predict(handle_file(str(path)), args.instruction, **knobs)  # warm-up, all three
+        floor.predict(handle_file(str(path)), args.instruction, api_name="/edit")
         local_edit()
-        local, first, total, updates = [], [], [], []
+        local, first, frame, total, updates, echo = [], [], [], [], [], []
         for _ in range(args.runs):
             seconds, steps = local_edit()
             local.append(seconds)
             start = time.perf_counter()
+            job = floor.submit(handle_file(str(path)), args.instruction, api_name="/edit")
+            next(iter(job))
+            echo.append(time.perf_counter() - start)
+            job.result()
+            start, seen = time.perf_counter(), []
             job = client.submit(handle_file(str(path)), args.instruction, **knobs)
-            next(iter(job))  # the first streamed update
-            first.append(time.perf_counter() - start)
+            for out in job:  # each streamed update as it arrives
+                seen.append((time.perf_counter() - start, out[1]))
+            first.append(seen[0][0])
+            frame.append(next(t for t, info in seen if info.get("step", 0) >= 1 or info.get("done")))
             job.result()
             total.append(time.perf_counter() - start)
             updates.append(len(job.outputs()))
         worker.stdin.close()
         worker.wait(timeout=30)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        for s in servers:
+            s.terminate()
+            s.wait(timeout=30)
     med = lambda xs: round(1000 * statistics.median(xs), 1)  # noqa: E731
     return {
         "model": str(args.model), "threads": args.threads, "runs": args.runs, "steps": steps,
-        "in_process_ms": med(local), "first_update_ms": med(first), "streamed_ms": med(total),
-        "updates": statistics.median(updates), "streamed_over_in_process": round(med(total) / med(local), 3),
+        "in_process_ms": med(local), "first_update_ms": med(first), "first_frame_ms": med(frame),
+        "streamed_ms": med(total), "updates": statistics.median(updates),
+        "streamed_over_in_process": round(med(total) / med(local), 3),
+        "transport_floor_ms": med(echo),
     }  # fmt: skip
+
+
+def _connect(client_class, port: int, seconds: float = 120.0):
+    for _ in range(int(seconds / 0.5)):
+        try:
+            return client_class(f"http://127.0.0.1:{port}/", verbose=False)
+        except Exception:  # not up yet
+            time.sleep(0.5)
+    raise RuntimeError(f"the server on port {port} did not start within {seconds:.0f} s")
+
+
+def echo_server(port: str) -> None:
+    """`stream`'s transport floor: a Blocks app with /edit's first two inputs whose generator yields at once (the
+    upload, queue and first-message cost of any gradio endpoint on this machine, without the model)."""
+    import gradio as gr
+
+    def echo(image, instruction):
+        yield None, {"step": 0}
+        yield None, {"done": True}
+
+    with gr.Blocks() as demo:
+        inputs = [gr.Image(type="filepath"), gr.Textbox()]
+        gr.Button().click(echo, inputs, [gr.Image(), gr.JSON()], api_name="edit")
+    demo.queue().launch(server_name="127.0.0.1", server_port=int(port), quiet=True)
 
 
 def edit_worker(model: str, path: str, instruction: str, threads: str) -> None:
@@ -221,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["edit-worker"]:
         edit_worker(*argv[1:])
+        return 0
+    if argv[:1] == ["echo-server"]:
+        echo_server(*argv[1:])
         return 0
     parser = argparse.ArgumentParser(prog="python -m editmgt_core.bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

@@ -438,43 +438,57 @@ def sweep(
                 yield Cell(index, lam, gamma, final, mean_change_outside(final.source, final.image, final.hold))
 
 
-def prefetch(items: Iterable, depth: int = 2) -> Iterator:
-    """Iterate `items` in a worker thread up to `depth` ahead, so that the consumer's work per item (rendering,
-    sending) overlaps with producing the next step. Closing this generator stops the worker between items; the
-    worker's exceptions are raised here."""
-    buffer, stop, end = queue.Queue(maxsize=depth), threading.Event(), object()
+def _put(buffer: queue.Queue, stop: threading.Event, entry) -> bool:
+    while not stop.is_set():
+        with contextlib.suppress(queue.Full):
+            buffer.put(entry, timeout=0.05)
+            return True
+    return False
 
-    def put(entry) -> bool:
-        while not stop.is_set():
-            with contextlib.suppress(queue.Full):
-                buffer.put(entry, timeout=0.05)
-                return True
-        return False
 
-    def work():
-        source = iter(items)
-        try:
-            for item in source:
-                if not put((item, None)):
-                    return
-            put((end, None))
-        except BaseException as err:  # handed to the consumer
-            put((end, err))
-        finally:
-            getattr(source, "close", lambda: None)()  # a generator stops between steps
-
-    context = contextvars.copy_context()  # the caller's context variables (e.g. the web request) go along
-    threading.Thread(target=context.run, args=(work,), daemon=True, name="editmgt-prefetch").start()
+def _prefetch_work(items: Iterable, buffer: queue.Queue, stop: threading.Event, end: object) -> None:
+    source = iter(items)
     try:
-        while True:
-            item, err = buffer.get()
-            if item is end:
-                if err is not None:
-                    raise err
+        for item in source:
+            if not _put(buffer, stop, (item, None)):
                 return
-            yield item
+        _put(buffer, stop, (end, None))
+    except BaseException as err:  # handed to the consumer
+        _put(buffer, stop, (end, err))
     finally:
-        stop.set()
+        getattr(source, "close", lambda: None)()  # a generator stops between steps
+
+
+class prefetch:  # noqa: N801 (used as a function: prefetch(items))
+    """Iterate `items` in a worker thread up to `depth` ahead, so that the consumer's work per item (rendering,
+    sending) overlaps with producing the next step. The worker starts at once, so the caller can send something
+    (a "started" update) while the first step is computed. Closing this iterator, or dropping it (the worker holds
+    no reference to it), stops the worker between items; the worker's exceptions are raised here."""
+
+    def __init__(self, items: Iterable, depth: int = 2):
+        self._buffer, self._stop, self._end = queue.Queue(maxsize=depth), threading.Event(), object()
+        context = contextvars.copy_context()  # the caller's context variables (e.g. the web request) go along
+        args = (_prefetch_work, items, self._buffer, self._stop, self._end)
+        threading.Thread(target=context.run, args=args, daemon=True, name="editmgt-prefetch").start()
+
+    def __iter__(self) -> prefetch:
+        return self
+
+    def __next__(self):
+        if self._stop.is_set():
+            raise StopIteration
+        item, err = self._buffer.get()
+        if item is self._end:
+            self._stop.set()
+            if err is not None:
+                raise err
+            raise StopIteration
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+
+    __del__ = close
 
 
 # ---------------------------------------------------------------------------------------------------- rendering
