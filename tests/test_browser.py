@@ -130,6 +130,39 @@ def test_a_large_png_is_downscaled_in_the_browser_and_edited(page, tmp_path):
     assert page.locator("#result img").count() >= 1
 
 
+@pytest.mark.parametrize("how", ["drop", "paste"])
+def test_a_dropped_or_pasted_large_image_is_downscaled_in_the_browser(page, url, how):
+    """Drag-and-drop and the editor's Paste button take the upload's path: a 3000x2000 image made in the page
+    reaches the editor at 1024 px with the note, and an edit runs on it."""
+    if how == "paste":
+        page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url.rstrip("/"))
+    page.evaluate(
+        """async (how) => {
+          const canvas = new OffscreenCanvas(3000, 2000);
+          const g = canvas.getContext('2d');
+          g.fillStyle = '#3060c0'; g.fillRect(0, 0, 3000, 2000);
+          g.fillStyle = '#e0c020'; g.fillRect(900, 600, 900, 700);
+          const blob = await canvas.convertToBlob({type: 'image/png'});
+          if (how === 'paste') { await navigator.clipboard.write([new ClipboardItem({'image/png': blob})]); return; }
+          const files = new DataTransfer();
+          files.items.add(new File([blob], 'big.png', {type: 'image/png'}));
+          document.querySelector('#image-in [data-testid="image"]').dispatchEvent(
+            new DragEvent('drop', {bubbles: true, cancelable: true, composed: true, dataTransfer: files}));
+        }""",
+        how,
+    )
+    if how == "paste":
+        page.locator("#image-in button[aria-label=Paste]").click()
+    note = "is 3000x2000: downscaled to 1024x683 in the browser"
+    page.wait_for_function("t => document.querySelector('#upload-note').innerText.includes(t)", arg=note)
+    page.wait_for_function("() => !document.querySelector('#image-in').innerText.includes('Upload an image')")
+    page.locator("#instruction textarea").fill("make the circle red")
+    page.locator("#steps input[type=number]").fill("2")
+    page.locator("#run").click()
+    status_has(page, "Done")
+    assert page.locator("#result img").count() >= 1
+
+
 def test_an_undecodable_upload_says_so(page, tmp_path):
     fake = tmp_path / "notes.png"
     fake.write_text("this is not an image")
