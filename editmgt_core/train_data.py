@@ -1,5 +1,7 @@
-"""The transformer trainer's data: edit-world records -> pixels and MiniLM instruction features -> VQ tokens, made
-once per run folder and cached there (world.safetensors, data.safetensors, instructions.json).
+"""The trainers' data from the edit world. The VQ tokenizer's: fresh source and target images every step
+(`world_batches`, optionally in worker processes). The transformer's: records -> pixels and MiniLM instruction
+features -> VQ tokens, made once per run folder and cached there (world.safetensors, data.safetensors,
+instructions.json).
 
 Records are drawn by `world.record(seed, i)`, optionally with edit categories reweighted (`category_weights`) and
 training phrasings (`check_phrasing`; held-out families are refused). Target tokens whose pixels did not change are
@@ -198,3 +200,51 @@ def prepare_data(
     save_file(data, path)
     print(f"[data] tokens {tuple(data['src'].shape[1:])}", flush=True)
     return data
+
+
+# ---------------------------------------------------------------------------------------------------- VQ images
+
+
+def world_images(seed: int, start: int, n: int, size: int) -> torch.Tensor:
+    """(n, 3, size, size) float in [-1, 1]: sources and targets of records start, start+1, ... of stream `seed`."""
+    imgs = []
+    for i in range(start, start + (n + 1) // 2):
+        rec = world.record(seed, i, size)
+        imgs += [rec.src, rec.tgt]
+    x = torch.from_numpy(np.stack(imgs[:n])).permute(0, 3, 1, 2).float()
+    return x / 127.5 - 1.0
+
+
+def random_crops(x: torch.Tensor, crop: int, gen: torch.Generator) -> torch.Tensor:
+    """(B, C, crop, crop) random patches, one per image of x (B, C, H, W)."""
+    b, _, h, w = x.shape
+    if not 0 < crop <= min(h, w):
+        raise ValueError(f"crop must be in (0, {min(h, w)}], got {crop}")
+    ys = torch.randint(h - crop + 1, (b,), generator=gen).tolist()
+    xs = torch.randint(w - crop + 1, (b,), generator=gen).tolist()
+    return torch.stack([img[:, y : y + crop, x0 : x0 + crop] for img, y, x0 in zip(x, ys, xs, strict=True)])
+
+
+def world_batches(seed: int, batch: int, size: int, start: int, stop: int, workers: int = 1):
+    """Yield world_images(seed, step * batch, batch, size) for step in [start, stop), in order. With workers > 1 the
+    images are drawn by that many processes, at most 2 * workers steps ahead (a GPU outruns one process)."""
+    if workers <= 1:
+        for step in range(start, stop):
+            yield world_images(seed, step * batch, batch, size)
+        return
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    steps = iter(range(start, stop))
+    # spawn, not fork: a child forked after the parent's OpenMP threads ran hangs in its first parallel torch op
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+
+        def submit(step_ids):
+            return [pool.submit(world_images, seed, s * batch, batch, size) for s in step_ids]
+
+        ahead = deque(submit(itertools.islice(steps, 2 * workers)))
+        while ahead:
+            x = ahead.popleft().result()
+            ahead.extend(submit(itertools.islice(steps, 1)))
+            yield x
