@@ -278,7 +278,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from .batch import read_manifest, run_batch
+    from .batch import run_batch
+    from .manifests import read_manifest
 
     read_manifest(args.manifest)  # a missing or empty manifest fails here, before any model loads
     base = {"seed": 0, **sampler_overrides(args)}
@@ -409,7 +410,7 @@ def _world_phrasings(text: str) -> tuple[str, ...]:
 
 
 def cmd_world_eval(args: argparse.Namespace) -> int:
-    from .batch import read_manifest
+    from .manifests import read_manifest
     from .world_eval import run_world_eval
 
     if args.world_seed is not None:  # generate the records on demand (phrasings / a slice), then evaluate them
@@ -574,7 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--manifest",
         required=True,
         help="JSON Lines: source, instruction, optional id, target, mask, "
-        "brush and per-item sampler knobs (see batch.py)",
+        "brush and per-item sampler knobs (see manifests.py)",
     )
     p.add_argument("--out", required=True, help="output folder: images/, maps/, hold/, items/, logs/, results.jsonl")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -1,4 +1,4 @@
-"""Converters from the Emu Edit and MagicBrush test-set layouts to our manifest (see batch.py for the format).
+"""Converters from the Emu Edit and MagicBrush test-set layouts to our manifest (see manifests.py for the format).
 
     python -m editmgt_core convert emu-edit --input DIR_OR_FILE --out DIR [--split test]
     python -m editmgt_core convert magicbrush --input DIR --out DIR

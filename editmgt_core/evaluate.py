@@ -34,8 +34,8 @@ import torch
 from PIL import Image
 
 from . import metrics
-from .batch import Item, file_key, read_manifest, resolve_path
 from .files import open_image, open_mask, write_bytes_atomic, write_json_atomic
+from .manifests import Item, file_key, read_manifest, resolve_path
 
 CLIP_MODEL = "openai/clip-vit-base-patch32"
 DINO_MODEL = "facebook/dino-vits16"
@@ -248,6 +248,8 @@ def module_argv(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
-    from .cli import main
+    # The package's command line runs as a program, not imported: the core never imports its front end (cli.py).
+    import runpy
 
-    sys.exit(main(module_argv(sys.argv[1:])))
+    sys.argv[1:] = module_argv(sys.argv[1:])
+    runpy.run_module("editmgt_core", run_name="__main__", alter_sys=True)

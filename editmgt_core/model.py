@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from . import entries
 from .config import TransformerConfig
-from .layers import MLP, DualBlock, MlmHead, Resample, RMSNorm, SingleBlock, TokenEmbed
+from .layers import MLP, AdaNorm, DualBlock, MlmHead, Resample, RMSNorm, SingleBlock, TokenEmbed
 from .math import gamma_bias, grid_ids, rope, timestep_embedding
 
 
@@ -68,6 +68,20 @@ class EditMGTTransformer(nn.Module):
         self.project_from_hidden_norm = RMSNorm(dim)
         self.project_from_hidden = nn.Linear(dim, dim, bias=False)
         self.mlm_layer = MlmHead(dim, config.codebook_size)
+
+    def initialize_weights(self) -> None:
+        """AdaLN-Zero, as DiT: zero every block's modulation layer, so each block starts as the identity (gates 0),
+        and the final projection to codebook logits, so training starts from uniform predictions.
+
+        For a fresh model in training only: the constructor leaves PyTorch's default initialization, which loaded
+        weights replace and seeded tests rely on.
+        """
+        for block in [*self.transformer_blocks, *self.single_transformer_blocks]:
+            for module in block.modules():
+                if isinstance(module, AdaNorm):
+                    nn.init.zeros_(module.linear.weight)
+                    nn.init.zeros_(module.linear.bias)
+        nn.init.zeros_(self.mlm_layer.conv2.weight)  # no bias
 
     @property
     def dtype(self) -> torch.dtype:

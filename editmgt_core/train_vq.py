@@ -4,8 +4,9 @@ Data is generated on the fly from `world.record(seed, i)` (sources and targets; 
 no overfitting to a pool). Loss = L1 + MSE reconstruction + the VQ loss from `model.quantize` (standard commitment with
 beta = 0.25). Unused codes are restarted from random encoder outputs every `restart_every` steps so codebook usage
 stays high. Checkpoints (weights, optimizer tensors, JSON state) go to `out/ckpt/step_XXXXXXX/`; `--resume` continues
-from the latest. The final model is `out/vqvae/` (`VQModel.save_pretrained`) and `out/vq_report.json` holds held-out
-PSNR and codebook usage.
+from the latest. The schedule, time budget and step loop are trainer.py's; the world images come from train_data.py,
+the held-out measures from vq_eval.py. The final model is `out/vqvae/` (`VQModel.save_pretrained`) and
+`out/vq_report.json` holds held-out PSNR and codebook usage.
 
 On 2 busy CPU cores a 64x64 step (batch 16) takes ~0.85 s, so most steps can use random 32x32 crops (`--crop 32
 --crop-until K`, ~0.25 s/step; the model is fully convolutional) and the last steps full images, which re-adapts the
@@ -31,21 +32,20 @@ clock (training stops with a checkpoint when the budget is spent; the cosine dec
 
 import argparse
 import dataclasses
-import itertools
 import json
-import math
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import VQModel
 from safetensors.torch import load_file, save_file
 
-from editmgt_core import world
+from editmgt_core import trainer
+from editmgt_core.train_data import random_crops, world_batches, world_images
+from editmgt_core.vq_eval import code_indices, evaluate, psnr
 
 
 @dataclass(frozen=True)
@@ -112,39 +112,6 @@ def build_vq(cfg: VQConfig) -> VQModel:
     )
 
 
-def world_images(seed: int, start: int, n: int, size: int) -> torch.Tensor:
-    """(n, 3, size, size) float in [-1, 1]: sources and targets of records start, start+1, ... of stream `seed`."""
-    imgs = []
-    for i in range(start, start + (n + 1) // 2):
-        rec = world.record(seed, i, size)
-        imgs += [rec.src, rec.tgt]
-    x = torch.from_numpy(np.stack(imgs[:n])).permute(0, 3, 1, 2).float()
-    return x / 127.5 - 1.0
-
-
-def random_crops(x: torch.Tensor, crop: int, gen: torch.Generator) -> torch.Tensor:
-    """(B, C, crop, crop) random patches, one per image of x (B, C, H, W)."""
-    b, _, h, w = x.shape
-    if not 0 < crop <= min(h, w):
-        raise ValueError(f"crop must be in (0, {min(h, w)}], got {crop}")
-    ys = torch.randint(h - crop + 1, (b,), generator=gen).tolist()
-    xs = torch.randint(w - crop + 1, (b,), generator=gen).tolist()
-    return torch.stack([img[:, y : y + crop, x0 : x0 + crop] for img, y, x0 in zip(x, ys, xs, strict=True)])
-
-
-def code_indices(model: VQModel, latents: torch.Tensor) -> torch.Tensor:
-    """(B, h, w) long nearest-code indices of latents (B, vq_embed_dim, h, w), as `model.quantize` picks them."""
-    b, c, h, w = latents.shape
-    flat = latents.permute(0, 2, 3, 1).reshape(-1, c)
-    return torch.cdist(flat, model.quantize.embedding.weight).argmin(1).view(b, h, w)
-
-
-def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
-    """PSNR in dB between image batches in [-1, 1]."""
-    mse = ((x.clamp(-1, 1) - y.clamp(-1, 1)) / 2).pow(2).mean().item()
-    return 10 * math.log10(1.0 / max(mse, 1e-10))
-
-
 @torch.no_grad()
 def restart_dead_codes(model: VQModel, usage: torch.Tensor, latents: torch.Tensor, gen: torch.Generator) -> int:
     """Re-seed codes with zero `usage` from random encoder latents (B, D, h, w) plus small noise; returns how many."""
@@ -156,40 +123,6 @@ def restart_dead_codes(model: VQModel, usage: torch.Tensor, latents: torch.Tenso
     noise = torch.randn(dead.numel(), flat.shape[1], generator=gen).to(flat.device) * 0.01 * flat.std()
     model.quantize.embedding.weight[dead] = flat[pick] + noise
     return dead.numel()
-
-
-def lr_at(step: int, cfg: TrainConfig, progress: float | None = None) -> float:
-    """Linear warmup, then cosine decay to 10% over the steps (or over `progress` in [0, 1], for a time budget).
-    Any config with lr, warmup and steps: train.py's transformer trainer uses it too."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    t = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1) if progress is None else progress
-    return cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(t, 1.0))))
-
-
-def world_batches(seed: int, batch: int, size: int, start: int, stop: int, workers: int = 1):
-    """Yield world_images(seed, step * batch, batch, size) for step in [start, stop), in order. With workers > 1 the
-    images are drawn by that many processes, at most 2 * workers steps ahead (a GPU outruns one process)."""
-    if workers <= 1:
-        for step in range(start, stop):
-            yield world_images(seed, step * batch, batch, size)
-        return
-    import multiprocessing
-    from collections import deque
-    from concurrent.futures import ProcessPoolExecutor
-
-    steps = iter(range(start, stop))
-    # spawn, not fork: a child forked after the parent's OpenMP threads ran hangs in its first parallel torch op
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-
-        def submit(step_ids):
-            return [pool.submit(world_images, seed, s * batch, batch, size) for s in step_ids]
-
-        ahead = deque(submit(itertools.islice(steps, 2 * workers)))
-        while ahead:
-            x = ahead.popleft().result()
-            ahead.extend(submit(itertools.islice(steps, 1)))
-            yield x
 
 
 # ---------------------------------------------------------------------------------------------------- checkpoints
@@ -204,11 +137,9 @@ def save_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
-    sd = opt.state_dict()
-    tensors = {f"{i}.{k}": v.cpu() for i, s in sd["state"].items() for k, v in s.items()}
-    save_file({**tensors, "usage": usage.cpu()}, tmp / "optim.safetensors")
-    state = {"step": step, "param_groups": sd["param_groups"], **meta}
-    (tmp / "state.json").write_text(json.dumps(state, indent=1))
+    tensors = {**trainer.optimizer_tensors(model, opt), "usage": usage}
+    save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, tmp / "optim.safetensors")
+    (tmp / "state.json").write_text(json.dumps({"step": step, **meta}, indent=1))
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     for old in sorted(root.glob("step_*"))[:-keep]:
@@ -222,11 +153,18 @@ def latest_checkpoint(out: Path) -> Path | None:
 
 
 def load_checkpoint(path: Path, model: VQModel, opt: torch.optim.Optimizer) -> tuple[dict, torch.Tensor]:
-    """Restore model and optimizer in place; returns (state.json dict, codebook usage counts)."""
+    """Restore model and optimizer in place; returns (state.json dict, codebook usage counts).
+
+    Reads both optimizer layouts: tensors keyed by parameter name (`trainer.optimizer_tensors`), and the earlier
+    '<index>.<slot>' keys of `opt.state_dict()` with its param_groups in state.json.
+    """
     state = json.loads((path / "state.json").read_text())
     model.load_state_dict(load_file(path / "model.safetensors"))
     tensors = load_file(path / "optim.safetensors")
     usage = tensors.pop("usage")
+    if "param_groups" not in state:
+        trainer.load_optimizer_tensors(model, opt, tensors)
+        return state, usage
     opt_state: dict[int, dict] = {}
     for key, v in tensors.items():
         i, name = key.split(".", 1)
@@ -283,48 +221,42 @@ def vq_config_of(folder: Path) -> VQConfig:
     return VQConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in fields})
 
 
-def flat_code_purity(x: torch.Tensor, codes: torch.Tensor) -> float:
-    """How consistently one flat colour gets one code: over token cells whose pixels are all one colour, the share
-    of cells carrying their colour's most common code (1 = every flat colour always maps to a single code).
+def resume_run(out: Path, model: VQModel, opt, vq_cfg: VQConfig, cfg: TrainConfig, usage: torch.Tensor) -> int:
+    """Load the latest checkpoint of `out` (if any) into model, opt and usage; returns its step (0: none).
+    ValueError when it was made with another tokenizer config or --decoder-from."""
+    ckpt = latest_checkpoint(out)
+    if ckpt is None:
+        return 0
+    saved = json.loads((ckpt / "state.json").read_text())
+    if saved["vq_config"] != json.loads(json.dumps(dataclasses.asdict(vq_cfg))):
+        raise ValueError(f"{ckpt} holds a tokenizer with {saved['vq_config']}; resume with the same --preset "
+                         "and --codebook")  # fmt: skip
+    if saved["train_config"].get("decoder_from", "") != cfg.decoder_from:
+        raise ValueError(f"{ckpt} was trained with --decoder-from {saved['train_config'].get('decoder_from')!r}; "
+                         "resume with the same")  # fmt: skip
+    state, saved_usage = load_checkpoint(ckpt, model, opt)
+    usage.copy_(saved_usage)
+    print(f"[vq] resumed from {ckpt} at step {state['step']}", flush=True)
+    return state["step"]
 
-    x: images (B, 3, H, W); codes: (B, h, w) with H/h = W/w. A tokenizer that splits flat colour over many codes
-    makes the transformer predict noise: copying and recolouring then depend on codes no pixel explains.
-    """
-    b, c, h, w = x.shape
-    f = h // codes.shape[1]
-    cells = x.view(b, c, h // f, f, w // f, f).permute(0, 2, 4, 1, 3, 5).flatten(4)  # (B, h, w, C, f * f)
-    flat = (cells == cells[..., :1]).all(-1).all(-1)
-    if not flat.any():
-        return float("nan")
-    colour = cells[..., 0][flat]  # (n, C)
-    _, colour_id = colour.unique(dim=0, return_inverse=True)
-    counts = torch.zeros(int(colour_id.max()) + 1, int(codes.max()) + 1)
-    counts.index_put_((colour_id, codes[flat]), torch.ones(len(colour_id)), accumulate=True)
-    return (counts.max(1).values.sum() / flat.sum()).item()
 
+@dataclass
+class StepLog:
+    """Prints the mean metrics of the steps since the last log, their speed and the time left."""
 
-@torch.no_grad()
-def evaluate(model: VQModel, x: torch.Tensor, chunk: int = 64) -> dict:
-    """Held-out reconstruction PSNR (dB), codebook usage (fraction of codes used), code perplexity and flat-colour
-    code purity (`flat_code_purity`)."""
-    model.eval()
-    recs, grids = [], []
-    for xb in x.split(chunk):
-        latents = model.encode(xb).latents
-        recs.append(model.decode(latents).sample)
-        grids.append(code_indices(model, latents))
-    model.train()
-    codes = torch.cat(grids)
-    counts = torch.bincount(codes.flatten(), minlength=model.config.num_vq_embeddings).float()
-    p = counts / counts.sum()
-    perplexity = math.exp(-(p[p > 0] * p[p > 0].log()).sum().item())
-    return {
-        "psnr": psnr(torch.cat(recs), x),
-        "codebook_usage": (counts > 0).float().mean().item(),
-        "perplexity": perplexity,
-        "flat_code_purity": flat_code_purity(x.cpu(), codes.cpu()),
-        "images": x.shape[0],
-    }
+    cfg: TrainConfig
+    budget: trainer.Budget
+    clock: float  # time.time() of the last log (steps/s over the last window: crop steps are faster)
+
+    def __call__(self, done: int, window: list[dict], lr: float) -> None:
+        now = time.time()
+        sps, self.clock = len(window) / max(now - self.clock, 1e-9), now
+        eta = (self.cfg.steps - done) / max(sps, 1e-9) / 60
+        if self.budget.deadline is not None:
+            eta = min(eta, (self.budget.deadline - now) / 60)
+        avg = {k: sum(m[k] for m in window) / len(window) for k in window[0]}
+        print(f"[vq] step {done}/{self.cfg.steps} loss {avg['loss']:.4f} l1 {avg['l1']:.4f} vq {avg['vq']:.4f} "
+              f"psnr {avg['psnr']:.2f} dB lr {lr:.2e} {sps:.2f} steps/s eta {eta:.1f} min", flush=True)  # fmt: skip
 
 
 def train(
@@ -344,92 +276,59 @@ def train(
     model.quantize.legacy = False  # standard VQ-VAE loss: codebook term + beta * commitment (training-only flag)
     decoder_only = bool(cfg.decoder_from)
     held_out = world_images(cfg.seed + 1_000_003, 0, cfg.eval_images, vq_cfg.sample_size).to(device)
-    before = {}
-    if decoder_only:
-        model.load_state_dict(load_file(Path(cfg.decoder_from) / "diffusion_pytorch_model.safetensors"))
-        before = evaluate(model, held_out)
-        with torch.no_grad():
-            codes_before = code_indices(model, model.encode(held_out).latents)
-        print(f"[vq] decoder of {cfg.decoder_from}: held-out psnr {before['psnr']:.2f} dB before", flush=True)
+    before = decoder_baseline(model, cfg.decoder_from, held_out) if decoder_only else {}
     params = decoder_parameters(model) if decoder_only else list(model.parameters())
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.99))
     usage = torch.zeros(vq_cfg.num_vq_embeddings)
-    start, ckpt = 0, latest_checkpoint(out) if resume else None
-    if ckpt is not None:
-        saved = json.loads((ckpt / "state.json").read_text())
-        if saved["vq_config"] != json.loads(json.dumps(dataclasses.asdict(vq_cfg))):
-            raise ValueError(f"{ckpt} holds a tokenizer with {saved['vq_config']}; resume with the same --preset "
-                             "and --codebook")  # fmt: skip
-        if saved["train_config"].get("decoder_from", "") != cfg.decoder_from:
-            raise ValueError(f"{ckpt} was trained with --decoder-from {saved['train_config'].get('decoder_from')!r}; "
-                             "resume with the same")  # fmt: skip
-        state, usage = load_checkpoint(ckpt, model, opt)
-        start = state["step"]
+    start = resume_run(out, model, opt, vq_cfg, cfg, usage) if resume else 0
+    if start:
         gen.manual_seed(cfg.seed + start)
-        print(f"[vq] resumed from {ckpt} at step {start}", flush=True)
     meta = {"vq_config": dataclasses.asdict(vq_cfg), "train_config": dataclasses.asdict(cfg)}
-    size, t0, window = vq_cfg.sample_size, time.time(), []
-    t_log = t0  # steps/s is measured over the last log window (crop steps are faster)
-    deadline = None if minutes is None else t0 + 60 * minutes
-    batches = world_batches(cfg.seed, cfg.batch, size, start, cfg.steps, workers)
-    done = saved = start
-    for step, x in zip(range(start, cfg.steps), batches, strict=True):
-        progress = None
-        if deadline is not None:
-            progress = (time.time() - t0) / (deadline - t0)
-            if progress >= 1:
-                print(f"[vq] time budget reached at step {step}", flush=True)
-                break
-        if cfg.crop and step < cfg.crop_until:
-            x = random_crops(x, cfg.crop, torch.Generator().manual_seed(cfg.seed * 1_000_003 + step))
+    t0 = time.time()
+    budget = trainer.Budget(trainer.deadline(minutes, t0), t0)
+    batches = world_batches(cfg.seed, cfg.batch, vq_cfg.sample_size, start, cfg.steps, workers)
+
+    def step(i: int) -> dict:
+        x = next(batches)
+        if cfg.crop and i < cfg.crop_until:
+            x = random_crops(x, cfg.crop, torch.Generator().manual_seed(cfg.seed * 1_000_003 + i))
         x = x.to(device)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg, progress)
-        if step == 0 and not decoder_only:  # data-dependent codebook init: codes start on real encoder outputs
+        if i == 0 and not decoder_only:  # data-dependent codebook init: codes start on real encoder outputs
             with torch.no_grad():
                 restart_dead_codes(model, usage, model.encode(x).latents, gen)
         metrics, latents = (decoder_step if decoder_only else train_step)(model, x, opt)
-        usage += torch.bincount(code_indices(model, latents).flatten(), minlength=usage.numel()).cpu()
-        window.append(metrics)
-        done = step + 1
-        if cfg.restart_every and done % cfg.restart_every == 0 and not decoder_only:
+        usage.add_(torch.bincount(code_indices(model, latents).flatten(), minlength=usage.numel()).cpu())
+        if cfg.restart_every and (i + 1) % cfg.restart_every == 0 and not decoder_only:
             used = (usage > 0).float().mean().item()
-            n_dead = restart_dead_codes(model, usage, latents, gen) if done < cfg.steps * 0.9 else 0
-            print(f"[vq] step {done}: window usage {used:.3f}, restarted {n_dead} dead codes", flush=True)
+            n_dead = restart_dead_codes(model, usage, latents, gen) if i + 1 < cfg.steps * 0.9 else 0
+            print(f"[vq] step {i + 1}: window usage {used:.3f}, restarted {n_dead} dead codes", flush=True)
             usage.zero_()
-        if done % cfg.log_every == 0 or done == cfg.steps:
-            sps, t_log = len(window) / max(time.time() - t_log, 1e-9), time.time()
-            eta = (cfg.steps - done) / max(sps, 1e-9) / 60
-            if deadline is not None:
-                eta = min(eta, (deadline - t_log) / 60)
-            avg = {k: sum(m[k] for m in window) / len(window) for k in window[0]}
-            print(
-                f"[vq] step {done}/{cfg.steps} loss {avg['loss']:.4f} l1 {avg['l1']:.4f} vq {avg['vq']:.4f} "
-                f"psnr {avg['psnr']:.2f} dB lr {lr_at(step, cfg, progress):.2e} {sps:.2f} steps/s "
-                f"eta {eta:.1f} min",
-                flush=True,
-            )
-            window = []
-        if done % cfg.ckpt_every == 0 or done == cfg.steps:
-            save_checkpoint(out, done, model, opt, usage, meta)
-            saved = done
+        return metrics
+
+    save = lambda done: save_checkpoint(out, done, model, opt, usage, meta)
+    done = trainer.run_steps(step, opt, cfg, start, budget, save, StepLog(cfg, budget, t0), "vq", log_last=True)
     batches.close()
-    if done != saved:  # stopped by the time budget between periodic checkpoints
-        save_checkpoint(out, done, model, opt, usage, meta)
     model.quantize.legacy = True
     model.save_pretrained(out / "vqvae", safe_serialization=True)
     report = {**evaluate(model, held_out), "steps": done, **meta, "train_seconds": round(time.time() - t0, 1)}
     if decoder_only:
         with torch.no_grad():
-            same = (code_indices(model, model.encode(held_out).latents) == codes_before).float().mean().item()
+            same = (code_indices(model, model.encode(held_out).latents) == before["codes"]).float().mean().item()
         report.update(psnr_before=before["psnr"], codes_unchanged=same)
     (out / "vq_report.json").write_text(json.dumps(report, indent=1))
-    print(
-        f"[vq] held-out psnr {report['psnr']:.2f} dB, codebook usage {report['codebook_usage']:.3f}, "
-        f"perplexity {report['perplexity']:.1f}; model in {out / 'vqvae'}",
-        flush=True,
-    )
+    print(f"[vq] held-out psnr {report['psnr']:.2f} dB, codebook usage {report['codebook_usage']:.3f}, "
+          f"perplexity {report['perplexity']:.1f}; model in {out / 'vqvae'}", flush=True)  # fmt: skip
     return report
+
+
+def decoder_baseline(model: VQModel, folder: str, held_out: torch.Tensor) -> dict:
+    """Load the tokenizer whose decoder is fine-tuned; its held-out PSNR and codes (B, h, w) before training."""
+    model.load_state_dict(load_file(Path(folder) / "diffusion_pytorch_model.safetensors"))
+    before = evaluate(model, held_out)
+    with torch.no_grad():
+        before["codes"] = code_indices(model, model.encode(held_out).latents)
+    print(f"[vq] decoder of {folder}: held-out psnr {before['psnr']:.2f} dB before", flush=True)
+    return before
 
 
 def main(args: argparse.Namespace) -> dict:

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from . import metrics
-from .batch import read_manifest, resolve_path
 from .editing import default_options, prepare, resolve_options, run
 from .files import open_image, open_mask
 from .loading import Editor
+from .manifests import read_manifest, resolve_path
 from .world import GLOBAL_CATEGORIES
 
 

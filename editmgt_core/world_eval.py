@@ -44,11 +44,11 @@ import torch
 from PIL import Image
 
 from . import metrics
-from .batch import Item, item_options, read_manifest, resolve_path
 from .editing import image_to_tensor, keep_source_pixels, prepare, resolve_options, run, tensor_to_image
 from .figures import bar_chart, examples_figure
 from .files import open_image, open_mask, save_image, write_bytes_atomic, write_json_atomic
 from .loading import Editor
+from .manifests import Item, item_options, read_manifest, resolve_path
 from .world import CATEGORIES, GLOBAL_CATEGORIES
 
 LOCAL_CATEGORIES = tuple(c for c in CATEGORIES if c not in GLOBAL_CATEGORIES)

@@ -1,4 +1,4 @@
-"""Batch editing: manifest parsing, per-item errors and overrides, resume after SIGKILL, 2-process accelerate run."""
+"""Batch editing: per-item errors and overrides, resume after SIGKILL, 2-process accelerate run."""
 
 import json
 import os
@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from tiny_model import make_model_folder
 
-from editmgt_core.batch import file_key, launch_warning, read_manifest, run_batch
+from editmgt_core.batch import launch_warning, run_batch
 from editmgt_core.files import read_parameters
 from editmgt_core.loading import load_editor
 
@@ -45,20 +45,6 @@ def write_manifest(folder: Path, rows: list, n_images: int = 2) -> Path:
 
 def good(i: int, **extra) -> dict:
     return {"id": f"item{i:02d}", "source": f"img/{i % 2}.png", "instruction": "make the red circle blue", **extra}
-
-
-def test_read_manifest_ids_errors_and_keys(tmp_path):
-    rows = [{"source": "a.png", "instruction": "x"}, "", "{not json", {"id": "a/b c", "source": "a.png"}, "[1, 2]"]
-    rows += [{"id": "a/b c", "source": "b.png"}]
-    items = read_manifest(write_manifest(tmp_path, rows, 0))
-    assert [it.id for it in items] == ["000000", "000001", "a/b c", "000003", "a/b c"]  # blank line skipped
-    assert items[2].key == "a_b_c" and items[2].error is None
-    assert "malformed" in items[1].error and "line 3" in items[1].error
-    assert "expected a JSON object" in items[3].error
-    assert "duplicate id" in items[4].error and items[4].key != items[2].key
-    assert file_key("..") == "_.." and file_key("") == "_"
-    with pytest.raises(FileNotFoundError, match="manifest not found"):
-        read_manifest(tmp_path / "missing.jsonl")
 
 
 class Loader:

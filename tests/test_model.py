@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from editmgt_core.config import PRESETS, TransformerConfig
+from editmgt_core.layers import AdaNorm
 from editmgt_core.model import EditMGTTransformer
 
 REFERENCE = Path(__file__).parent / "fixtures" / "reference"
@@ -311,3 +312,17 @@ def test_captured_step_at_a_64x64_token_grid_costs_little_memory(model):
     # and without chunking the same capture would not fit: one full score matrix of the rows alone
     full_scores = 1 * 2 * 1024 * (12 + 2048) * 4  # (B, heads, image rows, keys) float32
     assert full_scores > 0.2 * peaks["plain"]
+
+
+def test_initialize_weights_is_adaln_zero():
+    """A fresh model for training: every block starts as the identity (modulation zero) and predicts uniformly."""
+    config = PRESETS["tiny"]
+    model = EditMGTTransformer(config).eval()
+    model.initialize_weights()
+    blocks = [*model.transformer_blocks, *model.single_transformer_blocks]
+    assert all(not m.linear.weight.any() and not m.linear.bias.any() for b in blocks for m in b.modules()
+               if isinstance(m, AdaNorm))  # fmt: skip
+    tokens = torch.randint(config.codebook_size, (1, 4, 4))
+    txt, pooled = torch.randn(1, 3, config.joint_attention_dim), torch.randn(1, config.pooled_projection_dim)
+    logits, _ = model(tokens, txt, pooled, torch.zeros(1, 5), torch.tensor([3]), tokens)
+    assert not logits.any()

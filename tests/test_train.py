@@ -2,13 +2,12 @@
 
 import json
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 from tiny_model import _vq
 
-from editmgt_core import train, world
+from editmgt_core import train, train_data, world
 from editmgt_core.checkpoint import CheckpointError
 from editmgt_core.editing import default_options, edit
 from editmgt_core.loading import load_editor
@@ -85,18 +84,6 @@ def test_timestep_calibration():
     assert train.timestep_for(ratios, steps).tolist() == list(range(steps - 1, -1, -1))
 
 
-def test_hold_unchanged_keeps_source_tokens_where_pixels_did_not_change():
-    src, tgt = torch.arange(16).view(1, 4, 4), 100 + torch.arange(16).view(1, 4, 4)
-    src_px = torch.zeros(1, 16, 16, 3, dtype=torch.uint8)
-    tgt_px = src_px.clone()
-    tgt_px[0, 0, 15, 1] = 7  # one pixel in token (0, 3)
-    held, changed = train.hold_unchanged(src, tgt, src_px, tgt_px, dilate=0)
-    assert changed.sum() == 1 and changed[0, 0, 3]
-    assert held[0, 0, 3] == 103 and (held[~changed] == src[~changed]).all()
-    held, changed = train.hold_unchanged(src, tgt, src_px, tgt_px, dilate=1)
-    assert changed[0].nonzero().tolist() == [[0, 2], [0, 3], [1, 2], [1, 3]]
-
-
 def test_data_cache_holds_unchanged_tokens(run):
     root, _ = run
     from safetensors.torch import load_file
@@ -128,55 +115,11 @@ def test_boolean_flags_parse_words():
         train._flag("maybe")
 
 
-def test_world_generation_in_worker_processes_matches_in_process():
-    cfg = train.TrainConfig(records=10, size=32)
-    one = list(train._world_records(cfg, workers=1, chunk=4))
-    many = list(train._world_records(cfg, workers=2, chunk=4))
-    assert [len(c[2]) for c in many] == [4, 4, 2]  # chunks come back in record order
-    for (src, tgt, text), (src2, tgt2, text2) in zip(one, many, strict=True):
-        assert text == text2 and (src == src2).all() and (tgt == tgt2).all()
-    assert many[2][2][1] == world.record(0, 9, 32).instruction
-
-
-def test_category_weights_shift_the_training_mix():
-    cfg = train.TrainConfig(records=400, size=32, categories="add=3,style=0,remove=0")
-    cats = [train.record_category(cfg.seed, i, train.category_weights(cfg.categories)) for i in range(cfg.records)]
-    assert "style" not in cats and "remove" not in cats
-    share = cats.count("add") / len(cats)
-    assert 0.3 < share < 0.5  # 3 of 7.0 weight units: 0.43
-    src, tgt, text = train._world_chunk(cfg.seed, 5, 8, cfg.size, cfg.categories)
-    expected = [world.record(cfg.seed, i, 32, cats[i]) for i in range(5, 8)]
-    assert text == [r.instruction for r in expected] and (tgt == np.stack([r.tgt for r in expected])).all()
-    assert train.category_weights("") is None and train.record_category(0, 3, None) is None
-    uniform = train._world_chunk(0, 0, 2, 32)[2]
-    assert uniform == [world.record(0, i, 32).instruction for i in range(2)]  # no weights: the world's own draw
-
-
-@pytest.mark.parametrize(
-    "spec, message",
-    [("ad=2", "NAME one of"), ("add", "NAME=WEIGHT"), ("add=x", "not a number"), ("add=-1", ">= 0"),
-     ("add=nan", ">= 0"), ("add=2,add=3", "named twice"), (",".join(f"{c}=0" for c in world.CATEGORIES), "above 0")],
-)  # fmt: skip
-def test_category_weights_refuse_bad_specs(spec, message):
-    with pytest.raises(ValueError, match=message):
-        train.category_weights(spec)
-    with pytest.raises(ValueError, match=message):  # before any world record is made
-        next(train._world_records(train.TrainConfig(records=4, size=32, categories=spec), workers=1))
-
-
 def test_bad_category_weights_are_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         train.main(["--out", str(tmp_path / "run"), "--categories", "paint=2"])
     assert exit_info.value.code == 2 and "NAME one of" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # refused before the run folder is made
-
-
-def test_learning_rate_follows_a_time_budget():
-    cfg = train.TrainConfig(lr=1e-3, warmup=10, steps=1000)
-    assert train.lr_at(5, cfg, progress=0.9) == pytest.approx(6e-4)  # warmup still counts in steps
-    assert train.lr_at(500, cfg, progress=0.0) == pytest.approx(1e-3)
-    assert train.lr_at(20, cfg, progress=1.0) == pytest.approx(1e-4)  # the budget, not the step count, ends decay
-    assert train.lr_at(20, cfg) > 9.9e-4
 
 
 def test_time_budget_stops_with_a_checkpoint(run, tmp_path):
@@ -215,20 +158,10 @@ def test_init_from_another_architecture_is_refused(run, tmp_path):
         train.main([*wider, "--init", str(tmp_path / "bundle")])
 
 
-def test_mixed_phrasing_draws_templates_and_training_families_only():
-    src, tgt, text = train._world_chunk(0, 0, 40, 32, "", "mixed")
-    expected = [world.record(0, i, 32, phrasing="mixed") for i in range(40)]
-    assert text == [r.instruction for r in expected] and (tgt == np.stack([r.tgt for r in expected])).all()
-    families = {r.edit["phrasing"] for r in expected}
-    assert "template" in families and len(families) >= 5 and not any(r.edit["held_out"] for r in expected)
-    assert (src == np.stack([world.record(0, i, 32).src for i in range(40)])).all()  # same records, new wording
-    assert train._world_chunk(0, 0, 3, 32)[2] == [world.record(0, i, 32).instruction for i in range(3)]
-
-
 def test_held_out_phrasings_are_refused_for_training(tmp_path, capsys):
     for phrasing in ("heldout", "mind_gerund"):
         with pytest.raises(ValueError, match="held-out"):
-            train.check_phrasing(phrasing)
+            train_data.check_phrasing(phrasing)
     with pytest.raises(SystemExit) as exit_info:
         train.main(["--out", str(tmp_path / "run"), "--phrasing", "heldout"])
     assert exit_info.value.code == 2 and "held-out" in capsys.readouterr().err

@@ -10,7 +10,7 @@ import pytest
 import torch
 from diffusers import VQModel
 
-from editmgt_core import train_vq
+from editmgt_core import train_data, train_vq, trainer, vq_eval
 
 
 def _args(out, steps, *extra):
@@ -37,7 +37,7 @@ def test_train_checkpoint_resume_and_load(tmp_path, capsys):
     x = torch.rand(1, 3, 64, 64) * 2 - 1
     with torch.no_grad():
         latents = model.encode(x).latents
-        tokens = train_vq.code_indices(model, latents)
+        tokens = vq_eval.code_indices(model, latents)
         _, _, (_, _, flat) = model.quantize(latents)
     assert latents.shape == (1, 8, 16, 16) and tokens.shape == (1, 16, 16)
     assert torch.equal(tokens.flatten(), flat.flatten())  # same codes as the model's own quantizer
@@ -47,7 +47,7 @@ def test_train_checkpoint_resume_and_load(tmp_path, capsys):
 def test_checkpoint_round_trip(tmp_path):
     model = train_vq.build_vq(train_vq.PRESETS["tiny"])
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x = train_vq.world_images(0, 0, 2, 32)
+    x = train_data.world_images(0, 0, 2, 32)
     train_vq.train_step(model, x, opt)
     usage = torch.arange(64, dtype=torch.float32)
     path = train_vq.save_checkpoint(tmp_path, 1, model, opt, usage, {"note": "x"})
@@ -62,13 +62,13 @@ def test_checkpoint_round_trip(tmp_path):
 
 
 def test_world_images_crops_and_bad_config():
-    x = train_vq.world_images(0, 0, 5, 32)
+    x = train_data.world_images(0, 0, 5, 32)
     assert x.shape == (5, 3, 32, 32) and x.min() >= -1.0 and x.max() <= 1.0
-    crops = train_vq.random_crops(x, 16, torch.Generator().manual_seed(0))
+    crops = train_data.random_crops(x, 16, torch.Generator().manual_seed(0))
     assert crops.shape == (5, 3, 16, 16)
-    assert torch.equal(crops, train_vq.random_crops(x, 16, torch.Generator().manual_seed(0)))
+    assert torch.equal(crops, train_data.random_crops(x, 16, torch.Generator().manual_seed(0)))
     with pytest.raises(ValueError, match="crop"):
-        train_vq.random_crops(x, 40, torch.Generator())
+        train_data.random_crops(x, 40, torch.Generator())
     with pytest.raises(ValueError, match="norm_num_groups"):
         train_vq.build_vq(train_vq.VQConfig(block_out_channels=(12, 16, 16), norm_num_groups=8))
     with pytest.raises(ValueError, match="preset"):
@@ -91,12 +91,12 @@ def test_flat_code_purity():
     x[1, 1, 4:, :4] = 0.5  # image 1: one more colour in its bottom-left cell
     x[1, 2, 0, 0] = 0.3  # image 1: its top-left cell is not flat
     one_code_per_colour = torch.tensor([[[0, 1], [0, 1]], [[0, 1], [2, 1]]])
-    assert train_vq.flat_code_purity(x, one_code_per_colour) == 1.0
+    assert vq_eval.flat_code_purity(x, one_code_per_colour) == 1.0
     split = one_code_per_colour.clone()
     split[0, 1, 1] = 3  # red cells: codes 1, 3, 1, 1 -> 3 of 4 on red's most common code
-    assert train_vq.flat_code_purity(x, split) == pytest.approx(6 / 7)  # 7 flat cells, 6 on their colour's top code
+    assert vq_eval.flat_code_purity(x, split) == pytest.approx(6 / 7)  # 7 flat cells, 6 on their colour's top code
     split[1, 0, 0] = 5  # a non-flat cell's code does not count
-    assert train_vq.flat_code_purity(x, split) == pytest.approx(6 / 7)
+    assert vq_eval.flat_code_purity(x, split) == pytest.approx(6 / 7)
 
 
 def test_decoder_fine_tune_keeps_every_token(tmp_path, capsys):
@@ -117,10 +117,10 @@ def test_decoder_fine_tune_keeps_every_token(tmp_path, capsys):
     frozen = [k for k in before if not k.startswith(("decoder.", "post_quant_conv."))]
     assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
-    x = train_vq.world_images(9, 0, 4, 32)
+    x = train_data.world_images(9, 0, 4, 32)
     with torch.no_grad():
         old, new = VQModel.from_pretrained(base), VQModel.from_pretrained(tmp_path / "dec" / "vqvae")
-        codes = [train_vq.code_indices(m, m.encode(x).latents) for m in (old, new)]
+        codes = [vq_eval.code_indices(m, m.encode(x).latents) for m in (old, new)]
     assert torch.equal(*codes)
     train_vq.main(_args(tmp_path / "dec", 5, *args, "--resume"))  # resumes the decoder run
     with pytest.raises(ValueError, match="decoder-from"):
@@ -133,11 +133,11 @@ def test_decoder_fine_tune_keeps_every_token(tmp_path, capsys):
 
 def test_world_batches_in_order_with_workers():
     """Processes draw the same batches, in step order, as the in-process loop (a resumed run starts mid-stream)."""
-    alone = list(train_vq.world_batches(3, 4, 32, 2, 7))
-    pooled = list(train_vq.world_batches(3, 4, 32, 2, 7, workers=2))
+    alone = list(train_data.world_batches(3, 4, 32, 2, 7))
+    pooled = list(train_data.world_batches(3, 4, 32, 2, 7, workers=2))
     assert len(alone) == len(pooled) == 5
     assert all(torch.equal(a, b) for a, b in zip(alone, pooled, strict=True))
-    assert torch.equal(alone[0], train_vq.world_images(3, 8, 4, 32))
+    assert torch.equal(alone[0], train_data.world_images(3, 8, 4, 32))
 
 
 def test_world_batches_after_parallel_torch_work():
@@ -145,11 +145,11 @@ def test_world_batches_after_parallel_torch_work():
     forked from that main thread, they hung in their first parallel op. A fresh process, so a hang is a timeout."""
     code = (
         "import torch\n"
-        "from editmgt_core import train_vq\n"
+        "from editmgt_core import train_data, train_vq, vq_eval\n"
         "torch.set_num_threads(2)\n"
-        "train_vq.evaluate(train_vq.build_vq(train_vq.PRESETS['small']), train_vq.world_images(1, 0, 16, 64))\n"
-        "x = list(train_vq.world_batches(3, 32, 64, 0, 2, workers=2))\n"
-        "assert torch.equal(x[1], train_vq.world_images(3, 32, 32, 64))\n"
+        "vq_eval.evaluate(train_vq.build_vq(train_vq.PRESETS['small']), train_data.world_images(1, 0, 16, 64))\n"
+        "x = list(train_data.world_batches(3, 32, 64, 0, 2, workers=2))\n"
+        "assert torch.equal(x[1], train_data.world_images(3, 32, 32, 64))\n"
         "print('delivered', len(x))\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -167,7 +167,7 @@ def test_minutes_budget_stops_with_a_checkpoint(tmp_path, monkeypatch, capsys):
     """--minutes stops training when the wall clock is spent, saves that step and the model, and the cosine runs over
     the budget (10% of the peak at its end); --resume goes on from there."""
     cfg = train_vq.TrainConfig(steps=100, warmup=2, lr=1.0)
-    assert train_vq.lr_at(50, cfg, 0.0) == pytest.approx(1.0) and train_vq.lr_at(50, cfg, 1.0) == pytest.approx(0.1)
+    assert trainer.lr_at(50, cfg, 0.0) == pytest.approx(1.0) and trainer.lr_at(50, cfg, 1.0) == pytest.approx(0.1)
     clock = iter(range(0, 10_000, 2))  # every reading of the clock is 2 s later
     monkeypatch.setattr(train_vq.time, "time", lambda: float(next(clock)))
     report = train_vq.main(_args(tmp_path, 50, "--minutes", "0.2"))  # 12 s: a few steps, far fewer than 50
@@ -183,3 +183,23 @@ def test_minutes_budget_stops_with_a_checkpoint(tmp_path, monkeypatch, capsys):
         train_vq.main(_args(tmp_path / "x", 1, "--minutes", "0"))
     with pytest.raises(ValueError, match="workers"):
         train_vq.main(_args(tmp_path / "x", 1, "--workers", "0"))
+
+
+def test_checkpoint_of_the_earlier_optimizer_layout_still_loads(tmp_path):
+    """Run folders made before the optimizer tensors were keyed by parameter name ('<index>.<slot>' keys with the
+    param_groups in state.json) resume as they are."""
+    from safetensors.torch import save_file
+
+    model = train_vq.build_vq(train_vq.PRESETS["tiny"])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    train_vq.train_step(model, train_data.world_images(0, 0, 2, 32), opt)
+    path = train_vq.save_checkpoint(tmp_path, 1, model, opt, torch.ones(64), {})
+    sd = opt.state_dict()
+    save_file({**{f"{i}.{k}": v for i, s in sd["state"].items() for k, v in s.items()}, "usage": torch.ones(64)},
+              path / "optim.safetensors")  # fmt: skip
+    (path / "state.json").write_text(json.dumps({"step": 1, "param_groups": sd["param_groups"]}))
+    fresh = train_vq.build_vq(train_vq.PRESETS["tiny"])
+    fresh_opt = torch.optim.Adam(fresh.parameters(), lr=1e-3)
+    state, _ = train_vq.load_checkpoint(path, fresh, fresh_opt)
+    sa, sb = sd["state"], fresh_opt.state_dict()["state"]
+    assert state["step"] == 1 and all(torch.equal(sa[i]["exp_avg"], sb[i]["exp_avg"]) for i in sa)
