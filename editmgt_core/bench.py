@@ -4,6 +4,7 @@
     python -m editmgt_core.bench edit --model assets/default-model
     python -m editmgt_core.bench edit --config editmgt --random-weights --size 1024 --dtype bf16 --device cuda
     python -m editmgt_core.bench stream --model assets/default-model --runs 5
+    python -m editmgt_core.bench browser --model assets/default-model --runs 3
 
 `forward` times the transformer (median of N runs after a warm-up; random weights) with and without attention
 capture, and reports peak resident memory. `edit` times whole edits of a model folder, split into text encoding,
@@ -300,7 +301,17 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--instruction", default="Paint the yellow circle green")
     st.add_argument("--threads", type=int, default=2, help="torch CPU threads, here and in the server")
     st.add_argument("--runs", type=int, default=5, help="interleaved timed runs of each after one warm-up")
+    br = sub.add_parser("browser", help="a 4000x3000 JPEG through the studio in headless Chromium: click to done")
+    br.add_argument("--model", default="assets/default-model", help="model folder")
+    br.add_argument("--instruction", default="make the red circle blue")
+    br.add_argument("--threads", type=int, default=2, help="torch CPU threads, in the server and in-process")
+    br.add_argument("--runs", type=int, default=3, help="timed runs of each after one warm-up")
     args = parser.parse_args(argv)
+    if args.command == "browser":
+        from .bench_browser import bench_browser
+
+        print(json.dumps(bench_browser(args), indent=2))
+        return 0
     run = {"forward": bench_forward, "edit": bench_edit, "stream": bench_stream}[args.command]
     print(json.dumps(run(args), indent=2))
     return 0
