@@ -18,7 +18,7 @@ than in the all-masked target (the bundled model: block 0's source map AUC 0.76 
 block). The suggested layers add source entries to the band, best first, while each raises the AUC of the
 consolidated map (the mean of the entries' maps, as the sampler forms it) by at least 0.005.
 
-It also suggests a `focus_gate` (see sampling.focus): the instruction focus of local and of whole-image (background,
+It also suggests a `focus_gate` (see hold.focus): the instruction focus of local and of whole-image (background,
 style) records at the first step, with the model's band and defaults, and the gate that best tells them apart
 (Youden's J: the share of whole-image records it gates minus the share of local ones). Holding a whole-image edit by
 its map clips the edit; gating a local one only gives up its hold.
@@ -36,10 +36,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from . import entries, metrics, world
-from .consolidate import attention_scores, logit_maps
+from .consolidate import attention_scores, logit_maps, map_grid
 from .editing import logits_fn_for, prepare, resolve_options
+from .hold import focus
 from .loading import Editor
-from .sampling import focus, map_grid, mix_maps
+from .sampling import mix_maps
 
 
 @dataclass(frozen=True)

@@ -154,6 +154,16 @@ def upsample(s: Tensor, out_grid: tuple[int, int]) -> Tensor:
     return F.interpolate(s[:, None], size=tuple(out_grid), mode="bicubic", align_corners=False)[:, 0]
 
 
+def map_grid(maps: Mapping[int | str, Tensor], h: int, w: int) -> tuple[int, int]:
+    """The attention grid of captured maps [.., I] for an h x w token grid: (h/2, w/2) after the model's 2x2
+    downsample (the published configuration), (h, w) for a model without it."""
+    i = next(iter(maps.values())).shape[-1]
+    for grid in ((h // 2, w // 2), (h, w)):
+        if i == grid[0] * grid[1]:
+            return grid
+    raise ValueError(f"maps have {i} image keys; expected {(h // 2) * (w // 2)} or {h * w} for a {h}x{w} token grid")
+
+
 def check_text_weights(text_weights: Tensor) -> None:
     """ValueError unless text_weights is [B, T], finite, >= 0, with a positive sum in every row (one host sync)."""
     if text_weights.ndim != 2:

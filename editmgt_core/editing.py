@@ -23,8 +23,10 @@ from torch import Tensor
 from . import entries
 from .consolidate import text_weights_for
 from .encoders import TextFeatures
+from .hold import pixel_mask_to_tokens
 from .loading import Editor
-from .sampling import REFERENCE_VALUES, SamplerOptions, StepRecord, pixel_mask_to_tokens, sample
+from .reference_sampler import REFERENCE_VALUES
+from .sampling import SamplerOptions, StepRecord, sample
 
 MAX_ASPECT = 8.0  # wider or taller images are refused rather than squeezed into a sliver of tokens
 
@@ -40,7 +42,7 @@ class EditResult:
     scores: Tensor | None  # float [H, W] final localization map in [0, 1] (CPU), None when not computed
     hold: Tensor | None  # bool [H, W] tokens held to the source (CPU), None when hold is off
     timings: dict[str, float]  # seconds: text, encode, sampling, decode
-    focus: float | None = None  # instruction focus at the first step (sampling.focus), None when no map was made
+    focus: float | None = None  # instruction focus at the first step (hold.focus), None when no map was made
     gated: bool = False  # region-hold by the map was skipped: focus below options.focus_gate (a whole-image edit)
     model: str = ""  # the model it was made with (hub id or folder; Editor.model_id)
 
@@ -320,8 +322,8 @@ def edit_stream(
 
 def default_options(editor: Editor, **overrides) -> SamplerOptions:
     """SamplerOptions with this model's defaults (its settings file), then `overrides`. With reference_compatible
-    the model's defaults for knobs the reference lacks (sampling.REFERENCE_VALUES) give way to the reference's; a
-    value passed in `overrides` still counts (and `sample` refuses it)."""
+    the model's defaults for knobs the reference lacks (reference_sampler.REFERENCE_VALUES) give way to the
+    reference's; a value passed in `overrides` still counts (and `sample` refuses it)."""
     defaults = dict(editor.settings.defaults)
     if overrides.get("reference_compatible"):
         defaults = {k: v for k, v in defaults.items() if k not in REFERENCE_VALUES}

@@ -87,6 +87,15 @@ class EditMGTTransformer(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.project_to_hidden.weight.dtype
 
+    def embed_text(self, txt: Tensor, pooled: Tensor, micro: Tensor) -> tuple[Tensor, Tensor]:
+        """Text features [B, T, joint_attention_dim] -> txt [B, T, D]; pooled [B, pooled_projection_dim] and micro
+        [B, 5] -> pooled [B, D], the conditioning that the timestep embedding is added to (see TimeTextEmbed)."""
+        micro = timestep_embedding(micro.flatten()).view(len(micro), -1)  # (B, 5 * 256)
+        pooled = self.cond_embed(torch.cat([pooled.float(), micro], dim=1).to(self.dtype))
+        if hasattr(self, "connector"):
+            txt = self.connector(txt)
+        return self.encoder_proj_layer_norm(self.context_embedder(txt)), pooled
+
     def embed_tokens(self, tokens: Tensor) -> tuple[Tensor, tuple[int, int]]:
         """Token ids [B, H, W] -> sequence [B, h*w, D] on the (down-sampled) attention grid (h, w)."""
         x = self.embed(tokens)
@@ -131,13 +140,9 @@ class EditMGTTransformer(nn.Module):
         kinds = lambda i: frozenset(e.kind for _, e in wanted.get(i, ()))
         if gamma == 0:
             cond = None  # -inf bias both ways: the cond stream cannot reach the output
-        micro = timestep_embedding(micro.flatten()).view(len(micro), -1)  # (B, 5 * 256)
-        pooled = self.cond_embed(torch.cat([pooled.float(), micro], dim=1).to(self.dtype))
+        txt, pooled = self.embed_text(txt, pooled, micro)
         # t * 1000 in float32 even for bf16 weights: bf16 rounds 5000 to 4992 and scrambles the sinusoid
         vec = self.time_text_embed(timestep.float(), pooled)
-        if hasattr(self, "connector"):
-            txt = self.connector(txt)
-        txt = self.encoder_proj_layer_norm(self.context_embedder(txt))
         img, grid = self.embed_tokens(tokens)
 
         ids = grid_ids(*grid, device=img.device)

@@ -32,7 +32,7 @@ from . import trainer, world
 from .checkpoint import CheckpointError, load_state_dict, read_weights, save_transformer
 from .config import TransformerConfig
 from .model import EditMGTTransformer
-from .sampling import cosine_schedule
+from .schedule import cosine_schedule
 from .train_data import MINILM, VQ_RANGE, category_weights, check_phrasing, prepare_data, prepare_world
 
 
