@@ -20,7 +20,9 @@ if ZERO_GPU:
 
 import argparse
 import contextlib
+import functools
 import html
+import inspect
 import json
 import logging
 import re
@@ -35,7 +37,8 @@ import gradio as gr
 import torch
 from PIL import Image
 
-from editmgt_core import domain, entries, studio
+import app_knobs
+from editmgt_core import domain, entries, knobs, studio
 from editmgt_core.config import COMPILE_HELP, COMPILE_MODES, DTYPE_CHOICES, DTYPE_HELP
 from editmgt_core.editing import default_options, resolve_options
 from editmgt_core.loading import Editor, ModelNotFoundError, cpu_warning, load_editor
@@ -44,41 +47,22 @@ ROOT = Path(__file__).resolve().parent
 DEFAULT_MODEL = ROOT / "assets" / "default-model"
 EXAMPLES = ROOT / "assets" / "examples"
 HISTORY = 12  # results kept per session
-# the UI's controls, in this order, named as studio.request takes them
-KNOBS = ("keywords", "gamma", "lam", "steps", "guidance_scale", "seed", "randomize", "negative_prompt", "layers",
-         "temperature_start", "temperature_end", "resolution", "mask_mode", "grow", "keep_pixels",
-         "focus_gate", "token_temperature", "strict")  # fmt: skip
+KNOBS = app_knobs.SHOWN  # the UI's controls (editmgt_core/knobs.py), named as studio.request takes them
 SKIP = gr.skip()
+# what each handler that returns {name: value} may update (build_app names the components)
+EDIT_OUTPUTS = ("canvas", "overlay", "status", "result", "changed", "scrubber", "files", "used_seed", "frames", "last",
+                "history", "gallery")  # fmt: skip
+SWEEP_OUTPUTS = ("grid", "table", "sweep_status", "used_seed")
+RESTORE_OUTPUTS = ("image_in", "instruction", *KNOBS, "result", "status", "typed")
 log = logging.getLogger("editmgt.app")
 
-HELP = {
+HELP = {  # the controls that are not knobs (the knobs' help is in editmgt_core/knobs.py)
     "instruction": "What to change, in one sentence, e.g. 'make the red circle blue'.",
-    "keywords": "Click words whose attention forms the edit-location map M; none selected = all words.",
-    "gamma": "Condition strength γ: attention to the source image (1 = as trained, 0 = ignore it, > 1 = stay closer).",
-    "lam": "Hold threshold λ: tokens scoring below λ on the map are restored to the source each step (0 = off).",
-    "steps": "Decoding steps N: each step reveals more tokens; more steps are slower and often cleaner.",
-    "guidance": "Classifier-free guidance: how strongly to follow the instruction (1 = off).",
-    "seed": "The same seed with the same settings reproduces an edit exactly.",
-    "negative": "Text the edit is steered away from (the unconditional side of guidance).",
-    "layers": "Map entries: blocks whose instruction→image attention forms the map, e.g. '28-36'; 's0' block 0's "
-    "attention to the source image, 'rs0' the source's rows to the instruction, ':h1' one head, 'change' the predicted "
-    "change; empty = the model's.",
     "map": "What the map shows and holds by. Attention: where the instruction's words point (keywords choose the "
     "words). Predicted change: where the model is about to change the image (keywords do not matter). The model's "
     "map: the mix calibrated for this model.",
-    "temperature": "Randomness of the reveal order (Gumbel noise) at the first and the last step.",
-    "token_temperature": "Randomness of each token's draw: 1 = the model's own probabilities; lower = more confident, "
-    "cleaner shapes and colours.",
-    "resolution": "Working resolution: the side of a square with as many pixels as the model edits at (aspect kept).",
-    "mask_mode": "Painted brush region with the map: replace = brush only; union = brush or map; intersection = both.",
-    "grow": "Grow the map's edit region by this many tokens before holding: room for edits that reach past the object.",
-    "focus_gate": "Hold only when the instruction's attention on the image reaches this share; below it the edit reads "
-    "as a whole-image one (a style, a background) and nothing is held. 0 = always hold.",
-    "keep_pixels": "What the edit left as it was (held or unchanged tokens) shows your image's own pixels at full "
-    "resolution, not their re-encoded version.",
     "lams": "λ values, comma-separated: one cell per value.",
     "gammas": "γ values, comma-separated: one row of cells per value; empty = the γ slider's value.",
-    "strict": "Refuse inputs outside what the model was trained on instead of editing them with a warning.",
 }
 NO_IMAGE = ("no image: upload, paste or capture an image first (an uploaded file that shows nothing here could not "
             "be decoded as an image: use PNG, JPEG, WebP, BMP, GIF or TIFF)")  # fmt: skip
@@ -187,6 +171,21 @@ def user_errors():
         raise gr.Error(html.escape(text, quote=False)) from None
 
 
+def by_name(handler: Callable, ui: dict) -> Callable:
+    """A handler that returns or yields {name: value} as gradio takes it, {component: value}; ui: the components by
+    name. Outputs it leaves out keep their value. Closing the stream (Stop) closes the handler's generator."""
+    if not inspect.isgeneratorfunction(handler):
+        return functools.wraps(handler)(lambda *args, **kw: {ui[k]: v for k, v in handler(*args, **kw).items()})
+
+    @functools.wraps(handler)
+    def stream(*args, **kw):
+        with contextlib.closing(handler(*args, **kw)) as updates:
+            for update in updates:
+                yield {ui[k]: v for k, v in update.items()}
+
+    return stream
+
+
 # ZeroGPU durations: a visitor's quota must cover the duration asked for, so ask for what a call needs. Per step at
 # 1024x1024 working pixels: 2.7x the 0.19 s an fp32 step of the 1B model took on an H200, for the previews decoded
 # during the edit and a smaller GPU slice (docs/published-model.md).
@@ -254,9 +253,7 @@ def gate_note(item: studio.Frame | studio.Final) -> str:
             " lower the focus gate to hold anyway)")  # fmt: skip
 
 
-def live(
-    ctx: Context, frame: studio.Frame, preview: Image.Image, base: Image.Image
-) -> tuple[Image.Image, Image.Image, str]:
+def live(ctx: Context, frame: studio.Frame, preview: Image.Image, base: Image.Image) -> dict:
     """The live panel for one step: reveal canvas over the latest decoded preview, attention overlay, status."""
     status = f"**Step {frame.step + 1}/{frame.num_steps}** · {frame.held_fraction:.0%} of tokens held"
     if frame.scores is None:
@@ -265,12 +262,19 @@ def live(
         status += " · region hold off (λ = 0): the map shows where the model attends"
     status += gate_note(frame)
     overlay = studio.attention_overlay(base, frame.scores, frame.hold, ctx.preview_side)
-    return studio.reveal_canvas(preview, frame.revealed, ctx.preview_side), overlay, status
+    return {"canvas": studio.reveal_canvas(preview, frame.revealed, ctx.preview_side), "overlay": overlay,
+            "status": status}  # fmt: skip
+
+
+def cached(shown: dict) -> tuple[bytes, bytes, str]:
+    """A live panel as the replay scrubber keeps it: (canvas JPEG, overlay JPEG, status)."""
+    return studio.jpeg(shown["canvas"]), studio.jpeg(shown["overlay"]), shown["status"]
 
 
 def run_edit(ctx: Context, value, instruction, history, strict=False, **knobs):
-    """Stream an edit into the live panel; yields 12 outputs (see build_app's edit_outputs). The first update clears
-    the previous result's panels, so nothing on screen belongs to another run."""
+    """Stream an edit into the live panel; yields {output name: value} (build_app's EDIT_OUTPUTS; the others keep
+    their value). The first update clears the previous result's panels, so nothing on screen belongs to another
+    run."""
     clock = time.perf_counter()
     with user_errors():
         image, notice, mask = editor_image(value)
@@ -284,9 +288,9 @@ def run_edit(ctx: Context, value, instruction, history, strict=False, **knobs):
     frames, sent = [], 0.0
     base, frame, final = studio.fit(image, ctx.preview_side), None, None
     preview = studio.dim(base)  # until a preview is decoded every token is undecided
-    size = f"{image.width}x{image.height}"
-    yield (preview, base, f"**Encoding** the {size} image and the instruction…{warn}", None, None,
-           gr.Slider(visible=False), None, None, [], SKIP, SKIP, SKIP)  # fmt: skip
+    status = f"**Encoding** the {image.width}x{image.height} image and the instruction…{warn}"
+    yield {"canvas": preview, "overlay": base, "status": status, "result": None, "changed": None,
+           "scrubber": gr.Slider(visible=False), "files": None, "used_seed": None, "frames": []}  # fmt: skip
     with user_errors(), contextlib.closing(items):
         for item in items:
             if isinstance(item, studio.Final):
@@ -296,31 +300,30 @@ def run_edit(ctx: Context, value, instruction, history, strict=False, **knobs):
             if item.step == item.num_steps - 1:  # shown below with the result: the last step decoded
                 continue
             shown = live(ctx, item, preview, base)
-            frames.append((studio.jpeg(shown[0]), studio.jpeg(shown[1]), shown[2]))
+            frames.append(cached(shown))
             if item.step == 0 or time.monotonic() - sent >= ctx.frame_interval:  # throttled; the first at once
                 sent = time.monotonic()
-                yield (*shown[:2], shown[2] + warn, *[SKIP] * 9)
+                yield shown | {"status": shown["status"] + warn}
         shown = live(ctx, frame, final.image, base)
-        frames.append((studio.jpeg(shown[0]), studio.jpeg(shown[1]), shown[2]))
+        frames.append(cached(shown))
         files = ctx.save(final)
     p = final.parameters
     history = [*history, {"image": final.image, "source": final.source, "parameters": p}][-HISTORY:]
     took = time.perf_counter() - clock
     status = f"**Done** · {p['steps']} steps in {took:.1f} s · seed {p['seed']} · {final.held_fraction:.0%} held"
-    status += gate_note(final) + warn
     n = len(frames)
-    yield (
-        *(shown[0], shown[1], status),
-        (final.source, final.image),
-        studio.change_heatmap(final.source, final.image),
-        gr.Slider(1, n, n, step=1, visible=n > 1),
-        files,
-        p["seed"],
-        frames,
-        {"image": final.image, "parameters": p},
-        history,
-        gallery_items(history),
-    )
+    yield shown | {
+        "status": status + gate_note(final) + warn,
+        "result": (final.source, final.image),
+        "changed": studio.change_heatmap(final.source, final.image),
+        "scrubber": gr.Slider(1, n, n, step=1, visible=n > 1),
+        "files": files,
+        "used_seed": p["seed"],
+        "frames": frames,
+        "last": {"image": final.image, "parameters": p},
+        "history": history,
+        "gallery": gallery_items(history),
+    }
 
 
 def replay(frames, k):
@@ -350,7 +353,8 @@ def keyword_chips_state(recipe: tuple, layers: str):
         words = entries.reads_words(entries.from_text(layers) if layers.strip() else recipe)
     except ValueError:
         return SKIP  # the edit itself reports a bad entry
-    info = HELP["keywords"] if words else "The predicted-change map does not read words: keywords have no effect."
+    info = knobs.KNOBS["keywords"].help if words else "The predicted-change map does not read words: keywords have no "\
+        "effect."  # fmt: skip
     return gr.CheckboxGroup(interactive=words, info=info)
 
 
@@ -360,25 +364,22 @@ def use_as_input(last):
     return editor_value(last["image"])
 
 
-def restore(history, evt: gr.SelectData):
-    """A history entry back into the inputs: the image it was made from and its parameters in the controls (KNOBS
-    order), its result beside it in the before/after panel; Edit then reproduces it (the seed is restored)."""
+def restore(history, evt: gr.SelectData) -> dict:
+    """A history entry back into the inputs: the image it was made from and its parameters in the controls (by
+    knob name; a knob the entry lacks keeps its control's value), its result beside it in the before/after panel;
+    Edit then reproduces it (the seed is restored)."""
     entry = history[evt.index]
     p = entry["parameters"]
-    t = p["temperature"] if isinstance(p["temperature"], list) else [p["temperature"], 0.01]
-    knobs = {k: p[k] for k in KNOBS if k in p}  # (entries saved before a knob existed keep the control's value)
-    knobs |= {
-        "randomize": False,
-        "layers": layers_text(p["layers"]),
-        "temperature_start": t[0],
-        "temperature_end": t[1],
-    }
-    knobs["keywords"] = gr.CheckboxGroup(choices=studio.words(p["instruction"]), value=list(p["keywords"]))
+    t0, t1 = knobs.temperature_pair(p["temperature"])
+    controls = {k: p[k] for k in KNOBS if k in p}  # (entries saved before a knob existed keep the control's value)
+    controls |= {"randomize": False, "layers": app_knobs.layers_text(p["layers"]), "temperature_start": t0,
+                 "temperature_end": t1}  # fmt: skip
+    controls["keywords"] = gr.CheckboxGroup(choices=studio.words(p["instruction"]), value=list(p["keywords"]))
     source = entry.get("source", entry["image"])  # (entries saved before sources were kept restore their result)
     status = f"Restored the input and settings of '{p['instruction'][:60]}' (seed {p['seed']}); its result is in " \
         "**Before / after**. Press **Edit** to run it again."  # fmt: skip
-    return (editor_value(source), p["instruction"], *(knobs.get(k, SKIP) for k in KNOBS), (source, entry["image"]),
-            status, p["instruction"])  # fmt: skip
+    return controls | {"image_in": editor_value(source), "instruction": p["instruction"],
+                       "result": (source, entry["image"]), "status": status, "typed": p["instruction"]}  # fmt: skip
 
 
 def sweep_grid(lam_values, gamma_values, gamma) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -393,7 +394,7 @@ def sweep_grid(lam_values, gamma_values, gamma) -> tuple[tuple[float, ...], tupl
 
 
 def run_sweep(ctx: Context, value, instruction, lam_values, gamma_values, strict=False, **knobs):
-    """Threshold exploration in the UI; yields (grid, table, status, used seed)."""
+    """Threshold exploration in the UI; yields {output name: value} (grid, table, sweep_status, used_seed)."""
     with user_errors():
         image, notice, mask = editor_image(value)
         studio.check_instruction(instruction)
@@ -405,18 +406,18 @@ def run_sweep(ctx: Context, value, instruction, lam_values, gamma_values, strict
     for text in [*notices, *[brush] * bool(brush)]:
         gr.Warning(text)
     warn = "".join(f"\n\n⚠ {text}" for text in [*[brush] * bool(brush), *notices])
-    yield [], [], f"**Encoding** the image and the instruction…{warn}", SKIP
+    yield {"grid": [], "table": [], "sweep_status": f"**Encoding** the image and the instruction…{warn}"}
     cells, last = [], 0.0
     with user_errors():
         for item in ctx.sweep(image, instruction, options, lams, gammas, mask, pixels):
             if isinstance(item, studio.Cell):
                 cells.append(item)
                 status = f"Cell {item.index + 1} done (λ={item.lam:g}, γ={item.gamma:g}) · {len(cells)} finished"
-                yield cell_gallery(cells), cell_rows(cells), status + warn, SKIP
+                yield {"grid": cell_gallery(cells), "table": cell_rows(cells), "sweep_status": status + warn}
             elif time.monotonic() - last >= ctx.frame_interval:
                 last = time.monotonic()
-                yield SKIP, SKIP, cell_step_status(item) + warn, SKIP
-    yield SKIP, SKIP, f"**Done** · {len(cells)} cells · seed {options.seed}{warn}", options.seed
+                yield {"sweep_status": cell_step_status(item) + warn}
+    yield {"sweep_status": f"**Done** · {len(cells)} cells · seed {options.seed}{warn}", "used_seed": options.seed}
 
 
 # ---------------------------------------------------------------------------------------------------- API handlers
@@ -487,13 +488,6 @@ def editor_value(image: Image.Image) -> dict:
     return {"background": image, "layers": [], "composite": image}
 
 
-def layers_text(layers) -> str:
-    layers = list(layers or ())
-    if len(layers) > 2 and all(isinstance(i, int) for i in layers) and layers == list(range(layers[0], layers[-1] + 1)):
-        return f"{layers[0]}-{layers[-1]}"
-    return ", ".join(map(str, layers))
-
-
 def header(editor: Editor) -> str:
     known = domain.domain_of(editor).get("trained_on")
     scope = f" It was trained on {known} only: other images and instructions get a warning." if known else ""
@@ -529,10 +523,7 @@ def cell_rows(cells: list[studio.Cell]) -> list[list]:
 
 
 def input_panel(editor: Editor) -> tuple[gr.ImageEditor, gr.Textbox, dict]:
-    """Image, instruction and the knobs, named as `studio.request` takes them."""
-    d = default_options(editor)
-    t0, t1 = d.temperature if isinstance(d.temperature, tuple) else (d.temperature, 0.01)
-    lo, side, hi = studio.resolution_range(editor)
+    """Image, instruction and the knobs' controls (app_knobs), named as `studio.request` takes them."""
     image = gr.ImageEditor(
         label="Image (optional: brush where the edit may happen)", type="pil", image_mode="RGBA",
         layers=False, transforms=(), brush=gr.Brush(colors=[("#ff2d7a", 0.6)], color_mode="fixed"), height=420,
@@ -543,80 +534,11 @@ def input_panel(editor: Editor) -> tuple[gr.ImageEditor, gr.Textbox, dict]:
     instruction = gr.Textbox(label="Instruction", info=HELP["instruction"], lines=2, elem_id="instruction")
     views = entries.map_views(editor.settings.attention_layers, editor.settings.reference_band)
     view = gr.Radio(list(views), value=next(iter(views)), label="Map", info=HELP["map"], elem_id="map-view")
-    k = {
-        "keywords": gr.CheckboxGroup(
-            [],
-            label="Keywords",
-            info=HELP["keywords"],
-            elem_id="keywords",
-            interactive=entries.reads_words(editor.settings.attention_layers),
-        )
-    }
-    with gr.Row():
-        k["gamma"] = gr.Slider(
-            0, 3, d.gamma, step=0.05, label="γ condition strength", elem_id="gamma", info=HELP["gamma"]
-        )
-        k["lam"] = gr.Slider(0, 1, d.lam, step=0.01, label="λ hold threshold", elem_id="lam", info=HELP["lam"])
-        k["grow"] = gr.Slider(*studio.LIMITS["grow"], d.grow, step=1, label="Grow edit region (tokens)", elem_id="grow",
-                              info=HELP["grow"])  # fmt: skip
-    with gr.Row():
-        k["steps"] = gr.Slider(1, 64, d.steps, step=1, label="Steps", elem_id="steps", info=HELP["steps"])
-        k["guidance_scale"] = gr.Slider(0, 15, d.guidance_scale, step=0.5, label="Guidance", info=HELP["guidance"])
-    with gr.Row():
-        k["seed"] = gr.Number(0, precision=0, minimum=0, label="Seed", info=HELP["seed"])
-        k["randomize"] = gr.Checkbox(True, label="Randomize seed")
-    with gr.Accordion("Advanced", open=False):
-        k["negative_prompt"] = gr.Textbox(d.negative_prompt, label="Negative prompt", info=HELP["negative"])
-        k["layers"] = gr.Textbox(layers_text(editor.settings.attention_layers), label="Attention layers",
-                                 info=HELP["layers"])  # fmt: skip
-        with gr.Row():
-            k["temperature_start"] = gr.Slider(0, 10, t0, step=0.1, label="Temperature, first step",
-                                               info=HELP["temperature"])  # fmt: skip
-            k["temperature_end"] = gr.Slider(0, 10, t1, step=0.1, label="Temperature, last step")
-        k["token_temperature"] = gr.Slider(*studio.LIMITS["token_temperature"], d.token_temperature, step=0.05,
-                                           label="Token temperature", elem_id="token-temperature",
-                                           info=HELP["token_temperature"])  # fmt: skip
-        k["resolution"] = gr.Slider(lo, hi, side, step=2 * editor.vq.factor, label="Working resolution",
-                                    info=HELP["resolution"])  # fmt: skip
-        k["mask_mode"] = gr.Radio(["replace", "union", "intersection"], value=d.mask_mode, label="Brush mask mode",
-                                  info=HELP["mask_mode"])  # fmt: skip
-        k["focus_gate"] = gr.Slider(0, 1, d.focus_gate, step=0.005, label="Focus gate", elem_id="focus-gate",
-                                    info=HELP["focus_gate"])  # fmt: skip
-        k["keep_pixels"] = gr.Checkbox(d.keep_pixels, label="Keep original pixels where unchanged",
-                                       elem_id="keep-pixels", info=HELP["keep_pixels"])  # fmt: skip
-    k["strict"] = gr.Checkbox(False, label="Strict: refuse inputs the model was not trained on", elem_id="strict",
-                              info=HELP["strict"])  # fmt: skip
-    assert set(k) == set(KNOBS)
-    view.change(lambda v: layers_text(views[v]), view, k["layers"], queue=False, show_progress="hidden")
+    k = app_knobs.input_controls(editor)
+    view.change(lambda v: app_knobs.layers_text(views[v]), view, k["layers"], queue=False, show_progress="hidden")
     chips_state = partial(keyword_chips_state, editor.settings.attention_layers)
     k["layers"].change(chips_state, k["layers"], k["keywords"], queue=False, show_progress="hidden")
-    return image, instruction, {name: k[name] for name in KNOBS}  # laid out by section, passed in KNOBS order
-
-
-def api_panel(editor: Editor) -> dict:
-    """Hidden components behind the /edit and /sweep endpoints (plain values; ranges are checked by studio)."""
-    d = default_options(editor)
-    t0, t1 = d.temperature if isinstance(d.temperature, tuple) else (d.temperature, 0.01)
-    text, num = gr.Textbox, gr.Number
-    return {
-        "keywords": text("", label="keywords (comma-separated; empty = all words)"),
-        "gamma": num(d.gamma, label="gamma"),
-        "lam": num(d.lam, label="lam"),
-        "steps": num(d.steps, label="steps"),
-        "guidance_scale": num(d.guidance_scale, label="guidance_scale"),
-        "seed": num(-1, label="seed (-1 = random)"),
-        "negative_prompt": text(d.negative_prompt, label="negative_prompt"),
-        "layers": text("", label="layers (e.g. '28-36'; empty = the model's)"),
-        "temperature_start": num(t0, label="temperature_start"),
-        "temperature_end": num(t1, label="temperature_end"),
-        "resolution": num(0, label="resolution (working side in pixels; 0 = the model's)"),
-        "mask_mode": text(d.mask_mode, label="mask_mode (replace | union | intersection)"),
-        "grow": num(d.grow, label="grow (tokens)"),
-        "keep_pixels": gr.Checkbox(d.keep_pixels, label="keep_pixels"),
-        "focus_gate": num(d.focus_gate, label="focus_gate (0 = always hold)"),
-        "token_temperature": num(d.token_temperature, label="token_temperature (1 = the model's probabilities)"),
-        "strict": gr.Checkbox(False, label="strict (refuse out-of-domain inputs instead of warning)"),
-    }
+    return image, instruction, k
 
 
 def build_app(editor: Editor, *, concurrency: int = 1, max_queue: int = 16, **context) -> gr.Blocks:
@@ -671,20 +593,23 @@ def build_app(editor: Editor, *, concurrency: int = 1, max_queue: int = 16, **co
                     table = gr.Dataframe(headers=["λ", "γ", "% held", "Δ outside hold"], interactive=False)
         gr.Examples(examples(), inputs=[image_in, instruction], label="Examples (click one)", cache_examples=False)
         with gr.Column(visible=False):
-            api_knobs = api_panel(editor)
+            api_knobs = app_knobs.api_controls(editor)
             a_image, a_mask = gr.File(label="image"), gr.File(label="mask (white = may edit)")
             a_instruction, a_lams, a_gammas = gr.Textbox(label="instruction"), gr.Textbox("0, 0.2"), gr.Textbox("")
             a_result, a_info = gr.Image(label="image", type="pil", format="png"), gr.JSON(label="info")
             a_grid, a_cells = gr.Gallery(label="cells", format="png"), gr.JSON(label="summary")
             a_edit, a_sweep = gr.Button(), gr.Button()
 
-        edit_outputs = [canvas, overlay, status, result, changed, scrubber, files, used_seed]
-        edit_outputs += [frames_state, last_state, history_state, gallery]
-        run_event = run_btn.click(partial(run_edit, ctx), [image_in, instruction, history_state], edit_outputs,
-                                  inputs_kwargs=knobs, api_visibility="private", **gpu)  # fmt: skip
+        ui = {"canvas": canvas, "overlay": overlay, "status": status, "result": result, "changed": changed,
+              "scrubber": scrubber, "files": files, "used_seed": used_seed, "frames": frames_state, "last": last_state,
+              "history": history_state, "gallery": gallery, "image_in": image_in, "instruction": instruction,
+              "typed": typed_state, "grid": grid, "table": table, "sweep_status": sweep_status, **knobs}  # fmt: skip
+        run_event = run_btn.click(by_name(partial(run_edit, ctx), ui), [image_in, instruction, history_state],
+                                  [ui[n] for n in EDIT_OUTPUTS], inputs_kwargs=knobs, api_visibility="private",
+                                  **gpu)  # fmt: skip
         sweep_event = sweep_btn.click(
-            partial(run_sweep, ctx), [image_in, instruction, lam_values, gamma_values], [grid, table, sweep_status,
-            used_seed], inputs_kwargs=knobs, api_visibility="private", **gpu,
+            by_name(partial(run_sweep, ctx), ui), [image_in, instruction, lam_values, gamma_values],
+            [ui[n] for n in SWEEP_OUTPUTS], inputs_kwargs=knobs, api_visibility="private", **gpu,
         )  # fmt: skip
         for btn in (stop_btn, sweep_stop):
             btn.click(None, cancels=[run_event, sweep_event])
@@ -694,8 +619,7 @@ def build_app(editor: Editor, *, concurrency: int = 1, max_queue: int = 16, **co
         instruction.change(chips, [instruction, knobs["keywords"], typed_state], [knobs["keywords"], typed_state],
                            **private)  # fmt: skip
         use_btn.click(use_as_input, last_state, image_in, **private)
-        gallery.select(restore, history_state, [image_in, instruction, *knobs.values(), result, status, typed_state],
-                       **private)  # fmt: skip
+        gallery.select(by_name(restore, ui), history_state, [ui[n] for n in RESTORE_OUTPUTS], **private)
         a_edit.click(partial(api_edit, ctx), [a_image, a_instruction, a_mask], [a_result, a_info],
                      inputs_kwargs=api_knobs, api_name="edit", **gpu)  # fmt: skip
         a_sweep.click(partial(api_sweep, ctx), [a_image, a_instruction, a_mask, a_lams, a_gammas], [a_grid, a_cells],
@@ -804,7 +728,7 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None, **
     return demo.launch(server_name=host, server_port=port, **kwargs)
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="EditMGT Studio: live instruction-driven image editing in the browser.")
     p.add_argument(
         "--model",
@@ -821,25 +745,28 @@ def main(argv: list[str] | None = None) -> None:
         help="keep the text encoders on the CPU between edits (the published model on a 16 GB card)",
     )
     p.add_argument("--concurrency", type=int, default=1, help="edits running at once (default 1)")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def make_demo(args: argparse.Namespace) -> gr.Blocks:
+    """The app over the model `args` name (without --model: EDITMGT_MODEL on a GPU, else the bundle)."""
     device = args.device or default_device()
     model = args.model or default_model(device)
     editor = load(model, device, args.dtype, args.offload, fallback=args.model is None, compile=args.compile)
-    global demo
-    demo = build_app(editor, concurrency=args.concurrency)
-    launch(demo, args.host, args.port)
+    return build_app(editor, concurrency=args.concurrency)
 
 
-def __getattr__(name: str):
-    """`app.demo` (for `gradio app.py` and Spaces tooling) is built from the default model on first access."""
-    if name == "demo":
-        global demo
-        device = default_device()
-        demo = build_app(load(default_model(device), device, fallback=True))
-        return demo
-    raise AttributeError(name)
+def main(argv: list[str] | None = None) -> None:
+    """`editmgt app [options]`: build the app and serve it."""
+    args = parse_args(argv)
+    launch(make_demo(args), args.host, args.port)
 
 
+# `demo` is a plain attribute of the running script: `python app.py` is what a Space runs, and `gradio app.py`
+# (reload mode) runs it too and reads `demo` from that __main__ module. `import app` (the tests, `editmgt app`)
+# builds nothing: a demo made at import would load a model on every import.
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
-    main()
+    args = parse_args()
+    demo = make_demo(args)
+    launch(demo, args.host, args.port)

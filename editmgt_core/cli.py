@@ -20,48 +20,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import knobs
 from .config import COMPILE_HELP, COMPILE_MODES, DTYPE_CHOICES, DTYPE_HELP
 from .files import open_image
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "default-model"
 PUBLISHED = "WeiChow/EditMGT"
-KNOBS = (
-    "steps",
-    "guidance_scale",
-    "gamma",
-    "lam",
-    "keywords",
-    "temperature",
-    "token_temperature",
-    "seed",
-    "layers",
-    "negative_prompt",
-    "mask_mode",
-    "grow",
-    "focus_gate",
-    "keep_pixels",
-    "reference_compatible",
-)
-
-
-def _words(text: str) -> tuple[str, ...]:
-    return tuple(w.strip() for w in text.split(",") if w.strip())
-
-
-def _temperature(text: str) -> float | tuple[float, float]:
-    parts = [float(p) for p in text.split(",")]
-    if len(parts) not in (1, 2):
-        raise argparse.ArgumentTypeError("expected T or T0,T1")
-    return parts[0] if len(parts) == 1 else (parts[0], parts[1])
-
-
-def _layers(text: str) -> tuple[int | str, ...]:
-    from .sampling import layers_from_text
-
-    try:
-        return layers_from_text(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+KNOBS = tuple(name for name, knob in knobs.KNOBS.items() if knob.sampler)  # SamplerOptions fields the CLI sets
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -86,103 +51,35 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+class _Help:
+    """A knob's help, worded when --help is printed: it names the demo's default, which needs torch (`editmgt
+    convert --input ...` should not pay for that). argparse fills '%(knob_help)s' from the action's attributes."""
+
+    def __init__(self, knob: knobs.Knob):
+        self.knob = knob
+
+    def __str__(self) -> str:
+        return knobs.cli_help(self.knob)
+
+
 def add_sampler_args(p: argparse.ArgumentParser, what: str = "the edit") -> None:
+    """The sampler knobs (knobs.KNOBS with CLI flags) as options; unset ones are None (sampler_overrides)."""
     g = p.add_argument_group(f"sampler knobs for {what} (default: the model's settings, else the published demo's)")
-    g.add_argument("--steps", type=int, help="decoding steps N (demo: 36)")
-    g.add_argument(
-        "--guidance-scale",
-        "--cfg",
-        dest="guidance_scale",
-        type=float,
-        help="classifier-free guidance scale g; 1 = no guidance (demo: 6)",
-    )
-    g.add_argument("--gamma", type=float, help="source-attention strength γ >= 0; 1 = no bias (demo: 1.1)")
-    g.add_argument(
-        "--lam",
-        "--lambda",
-        dest="lam",
-        type=float,
-        help="region-hold threshold λ in [0, 1]: undecided tokens whose localization score is below λ keep "
-        "the source token; 0 = off",
-    )
-    g.add_argument(
-        "--keywords",
-        type=_words,
-        help="comma-separated instruction words whose attention forms the localization map (default: all words)",
-    )
-    g.add_argument(
-        "--temperature",
-        type=_temperature,
-        help="Gumbel temperature of the re-masking: T (T down to 0.01) or T0,T1 (linear; demo: 2,0)",
-    )
-    g.add_argument(
-        "--token-temperature",
-        dest="token_temperature",
-        type=float,
-        help="softmax temperature of each token's draw: 1 = the reference; lower = more confident, coherent tokens "
-        "(default: the model's)",
-    )
-    g.add_argument("--seed", type=int, help="random seed; the seed used is saved with the output")
-    g.add_argument(
-        "--layers",
-        type=_layers,
-        help="transformer blocks whose attention forms the map, e.g. 28-36 or 1,2; 's0' adds block 0's "
-        "instruction -> source-image attention (default: the model's)",
-    )
-    g.add_argument(
-        "--negative-prompt",
-        dest="negative_prompt",
-        help="unconditional text of guidance (demo: a list of quality words; '' for none)",
-    )
-    g.add_argument(
-        "--mask-mode",
-        dest="mask_mode",
-        help="how a brush mask combines with the map: union | intersection | replace (default replace)",
-    )
-    g.add_argument(
-        "--grow",
-        type=int,
-        help="grow the map's edit region by this many tokens on each side before holding (default 0)",
-    )
-    g.add_argument(
-        "--focus-gate",
-        dest="focus_gate",
-        type=float,
-        help="hold by the map only when the instruction's focus on the image (share of its attention, first step) "
-        "reaches this; below it the edit reads as a whole-image one and nothing is held (0 = always hold; "
-        "calibrate-layers suggests a value)",
-    )
-    g.add_argument(
-        "--keep-pixels",
-        dest="keep_pixels",
-        action=argparse.BooleanOptionalAction,
-        help="where the edit left the source's tokens (held or unchanged), the output keeps the input's own pixels "
-        "at full resolution (default on)",
-    )
-    g.add_argument(
-        "--reference-compatible",
-        dest="reference_compatible",
-        action="store_true",
-        default=None,
-        help="make every step exactly the reference implementation's scheduler step",
-    )
-    g.add_argument(
-        "--pixels",
-        type=int,
-        help="working pixel count; inputs are resized to about this many pixels, "
-        "aspect kept (default: the model's; 1024x1024 published)",
-    )
+    for knob in knobs.KNOBS.values():
+        if knob.flags:
+            action = g.add_argument(*knob.flags, dest=knob.name, help="%(knob_help)s", **knob.cli_options())
+            action.knob_help = _Help(knob)
 
 
 def sampler_overrides(args: argparse.Namespace) -> dict:
     return {k: getattr(args, k) for k in KNOBS if getattr(args, k, None) is not None}
 
 
-def check_knobs(knobs: dict) -> None:
+def check_knobs(values: dict) -> None:
     """Validate sampler knobs before any model loads (SamplerOptions names the bad field and the allowed values)."""
     from .sampling import SamplerOptions
 
-    SamplerOptions(**{k: v for k, v in knobs.items() if k in KNOBS})
+    SamplerOptions(**{k: v for k, v in values.items() if k in KNOBS})
 
 
 def _load_editor(args: argparse.Namespace, device: str | None = None):
@@ -475,6 +372,7 @@ def cmd_app(args: argparse.Namespace) -> int:
             f"no app.py next to the installed package ({path}); the app runs from a clone of the repository: "
             "`pip install -e .` there, then `editmgt app`"
         )
+    sys.path.insert(0, str(path.parent))  # as `python app.py` has it: app.py imports its neighbour app_knobs.py
     spec = importlib.util.spec_from_file_location("app", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules["app"] = module

@@ -26,21 +26,20 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from . import entries, files
-from .editing import EditResult, Progress, edit_stream, prepare, resolve_options, run, to_rgb
+from . import entries, files, knobs
+from .editing import EditResult, Progress, default_options, edit_stream, prepare, resolve_options, run, to_rgb
+from .knobs import number
 from .loading import Editor
-from .sampling import MASK_MODES, SamplerOptions, layers_from_text
+from .sampling import SamplerOptions, layers_from_text
 
 SOFT_PIXELS = 2048 * 2048  # larger inputs are downscaled to about this many pixels (with a notice)
 HARD_PIXELS = 40_000_000  # larger inputs are refused before a pixel is decoded (also PIL's bomb limit in the app)
 MIN_SIDE = 8  # smaller images are refused: there is nothing to edit
-MAX_INSTRUCTION_CHARS = 1000  # the text encoders read ~256 tokens at most; longer text is a mistake, not an edit
+MAX_INSTRUCTION_CHARS = knobs.TEXT_CHARS  # the text encoders read ~256 tokens at most
 MAX_CELLS = 16  # threshold-exploration grid
 PREVIEW_SIDE = 384  # streamed frames: longer side in pixels
 PREVIEW_BUDGET = 0.1  # share of an edit's time that decoding previews may take (on CPU a VQ decode can cost a step)
-# app-level ranges for the numeric knobs (SamplerOptions only requires >= 0; beyond these the sampler overflows)
-LIMITS = {"steps": (1, 100), "guidance_scale": (0.0, 30.0), "gamma": (0.0, 5.0), "lam": (0.0, 1.0),
-          "temperature": (0.0, 10.0), "token_temperature": (0.05, 2.0), "grow": (0, 16)}  # fmt: skip
+LIMITS = knobs.LIMITS  # (lo, hi) of the numeric knobs the app and the API accept
 
 
 # ---------------------------------------------------------------------------------------------------- inputs
@@ -108,14 +107,6 @@ def words(instruction: str | None, limit: int = 40) -> list[str]:
     return out[:limit]
 
 
-def parse_keywords(value: str | Sequence[str] | None) -> tuple[str, ...]:
-    """'circle, red' or ['circle', 'red'] -> ('circle', 'red'); empty -> () (all words)."""
-    items = value.split(",") if isinstance(value, str) else value or ()
-    if not isinstance(items, (list, tuple)) or not all(isinstance(k, str) for k in items):
-        raise ValueError(f"keywords={value!r}; expected words separated by commas")
-    return tuple(dict.fromkeys(k.strip() for k in items if k.strip()))
-
-
 def parse_layers(value: str | None, depth: int) -> tuple[int | str, ...] | None:
     """'28-36', '5, s0' or 'change' -> map entries (entries.from_text); empty -> None (the model's)."""
     text = (value or "").strip()
@@ -131,16 +122,6 @@ def parse_layers(value: str | None, depth: int) -> tuple[int | str, ...] | None:
     return layers
 
 
-def number(name: str, value, lo: float, hi: float, integer: bool = False) -> float | int:
-    """value as a number in [lo, hi]; ValueError naming the knob otherwise."""
-    kind = "an integer" if integer else "a number"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name}={value!r}; expected {kind} in [{lo:g}, {hi:g}]")
-    if integer and value != int(value) or not lo <= value <= hi:
-        raise ValueError(f"{name}={value!r}; expected {kind} in [{lo:g}, {hi:g}]")
-    return int(value) if integer else float(value)
-
-
 def parse_values(value: str | Sequence[float], name: str, lo: float, hi: float) -> tuple[float, ...]:
     """'0, 0.1, 0.3' (or a list) -> distinct numbers in [lo, hi], at most MAX_CELLS of them."""
     items = [v for v in value.replace(";", ",").split(",") if v.strip()] if isinstance(value, str) else list(value)
@@ -153,59 +134,31 @@ def parse_values(value: str | Sequence[float], name: str, lo: float, hi: float) 
     return tuple(dict.fromkeys(number(name, v, lo, hi) for v in values))
 
 
-def make_options(
-    editor: Editor,
-    *,
-    steps,
-    guidance_scale,
-    gamma,
-    lam,
-    keywords=(),
-    seed=None,
-    temperature=(2.0, 0.0),
-    token_temperature=1.0,
-    layers: str | None = None,
-    negative_prompt: str = "",
-    mask_mode: str = "replace",
-    grow=0,
-    focus_gate=0.0,
-    keep_pixels=True,
-) -> SamplerOptions:
-    """SamplerOptions from UI / API values, each checked against LIMITS; seed None or < 0 draws a fresh one."""
-    if isinstance(seed, (int, float)) and not isinstance(seed, bool) and seed < 0:
-        seed = None  # negative: draw a fresh seed
-    if seed is not None:
-        seed = number("seed", seed, 0, 2**63 - 1, integer=True)
-    if mask_mode not in MASK_MODES:
-        raise ValueError(f"mask_mode={mask_mode!r}; allowed: {', '.join(MASK_MODES)}")
-    if not isinstance(negative_prompt, str) or len(negative_prompt) > MAX_INSTRUCTION_CHARS:
-        raise ValueError(f"the negative prompt must be text of at most {MAX_INSTRUCTION_CHARS:,} characters")
-    t0, t1 = (number("temperature", t, *LIMITS["temperature"]) for t in temperature)
-    return SamplerOptions(
-        steps=number("steps", steps, *LIMITS["steps"], integer=True),
-        guidance_scale=number("guidance_scale", guidance_scale, *LIMITS["guidance_scale"]),
-        gamma=number("gamma", gamma, *LIMITS["gamma"]),
-        lam=number("lam", lam, *LIMITS["lam"]),
-        keywords=parse_keywords(keywords),
-        temperature=(t0, t1),
-        token_temperature=number("token_temperature", token_temperature, *LIMITS["token_temperature"]),
-        seed=seed,
-        layers=parse_layers(layers, editor.transformer.config.depth),
-        negative_prompt=negative_prompt,
-        mask_mode=mask_mode,
-        grow=number("grow", grow, *LIMITS["grow"], integer=True),
-        focus_gate=number("focus_gate", focus_gate, 0.0, 1.0),
-        keep_pixels=keep_pixels,
-    )
+def make_options(editor: Editor, **values) -> SamplerOptions:
+    """SamplerOptions from UI / API values, named as its fields (temperature a pair), each checked by its knob
+    (knobs.KNOBS: kind and range); a value left out is the model's default; seed None or < 0 draws a fresh one."""
+    unknown = sorted(set(values) - set(knobs.SAMPLER))
+    if unknown:
+        raise TypeError(f"unknown sampler knobs {unknown}")
+    for name, value in values.items():
+        if name == "seed" and (value is None or knobs.is_number(value) and value < 0):
+            values[name] = None  # draw a fresh seed
+        elif name == "layers":
+            values[name] = parse_layers(value, editor.transformer.config.depth)
+        else:
+            values[name] = knobs.KNOBS[name].check(value)
+    return default_options(editor, **values)
 
 
-def request(
-    editor: Editor, *, temperature_start=2.0, temperature_end=0.0, resolution=0, randomize=False, seed=None, **fields
-) -> tuple[SamplerOptions, int | None]:
-    """UI / API knob values -> (options, working pixels). fields: make_options' keywords; randomize drops the seed."""
-    options = make_options(editor, seed=None if randomize else seed, temperature=(temperature_start, temperature_end),
-                           **fields)  # fmt: skip
-    return options, work_pixels(editor, resolution)
+def request(editor: Editor, *, resolution=0, randomize=False, **values) -> tuple[SamplerOptions, int | None]:
+    """UI / API knob values -> (options, working pixels). values: make_options', the temperature as
+    temperature_start and temperature_end (one left out is the model's); randomize drops the seed."""
+    if randomize:
+        values["seed"] = None
+    if "temperature_start" in values or "temperature_end" in values:
+        start, end = knobs.temperature_pair(default_options(editor).temperature)
+        values["temperature"] = (values.pop("temperature_start", start), values.pop("temperature_end", end))
+    return make_options(editor, **values), work_pixels(editor, resolution)
 
 
 def resolution_range(editor: Editor) -> tuple[int, int, int]:

@@ -207,13 +207,15 @@ def test_ui_handlers(editor, tmp_path):
                  negative_prompt="", layers="1, s0", temperature_start=2.0, temperature_end=0.0, resolution=32,
                  mask_mode="union")  # fmt: skip
     updates = list(app.run_edit(ctx, value, "make the circle red", [], **knobs))
-    assert len(updates) == 4 and all(len(u) == 12 for u in updates)  # cleared, steps 1 and 2 live, 3 with the result
+    assert len(updates) == 4  # cleared, steps 1 and 2 live, 3 with the result
+    assert set(updates[1]) == {"canvas", "overlay", "status"} and set(updates[-1]) == set(app.EDIT_OUTPUTS)
     cleared = updates[0]
-    assert cleared[2].startswith("**Encoding** the 32x32 image") and cleared[3] is None and cleared[4] is None
-    assert cleared[6] is None and cleared[7] is None and cleared[8] == []  # no result, files, seed or frames of before
+    assert cleared["status"].startswith("**Encoding** the 32x32 image") and cleared["result"] is None
+    assert cleared["changed"] is None and cleared["files"] is None and cleared["used_seed"] is None
+    assert cleared["frames"] == []  # no result, files, seed or frames of before
     final = updates[-1]
-    before, after = final[3]
-    files, seed, frames, last, history = final[6], final[7], final[8], final[9], final[10]
+    before, after = final["result"]
+    files, seed, frames, last, history = (final[k] for k in ("files", "used_seed", "frames", "last", "history"))
     assert seed == 7 and len(frames) == 3 and len(history) == 1 and before.size == after.size == (32, 32)
     assert studio.read_parameters(files[0])["keywords"] == ["circle"] and Path(files[1]).suffix == ".json"
     assert app.replay(frames, 2)[2].startswith("**Step 2/3**")
@@ -221,18 +223,15 @@ def test_ui_handlers(editor, tmp_path):
     assert app.chips("make the Circle red", ["circle", "dog"], "make the circle red")[0].value == ["Circle"]  # typed
     assert app.chips("make the circle blue", ["circle"], "make the square red")[0].value == []  # a new instruction
     restored = app.restore(history, type("Select", (), {"index": 0})())
-    assert restored[1] == "make the circle red" and restored[7] == 7 and restored[8] is False
-    assert restored[0]["background"] is history[0]["source"] and history[0]["source"] is before  # the input
-    assert restored[-3] == (before, history[0]["image"]) and "Restored the input" in restored[-2]
-    assert (
-        restored[2 + app.KNOBS.index("mask_mode")] == "union"
-        and restored[2 + app.KNOBS.index("resolution")] is app.SKIP
-        and restored[2 + app.KNOBS.index("layers")] == "1, s0"
-    )
+    assert set(restored) <= set(app.RESTORE_OUTPUTS)
+    assert restored["instruction"] == "make the circle red" and restored["seed"] == 7 and restored["randomize"] is False
+    assert restored["image_in"]["background"] is history[0]["source"] and history[0]["source"] is before  # the input
+    assert restored["result"] == (before, history[0]["image"]) and "Restored the input" in restored["status"]
+    assert restored["mask_mode"] == "union" and "resolution" not in restored and restored["layers"] == "1, s0"
     with pytest.raises(app.gr.Error, match="No image"):
         next(app.run_edit(ctx, None, "make it red", [], **knobs))
     sweep = list(app.run_sweep(ctx, value, "make the circle red", "0, 1", "", **knobs))
-    assert len(sweep[-2][0]) == 2 and sweep[-1][3] == 7
+    assert len(sweep[-2]["grid"]) == 2 and sweep[-1]["used_seed"] == 7
 
 
 def test_a_gated_edit_says_why_nothing_was_held(editor, tmp_path):
@@ -242,12 +241,13 @@ def test_a_gated_edit_says_why_nothing_was_held(editor, tmp_path):
                  negative_prompt="", layers="", temperature_start=2.0, temperature_end=0.0, resolution=32,
                  mask_mode="replace", grow=1, keep_pixels=True)  # fmt: skip
     off = list(app.run_edit(ctx, value, "make the circle red", [], **{**knobs, "lam": 0.0}))[-1]
-    assert "region hold off (λ = 0): the map shows" in off[8][-1][2]  # the replay frames' status: a map at λ = 0
+    assert "region hold off (λ = 0): the map shows" in off["frames"][-1][2]  # the replay frames' status: a map at λ = 0
     held = list(app.run_edit(ctx, value, "make the circle red", [], **knobs, focus_gate=0.0))[-1]
-    assert "whole-image" not in held[2] and "0% held" not in held[2]
+    assert "whole-image" not in held["status"] and "0% held" not in held["status"]
     gated = list(app.run_edit(ctx, value, "make the circle red", [], **knobs, focus_gate=1.0))[-1]
-    assert "0% held" in gated[2] and "whole-image edit (focus 0." in gated[2] and "< gate 1;" in gated[2]
-    record = json.loads(Path(gated[6][1]).read_text())
+    status = gated["status"]
+    assert "0% held" in status and "whole-image edit (focus 0." in status and "< gate 1;" in status
+    record = json.loads(Path(gated["files"][1]).read_text())
     assert record["gated"] is True and 0 < record["focus"] < 1 and record["focus_gate"] == 1.0
 
 

@@ -68,7 +68,6 @@ def test_check_image_downscales_large_and_refuses_tiny(monkeypatch):
 def test_parsers_name_the_bad_value(editor):
     assert studio.words("Make the red circle red, then the Circle blue") == ["Make", "the", "red", "circle", "then",
                                                                             "blue"]  # fmt: skip
-    assert studio.parse_keywords("circle, red ,, circle") == ("circle", "red")
     assert studio.parse_layers("0-1, 2", 3) == (0, 1, 2) and studio.parse_layers(" ", 3) is None
     with pytest.raises(ValueError, match="out of range; this model has blocks 0..2"):
         studio.parse_layers("1-5", 3)
