@@ -21,7 +21,6 @@ from torch import Tensor
 
 from editmgt_core import entries
 from editmgt_core.consolidate import check_text_weights, consolidate_unchecked, logit_maps, map_grid
-from editmgt_core.entries import from_text as layers_from_text  # noqa: F401  (re-exported for cli.py and studio.py)
 from editmgt_core.hold import MASK_MODES, combine_hold, focus, gated_rows, hold_scores, hold_tokens
 from editmgt_core.reference_sampler import check_reference_options, reference_update
 from editmgt_core.schedule import cosine_schedule, draw_tokens, gumbel_confidence, temperatures

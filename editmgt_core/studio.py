@@ -28,9 +28,10 @@ from PIL import Image, UnidentifiedImageError
 
 from . import entries, files, knobs
 from .editing import EditResult, Progress, default_options, edit_stream, prepare, resolve_options, run, to_rgb
+from .entries import from_text as layers_from_text
 from .knobs import number
 from .loading import Editor
-from .sampling import SamplerOptions, layers_from_text
+from .sampling import SamplerOptions
 
 SOFT_PIXELS = 2048 * 2048  # larger inputs are downscaled to about this many pixels (with a notice)
 HARD_PIXELS = 40_000_000  # larger inputs are refused before a pixel is decoded (also PIL's bomb limit in the app)
@@ -255,7 +256,7 @@ class Frame:
     scores: np.ndarray | None  # float [h, w] map compared with λ (brush applied), None when not computed
     hold: np.ndarray | None  # bool [h, w] tokens held to the source so far, None when hold is off
     held_fraction: float
-    focus: float | None = None  # instruction focus at the first step (sampling.focus), None without a map
+    focus: float | None = None  # instruction focus at the first step (hold.focus), None without a map
     gated: bool = False  # the map holds nothing: focus below the focus gate (a whole-image edit)
 
 

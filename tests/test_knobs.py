@@ -5,7 +5,8 @@ import dataclasses
 import pytest
 
 from editmgt_core import cli, knobs
-from editmgt_core.sampling import MASK_MODES, SamplerOptions
+from editmgt_core.hold import MASK_MODES
+from editmgt_core.sampling import SamplerOptions
 
 CONTROLS = {"slider", "number", "text", "checkbox", "radio", "chips"}
 

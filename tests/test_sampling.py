@@ -200,7 +200,7 @@ def test_source_maps_join_the_map_but_not_the_focus():
 
 
 def test_layers_from_text():
-    from editmgt_core.sampling import layers_from_text  # entries.from_text, re-exported for cli.py and studio.py
+    from editmgt_core.entries import from_text as layers_from_text
 
     assert layers_from_text("28-30, 5") == (28, 29, 30, 5)
     assert layers_from_text("5,s0, s2-3 ,5") == (5, "s0", "s2", "s3")
