@@ -9,11 +9,11 @@ import itertools
 
 import gradio as gr
 
-from editmgt_core import entries, knobs, studio
+from editmgt_core import entries, knobs, studio_inputs
 from editmgt_core.editing import default_options
 from editmgt_core.loading import Editor
 
-SHOWN = tuple(name for name, k in knobs.KNOBS.items() if k.app)  # the app's knobs, named as studio.request takes them
+SHOWN = tuple(name for name, k in knobs.KNOBS.items() if k.app)  # the app's knobs, as studio_inputs.request names them
 API = tuple(name for name, k in knobs.KNOBS.items() if k.api)  # the /edit and /sweep parameters besides the inputs
 
 
@@ -37,7 +37,7 @@ def start_values(editor: Editor, api: bool = False) -> dict:
         seed, side, layers = -1, 0, d.layers
         values["keywords"] = ", ".join(d.keywords)
     else:  # the keyword chips are the instruction's words: none before one is typed
-        seed, side, layers = 0, studio.resolution_range(editor)[1], d.layers or editor.settings.attention_layers
+        seed, side, layers = 0, studio_inputs.resolution_range(editor)[1], d.layers or editor.settings.attention_layers
         values["keywords"] = []
     return values | {"seed": seed if d.seed is None else d.seed, "resolution": side, "layers": layers_text(layers)}
 
@@ -49,7 +49,7 @@ def control(knob: knobs.Knob, value, editor: Editor):
         words = entries.reads_words(editor.settings.attention_layers)  # the predicted-change map reads none
         return gr.CheckboxGroup([], value=value, interactive=words, **kw)
     if knob.control == "slider" and knob.name == "resolution":  # the model's range and token grid
-        lo, _, hi = studio.resolution_range(editor)
+        lo, _, hi = studio_inputs.resolution_range(editor)
         return gr.Slider(lo, hi, value, step=2 * editor.vq.factor, **kw)
     if knob.control == "slider":
         return gr.Slider(*(knob.slider or (knob.lo, knob.hi)), value, step=knob.step, **kw)
@@ -73,7 +73,7 @@ def input_controls(editor: Editor) -> dict:
 
 
 def api_controls(editor: Editor) -> dict:
-    """Hidden components behind the /edit and /sweep parameters, by name (plain values; studio checks them)."""
+    """Hidden components behind the /edit and /sweep parameters, by name (plain values; studio_inputs checks them)."""
     start, kinds = start_values(editor, api=True), {"number": gr.Number, "text": gr.Textbox, "checkbox": gr.Checkbox}
     controls = {}
     for name in API:

@@ -22,10 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import socket
 import statistics
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -138,70 +142,87 @@ def bench_edit(args) -> dict:
     return result
 
 
-def bench_stream(args) -> dict:
-    import os
-    import socket
-    import subprocess
-    from pathlib import Path
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
+
+def _start(args, root: Path, env: dict) -> tuple[int, int, list[subprocess.Popen]]:
+    """The studio (app.py) and the echo server, each in a process of its own -> (port, echo port, processes)."""
+    port, echo_port = _free_port(), _free_port()
+    cmd = [sys.executable, str(root / "app.py"), "--model", str(args.model), "--port", str(port), "--device", "cpu"]
+    echo_cmd = [sys.executable, "-m", "editmgt_core.bench", "echo-server", str(echo_port)]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    studio = subprocess.Popen(cmd, env=env, **quiet)
+    return port, echo_port, [studio, subprocess.Popen(echo_cmd, cwd=root, env=env, **quiet)]
+
+
+def _edit_worker(args, root: Path, env: dict, path: Path):
+    """In-process edits in a process of their own (gradio_client's threads would hold this one's GIL) -> (process,
+    a function that runs one edit there and returns (seconds, steps))."""
+    work = [sys.executable, "-m", "editmgt_core.bench", "edit-worker", str(args.model), str(path), args.instruction,
+            str(args.threads)]  # fmt: skip
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.DEVNULL, "text": True}
+    worker = subprocess.Popen(work, cwd=root, env=env, **pipes)
+
+    def local_edit() -> tuple[float, int]:
+        worker.stdin.write("run\n")
+        worker.stdin.flush()
+        seconds, steps = worker.stdout.readline().split()
+        return float(seconds), int(steps)
+
+    return worker, local_edit
+
+
+def _streamed(client, image, instruction: str, knobs: dict) -> tuple[float, float, float, int]:
+    """One streamed edit through the studio's API -> (first update, first frame, whole edit) in seconds, updates."""
+    start, seen = time.perf_counter(), []
+    job = client.submit(image, instruction, **knobs)
+    for out in job:  # each streamed update as it arrives
+        seen.append((time.perf_counter() - start, out[1]))
+    frame = next(t for t, info in seen if info.get("step", 0) >= 1 or info.get("done"))
+    job.result()
+    return seen[0][0], frame, time.perf_counter() - start, len(job.outputs())
+
+
+def _echo(floor, image, instruction: str) -> float:
+    """The transport floor: seconds to the first update of the echo server's /edit."""
+    start = time.perf_counter()
+    job = floor.submit(image, instruction, api_name="/edit")
+    next(iter(job))
+    seconds = time.perf_counter() - start
+    job.result()
+    return seconds
+
+
+def bench_stream(args) -> dict:
     from gradio_client import Client, handle_file  # the client library only: the server runs in its own process
 
     root = Path(__file__).resolve().parent.parent
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "GRADIO_ANALYTICS_ENABLED": "False"}
-    cmd = [sys.executable, str(root / "app.py"), "--model", str(args.model), "--port", str(port), "--device", "cpu"]
-    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        echo_port = s.getsockname()[1]
-    echo_cmd = [sys.executable, "-m", "editmgt_core.bench", "echo-server", str(echo_port)]
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    servers = [server, subprocess.Popen(echo_cmd, cwd=root, env=env, **quiet)]
+    port, echo_port, servers = _start(args, root, env)
     try:
         client, floor = _connect(Client, port), _connect(Client, echo_port)
         path = Path(args.image or root / "assets" / "examples" / "recolor-yellow-circle.png")
-        # in-process edits run in a process of their own: gradio_client's threads would hold this one's GIL
-        work = [sys.executable, "-m", "editmgt_core.bench", "edit-worker", str(args.model), str(path), args.instruction,
-                str(args.threads)]  # fmt: skip
-        pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.DEVNULL, "text": True}
-        worker = subprocess.Popen(work, cwd=root, env=env, **pipes)
-
-        def local_edit() -> tuple[float, int]:
-            worker.stdin.write("run\n")
-            worker.stdin.flush()
-            seconds, steps = worker.stdout.readline().split()
-            return float(seconds), int(steps)
-
+        worker, local_edit = _edit_worker(args, root, env, path)
         knobs = {"seed": 1, "api_name": "/edit"}
         client.predict(handle_file(str(path)), args.instruction, **knobs)  # warm-up, all three
         floor.predict(handle_file(str(path)), args.instruction, api_name="/edit")
         local_edit()
-        local, first, frame, total, updates, echo = [], [], [], [], [], []
+        local, echo, streamed = [], [], []
         for _ in range(args.runs):
             seconds, steps = local_edit()
             local.append(seconds)
-            start = time.perf_counter()
-            job = floor.submit(handle_file(str(path)), args.instruction, api_name="/edit")
-            next(iter(job))
-            echo.append(time.perf_counter() - start)
-            job.result()
-            start, seen = time.perf_counter(), []
-            job = client.submit(handle_file(str(path)), args.instruction, **knobs)
-            for out in job:  # each streamed update as it arrives
-                seen.append((time.perf_counter() - start, out[1]))
-            first.append(seen[0][0])
-            frame.append(next(t for t, info in seen if info.get("step", 0) >= 1 or info.get("done")))
-            job.result()
-            total.append(time.perf_counter() - start)
-            updates.append(len(job.outputs()))
+            echo.append(_echo(floor, handle_file(str(path)), args.instruction))
+            streamed.append(_streamed(client, handle_file(str(path)), args.instruction, knobs))
         worker.stdin.close()
         worker.wait(timeout=30)
     finally:
         for s in servers:
             s.terminate()
             s.wait(timeout=30)
+    first, frame, total, updates = zip(*streamed, strict=True)
     med = lambda xs: round(1000 * statistics.median(xs), 1)  # noqa: E731
     return {
         "model": str(args.model), "threads": args.threads, "runs": args.runs, "steps": steps,
@@ -252,16 +273,7 @@ def edit_worker(model: str, path: str, instruction: str, threads: str) -> None:
         print(f"{time.perf_counter() - start:.6f} {options.steps}", flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["edit-worker"]:
-        edit_worker(*argv[1:])
-        return 0
-    if argv[:1] == ["echo-server"]:
-        echo_server(*argv[1:])
-        return 0
-    parser = argparse.ArgumentParser(prog="python -m editmgt_core.bench", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_forward(sub) -> None:
     fwd = sub.add_parser("forward", help="time one transformer forward")
     fwd.add_argument("--config", default="editmgt", choices=sorted(PRESETS), help="named transformer preset")
     fwd.add_argument("--grid", type=int, default=16, help="token grid side (before the 2x2 downsample)")
@@ -275,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     fwd.add_argument("--device", default="cpu")
     fwd.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     fwd.add_argument("--repeats", type=int, default=5, help="timed runs after one warm-up")
+
+
+def add_edit(sub) -> None:
     ed = sub.add_parser("edit", help="time whole edits of a model folder, split by stage")
     ed.add_argument("--model", default="assets/default-model", help="model folder or hub id")
     ed.add_argument("--instruction", default="make the red circle blue")
@@ -295,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     ed.add_argument("--compile", default="off", choices=("off", "default", "reduce-overhead", "max-autotune"),
                     help="torch.compile each transformer block in this mode (--random-weights)")  # fmt: skip
     ed.add_argument("--no-fp32", action="store_true", help="skip the eager float32 comparison (--random-weights)")
+
+
+def add_stream_and_browser(sub) -> None:
     st = sub.add_parser("stream", help="streamed edits through the studio's API against in-process edits")
     st.add_argument("--model", default="assets/default-model", help="model folder")
     st.add_argument("--image", default=None, help="input image (default: the bundled recolour example)")
@@ -306,7 +324,26 @@ def main(argv: list[str] | None = None) -> int:
     br.add_argument("--instruction", default="make the red circle blue")
     br.add_argument("--threads", type=int, default=2, help="torch CPU threads, in the server and in-process")
     br.add_argument("--runs", type=int, default=3, help="timed runs of each after one warm-up")
-    args = parser.parse_args(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m editmgt_core.bench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_forward(sub)
+    add_edit(sub)
+    add_stream_and_browser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["edit-worker"]:
+        edit_worker(*argv[1:])
+        return 0
+    if argv[:1] == ["echo-server"]:
+        echo_server(*argv[1:])
+        return 0
+    args = build_parser().parse_args(argv)
     if args.command == "browser":
         from .bench_browser import bench_browser
 

@@ -113,14 +113,14 @@ def _in_process(args, path: Path) -> list[float]:
 
     from .editing import default_options, edit
     from .loading import load_editor
-    from .studio import check_image, open_image
+    from .studio_inputs import check_image, open_upload
 
     torch.set_num_threads(args.threads)
     editor = load_editor(args.model)
     times = []
     for i in range(args.runs + 1):
         start = time.perf_counter()
-        image, _ = check_image(open_image(path))
+        image, _ = check_image(open_upload(path))
         edit(editor, image, args.instruction, default_options(editor, seed=i))
         times.append(time.perf_counter() - start)
     return times[1:]

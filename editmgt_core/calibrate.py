@@ -27,7 +27,9 @@ its map clips the edit; gating a local one only gives up its hold.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +39,7 @@ from PIL import Image
 
 from . import entries, metrics, world
 from .consolidate import attention_scores, logit_maps, map_grid
-from .editing import logits_fn_for, prepare, resolve_options
+from .editing import default_options, logits_fn_for, prepare, resolve_options
 from .hold import focus
 from .loading import Editor
 from .sampling import mix_maps
@@ -337,7 +339,6 @@ def score_recipes(data: RecipeRecords, current: tuple, guided: bool) -> list[Rec
 def write_recipe(root, best: RecipeScore, gate: float):
     """Write a recipe to a model folder's settings: attention_layers and defaults.focus_gate. The
     block indices the model read before stay its reference band (reference_layers) when the recipe has none."""
-    import json
     from pathlib import Path
 
     from .files import write_json_atomic
@@ -352,3 +353,52 @@ def write_recipe(root, best: RecipeScore, gate: float):
     d.setdefault("defaults", {})["focus_gate"] = gate
     write_json_atomic(path, d)
     return path
+
+
+# ---------------------------------------------------------------------------------------------------- report
+
+
+def report(editor: Editor, seed: int, n: int, size: int, width: int, write: bool = False) -> None:
+    """`editmgt calibrate-layers`: print each entry's scores, the map recipes, the best band and the suggested gate
+    for `n` local records of world seed `seed`; write: store the suggested recipe and gate in the model folder."""
+    maps = record_maps(editor, local_records(seed, n, size))
+    scores = layer_scores(maps)
+    print("entry  AUC    top-k IoU   (i: instruction -> target, s<i>: instruction -> source image)")
+    for s in scores:
+        print(f"{s.layer:>5}  {s.auc:.3f}  {s.topk_iou:.3f}")
+    best = _report_recipes(editor, local_records(seed, n, size))
+    band = best_band(scores, width)
+    print(f"best band (mean AUC): {list(band)}, map AUC {map_auc(maps, band):.3f}")
+    print(f'suggested layers: "attention_layers": {json.dumps(list(best.recipe))} in editmgt_studio.json '
+          f"(cross-fitted IoU {best.iou:.3f} at threshold {best.threshold:g}, {best.family})")  # fmt: skip
+    current = editor.settings.attention_layers
+    print(f"the model's layers now: {json.dumps(list(current))}, "
+          f"map AUC {map_auc(maps, [e for e in current if e in maps.scores]):.3f}")  # fmt: skip
+    local = maps.focus  # the first-step forward of the local records ran once, in record_maps
+    whole = record_focus(editor, local_records(seed, n, size, whole_image=True))
+    gate = suggest_gate(local, whole)
+    print(
+        f"instruction focus with the model's band {json.dumps(list(current))}: local edits median "
+        f"{np.median(local):.3f}, whole-image edits median {np.median(whole):.3f}"
+    )
+    print(
+        f'suggested gate: "focus_gate": {gate.value:g} in the defaults of editmgt_studio.json (gates '
+        f"{gate.whole_image_gated:.0%} of whole-image edits and {gate.local_gated:.0%} of local ones)"
+    )
+    if write:
+        gated = any(entries.parse(e).kind == "" for e in best.recipe)  # the focus reads instruction -> target maps
+        path = write_recipe(editor.root, best, gate.value if gated else 0.0)
+        print(f"wrote the suggested layers and gate to {path} (choose λ and grow with tune-hold)", file=sys.stderr)
+
+
+def _report_recipes(editor: Editor, records: list[world.Record]) -> RecipeScore:
+    """Print the map recipes, best first, and return the best."""
+    guided = default_options(editor).guidance_scale != 1.0
+    recipes = score_recipes(recipe_records(editor, records), editor.settings.attention_layers, guided)
+    print("map recipes at the first step (entries and map threshold chosen on one half of the records, IoU scored on "
+          "the other):")  # fmt: skip
+    print(f"{'recipe':<34} {'AUC':>6} {'IoU':>6} {'thr':>5}  entries / IoU per category")
+    for r in recipes:
+        per = ", ".join(f"{c} {v:.2f}" for c, v in r.per_category.items())
+        print(f"{r.family:<34} {r.auc:6.3f} {r.iou:6.3f} {r.threshold:5.2f}  {json.dumps(list(r.recipe))} / {per}")
+    return recipes[0]

@@ -234,55 +234,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate_layers(args: argparse.Namespace) -> int:
-    import json
-
-    import numpy as np
-
-    from . import calibrate as cal
+    from .calibrate import report
 
     if args.records < 1 or args.width < 1:
         raise ValueError("--records and --width must be >= 1")
-    editor = _load_editor(args)
-    maps = cal.record_maps(editor, cal.local_records(args.seed, args.records, args.size))
-    scores = cal.layer_scores(maps)
-    print("entry  AUC    top-k IoU   (i: instruction -> target, s<i>: instruction -> source image)")
-    for s in scores:
-        print(f"{s.layer:>5}  {s.auc:.3f}  {s.topk_iou:.3f}")
-    from . import entries
-    from .editing import default_options
-
-    records = cal.local_records(args.seed, args.records, args.size)
-    guided = default_options(editor).guidance_scale != 1.0
-    recipes = cal.score_recipes(cal.recipe_records(editor, records), editor.settings.attention_layers, guided)
-    print("map recipes at the first step (entries and map threshold chosen on one half of the records, IoU scored on "
-          "the other):")  # fmt: skip
-    print(f"{'recipe':<34} {'AUC':>6} {'IoU':>6} {'thr':>5}  entries / IoU per category")
-    for r in recipes:
-        per = ", ".join(f"{c} {v:.2f}" for c, v in r.per_category.items())
-        print(f"{r.family:<34} {r.auc:6.3f} {r.iou:6.3f} {r.threshold:5.2f}  {json.dumps(list(r.recipe))} / {per}")
-    band = cal.best_band(scores, args.width)
-    print(f"best band (mean AUC): {list(band)}, map AUC {cal.map_auc(maps, band):.3f}")
-    best = recipes[0]
-    print(f'suggested layers: "attention_layers": {json.dumps(list(best.recipe))} in editmgt_studio.json '
-          f"(cross-fitted IoU {best.iou:.3f} at threshold {best.threshold:g}, {best.family})")  # fmt: skip
-    current = editor.settings.attention_layers
-    value = cal.map_auc(maps, [e for e in current if e in maps.scores])
-    print(f"the model's layers now: {json.dumps(list(current))}, map AUC {value:.3f}")
-    local = maps.focus  # the first-step forward of the local records ran once, in record_maps
-    whole = cal.record_focus(editor, cal.local_records(args.seed, args.records, args.size, whole_image=True))
-    gate = cal.suggest_gate(local, whole)
-    print(
-        f"instruction focus with the model's band {json.dumps(list(current))}: local edits median "
-        f"{np.median(local):.3f}, whole-image edits median {np.median(whole):.3f}"
-    )
-    print(
-        f'suggested gate: "focus_gate": {gate.value:g} in the defaults of editmgt_studio.json (gates '
-        f"{gate.whole_image_gated:.0%} of whole-image edits and {gate.local_gated:.0%} of local ones)"
-    )
-    if args.write:
-        gated = any(entries.parse(e).kind == "" for e in best.recipe)  # the focus reads instruction -> target maps
-        path = cal.write_recipe(editor.root, best, gate.value if gated else 0.0)
-        print(f"wrote the suggested layers and gate to {path} (choose λ and grow with tune-hold)", file=sys.stderr)
+    report(_load_editor(args), args.seed, args.records, args.size, args.width, write=args.write)
     return 0
 
 
@@ -400,11 +356,7 @@ def version() -> str:
     return __version__
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="editmgt", description="EditMGT Studio command line.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def add_app(sub) -> None:
     p = sub.add_parser(
         "app",
         help="launch the browser app (app.py; options: editmgt app --help)",
@@ -414,6 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("app_args", nargs=argparse.REMAINDER, help="app.py's options")
     p.set_defaults(run=cmd_app)
 
+
+def add_deploy_space(sub) -> None:
     p = sub.add_parser(
         "deploy-space",
         help="upload the working tree as a Hugging Face Space (binaries through Xet/LFS)",
@@ -433,6 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(run=cmd_deploy_space)
 
+
+def add_edit(sub) -> None:
     p = sub.add_parser(
         "edit",
         help="edit one image",
@@ -460,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_sampler_args(p)
     p.set_defaults(run=cmd_edit)
 
+
+def add_batch(sub) -> None:
     p = sub.add_parser(
         "batch",
         help="edit every item of a manifest (resumable, data-parallel)",
@@ -481,6 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_sampler_args(p, "every item (an item's own keys win; the seed defaults to 0)")
     p.set_defaults(run=cmd_batch)
 
+
+def add_evaluate(sub) -> None:
     p = sub.add_parser(
         "evaluate",
         help="benchmark metrics of predictions (CLIP-I, CLIP-out, L1, DINO, leakage)",
@@ -511,6 +471,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
     p.set_defaults(run=cmd_evaluate)
 
+
+def add_world_eval(sub) -> None:
     p = sub.add_parser(
         "world-eval",
         help="success / leakage / IoU on edit-world records, region-hold off vs on",
@@ -549,6 +511,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_sampler_args(p, "every record (--lam is the region-hold λ compared with λ=0; record i uses seed --seed + i)")
     p.set_defaults(run=cmd_world_eval)
 
+
+def add_tune_hold(sub) -> None:
     p = sub.add_parser(
         "tune-hold",
         help="measure what each region-hold λ and grow costs (success) and buys (change far from the edit)",
@@ -565,6 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(p)
     p.set_defaults(run=cmd_tune_hold)
 
+
+def add_calibrate_layers(sub) -> None:
     p = sub.add_parser(
         "calibrate-layers",
         help="score every block's attention map against edit-world masks to pick the attention band",
@@ -580,6 +546,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(p)
     p.set_defaults(run=cmd_calibrate_layers)
 
+
+def add_convert(sub) -> None:
     p = sub.add_parser(
         "convert",
         help="turn the Emu Edit or MagicBrush test set into a manifest",
@@ -594,6 +562,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder for manifest.jsonl (and images/ or masks/)")
     p.add_argument("--split", help="emu-edit parquet split to read: validation or test (default: all files)")
     p.set_defaults(run=cmd_convert)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="editmgt", description="EditMGT Studio command line.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_app(sub)
+    add_deploy_space(sub)
+    add_edit(sub)
+    add_batch(sub)
+    add_evaluate(sub)
+    add_world_eval(sub)
+    add_tune_hold(sub)
+    add_calibrate_layers(sub)
+    add_convert(sub)
     return parser
 
 

@@ -1,11 +1,11 @@
 """The user-facing knobs, each declared once: name, label, help, range, CLI flags and where each front end shows it.
 
-Generated from `KNOBS`: the CLI's sampler options (`cli.add_sampler_args`, `cli.KNOBS`), the checks of the app's
-and API's values (`studio.make_options`, `studio.LIMITS`), and the app's controls and hidden API parameters
-(`app_knobs.py`). Defaults are not repeated here: they are `SamplerOptions`' (the published demo's), overridden by a
-model's settings (`editing.default_options`). `SamplerOptions` itself still validates every value; (lo, hi) here is
-what the app and the API accept (beyond it the sampler overflows or the request is a mistake); the CLI and manifests
-are checked by `SamplerOptions` alone. No torch here: the CLI builds its parser without it.
+Generated from `KNOBS`: the CLI's sampler options (`cli.add_sampler_args`, `cli.KNOBS`), the checks of the app's and
+API's values (`studio_inputs.make_options`, `studio_inputs.LIMITS`), and the app's controls and hidden API
+parameters (`app_knobs.py`). Defaults are not repeated here: they are `SamplerOptions`' (the published demo's),
+overridden by a model's settings (`editing.default_options`). `SamplerOptions` itself still validates every value;
+(lo, hi) here is what the app and the API accept (beyond it the sampler overflows or the request is a mistake); the
+CLI and manifests are checked by `SamplerOptions` alone. No torch here: the CLI builds its parser without it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class Knob:
     """One knob. `kind` says what a value is: 'int', 'float', 'bool', 'text', 'choice', 'words' (keywords), 'layers'
     (map entries) or 'pair' (a number or two)."""
 
-    name: str  # the SamplerOptions field; else (sampler=False) a request key of studio.request or the CLI
+    name: str  # the SamplerOptions field; else (sampler=False) a request key of studio_inputs.request or the CLI
     label: str  # the app's label
     help: str  # the one description: the CLI's --help, the app's info line, the API
     kind: str
@@ -62,7 +62,7 @@ class Knob:
             raise ValueError(f"{self.name}: expected text of at most {TEXT_CHARS:,} characters")
         if self.kind == "words":
             return parse_keywords(value)
-        if self.kind == "layers":  # the syntax; the model's depth is checked where it is known (studio.parse_layers)
+        if self.kind == "layers":  # the syntax; the model's depth is checked where known (studio_inputs.parse_layers)
             return entries.from_text(value) if value.strip() else None
         return value
 
@@ -169,7 +169,7 @@ KNOBS = {k.name: k for k in (
          flags=("--token-temperature",), app="advanced", control="slider", elem_id="token-temperature", api="number",
          api_hint="1 = the model's probabilities"),
     Knob("resolution", "Working resolution", "Working resolution: the side of a square with as many pixels as the "
-         "model edits at (aspect kept).", "int", app="advanced",  # range: the model's (studio.resolution_range)
+         "model edits at (aspect kept).", "int", app="advanced",  # range: the model's (studio_inputs.resolution_range)
          control="slider", api="number", api_hint="working side in pixels; 0 = the model's", sampler=False),
     Knob("mask_mode", "Brush mask mode", "How a painted brush region combines with the map: replace = brush only; "
          "union = brush or map; intersection = both.", "choice", choices=("replace", "union", "intersection"),

@@ -45,11 +45,12 @@ from PIL import Image
 
 from . import metrics
 from .editing import image_to_tensor, keep_source_pixels, prepare, resolve_options, run, tensor_to_image
-from .figures import bar_chart, examples_figure
+from .figures import examples_figure
 from .files import open_image, open_mask, save_image, write_bytes_atomic, write_json_atomic
 from .loading import Editor
 from .manifests import Item, item_options, read_manifest, resolve_path
 from .world import CATEGORIES, GLOBAL_CATEGORIES
+from .world_report import ambiguity_table, column_mean, markdown_table, phrasing_table, world_chart
 
 LOCAL_CATEGORIES = tuple(c for c in CATEGORIES if c not in GLOBAL_CATEGORIES)
 IOU_CHECKED = ("recolor", "remove", "replace", "resize")  # issue 4: IoU >= 0.5 on these
@@ -137,19 +138,14 @@ def evaluate_record(
     return out, images
 
 
-def _mean(rows: list[dict], key: str) -> float | None:
-    values = [float(r[key]) for r in rows if r.get(key) is not None]
-    return float(np.mean(values)) if values else None
-
-
 def summarize(rows: list[dict]) -> dict:
     keys = ("success_off", "success_on", "success_vq", "leakage_off", "leakage_on", "leakage_vq", "vq_floor", "iou_on",
             "iou_grid", "held_fraction_on", "gated_on", "far_change_off", "far_change_on", "touched_off",
             "touched_on")  # fmt: skip
     groups = {c: [r for r in rows if r["category"] == c] for c in dict.fromkeys(r["category"] for r in rows)}
     order = [c for c in CATEGORIES if c in groups] + sorted(c for c in groups if c not in CATEGORIES)
-    per = {c: {"n": len(groups[c]), **{k: _mean(groups[c], k) for k in keys}} for c in order}
-    overall = {"n": len(rows), **{k: _mean(rows, k) for k in keys}}
+    per = {c: {"n": len(groups[c]), **{k: column_mean(groups[c], k) for k in keys}} for c in order}
+    overall = {"n": len(rows), **{k: column_mean(rows, k) for k in keys}}
     return {"categories": per, "overall": overall}
 
 
@@ -196,68 +192,6 @@ def map_checks(summary: dict) -> dict:
     ratio = None if not far_off or far_on is None else far_on / far_off
     check("change beyond one token of the mask, λ / λ=0", ratio, "<= 0.7", ratio is not None and ratio <= 0.7)
     return checks
-
-
-def _fmt(value, kind: str) -> str:
-    if value is None:
-        return "–"
-    return f"{100 * value:.1f}%" if kind == "pct" else f"{value:.4f}" if kind == "leak" else f"{value:.3f}"
-
-
-def markdown_table(summary: dict, lam: float, checks: dict | None = None) -> str:
-    cols = [
-        ("success_off", "Success λ=0", "pct"),
-        ("success_on", f"Success λ={lam:g}", "pct"),
-        ("success_vq", "Tokenizer ceiling", "pct"),
-        ("leakage_off", "Leakage λ=0", "leak"),
-        ("leakage_on", f"Leakage λ={lam:g}", "leak"),
-        ("leakage_vq", "Leakage, target's tokens", "leak"),
-        ("vq_floor", "VQ floor", "leak"),
-        ("iou_on", f"IoU (λ={lam:g})", "iou"),
-        ("iou_grid", "IoU, exact map on the attention grid", "iou"),
-    ]
-    if lam == 0:  # both runs are the same one: one column each
-        cols = [c for c in cols if not c[0].endswith("_on")]
-    lines = ["| Category | N | " + " | ".join(c[1] for c in cols) + " |", "|---|---:|" + "---:|" * len(cols)]
-    rows = [*summary["categories"].items(), ("**overall**", summary["overall"])]
-    for name, s in rows:
-        lines.append(f"| {name} | {s['n']} | " + " | ".join(_fmt(s.get(k), kind) for k, _, kind in cols) + " |")
-    if lam > 0:  # what the hold buys where it matters (local categories)
-        lines += ["", f"| Category | Change beyond 1 token λ=0 | λ={lam:g} | Other object touched λ=0 | λ={lam:g} |",
-                  "|---|---:|---:|---:|---:|"]  # fmt: skip
-        hold_cols = [("far_change_off", "leak"), ("far_change_on", "leak"), ("touched_off", "pct"),
-                     ("touched_on", "pct")]  # fmt: skip
-        for name, s in rows:
-            if s.get("far_change_off") is not None:
-                lines.append(f"| {name} | " + " | ".join(_fmt(s.get(k), kind) for k, kind in hold_cols) + " |")
-    if checks:
-        lines += ["", "| Acceptance | Value | Target | Met |", "|---|---:|---:|:---:|"]
-        for name, c in checks.items():
-            met = "–" if c["pass"] is None else "yes" if c["pass"] else "no"
-            value = "–" if c["value"] is None else f"{c['value']:.3f}"
-            lines.append(f"| {name} | {value} | {c['target']} | {met} |")
-    return "\n".join(lines) + "\n"
-
-
-def world_chart(summary: dict, lam: float, iou_threshold: float):
-    """Bar chart: success, leakage (with the VQ floor) and IoU per category and overall, λ = 0 against λ."""
-    groups = [*summary["categories"], "overall"]
-    stats = [*summary["categories"].values(), summary["overall"]]
-    series = lambda key: [s[key] for s in stats]
-    off, on = "lam=0", f"lam={lam:g}"
-    leakage = [
-        (off, series("leakage_off")),
-        (on, series("leakage_on")),
-        ("target's tokens", series("leakage_vq")),
-        ("VQ floor", series("vq_floor")),
-    ]
-    success = [(off, series("success_off")), (on, series("success_on")), ("tokenizer", series("success_vq"))]
-    panels = [
-        ("Success rate (tokenizer: the target's VQ round trip)", success, 1.0, "pct"),
-        ("Leakage: mean |output - source| outside the edit mask", leakage, None, "leak"),
-        (f"Localization IoU: map >= {iou_threshold:g} vs edit mask", [(on, series("iou_on"))], 1.0, "iou"),
-    ]
-    return bar_chart(groups, panels)
 
 
 def _pick_examples(examples: list[dict], n: int) -> list[dict]:
@@ -332,7 +266,6 @@ def run_world_eval(
 # set (same images); `--slice NAME` manifests carry `slice`, and ambiguous ones each candidate's target and mask.
 
 PHRASING_COLUMNS = ("phrasing", "held_out", "phrasing_set", "record", "slice")
-AMBIGUITY_OUTCOMES = ("one", "several", "other")
 
 
 def manifest_columns(row: dict) -> dict:
@@ -378,51 +311,6 @@ def ambiguity_columns(row: dict, root: Path, images: dict, max_error: float = 0.
         edited = out.get("edited_candidate_on")
         out["map_points_at_edited"] = None if edited is None else out["map_top_candidate"] == edited
     return out
-
-
-def _share(rows: list[dict], key: str, value) -> float | None:
-    values = [r[key] for r in rows if r.get(key) is not None]
-    return sum(v == value for v in values) / len(values) if values else None
-
-
-def phrasing_table(rows: list[dict], lam: float) -> str:
-    """Success per category (columns) for each phrasing set (rows): seen and held-out phrasings side by side."""
-    sets = list(dict.fromkeys(r["phrasing_set"] for r in rows if "phrasing_set" in r))
-    if not sets:
-        return ""
-    cats = [c for c in CATEGORIES if any(r["category"] == c for r in rows)]
-    settings = [("success_off", "λ=0")] + ([("success_on", f"λ={lam:g}")] if lam else [])
-    head = "| Phrasing | Setting | N | overall | " + " | ".join(cats) + " |"
-    lines = ["", "Success by phrasing set (the same records under each):", "", head,
-             "|---|---|---:|---:|" + "---:|" * len(cats)]  # fmt: skip
-    for name in sets:
-        group = [r for r in rows if r.get("phrasing_set") == name]
-        for key, label in settings:
-            cells = [_fmt(_mean([r for r in group if r["category"] == c], key), "pct") for c in cats]
-            overall = _fmt(_mean(group, key), "pct")
-            lines.append(f"| {name} | {label} | {len(group)} | {overall} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def ambiguity_table(rows: list[dict], lam: float) -> str:
-    """Outcome shares of ambiguous records (exactly one candidate edited, several changed, other) and the map."""
-    amb = [r for r in rows if "ambiguity_off" in r]
-    if not amb:
-        return ""
-    settings = [("off", "λ=0")] + ([("on", f"λ={lam:g}")] if lam else [])
-    lines = ["", "Ambiguous instructions (words fit 2-3 objects; no single right answer):", "",
-             "| Setting | N | exactly one candidate edited | several changed | other |",
-             "|---|---:|---:|---:|---:|"]  # fmt: skip
-    for s, label in settings:
-        cells = [_fmt(_share(amb, f"ambiguity_{s}", o), "pct") for o in AMBIGUITY_OUTCOMES]
-        lines.append(f"| {label} | {len(amb)} | " + " | ".join(cells) + " |")
-    if any("map_on_candidates" in r for r in amb):
-        on_cands = _fmt(_mean(amb, "map_on_candidates"), "pct")
-        lines += ["", f"Map (λ={lam:g}): share of its mass on the candidates {on_cands}; "
-                  f"the top candidate's share of the candidates' mass {_fmt(_mean(amb, 'map_top_share'), 'pct')}; "
-                  f"top candidate = the one edited, where exactly one was: "
-                  f"{_fmt(_share(amb, 'map_points_at_edited', True), 'pct')}"]  # fmt: skip
-    return "\n".join(lines) + "\n"
 
 
 def phrasing_summary(rows: list[dict]) -> dict:

@@ -18,8 +18,9 @@ import dataclasses
 import cv2
 import numpy as np
 
-from . import world, world_phrasing, world_text
-from .world import CHECK_SIZE, EDITS, MIN_VISIBLE, MIN_VISIBLE_AFTER_EDIT, Obj, Record, Scene
+from . import world, world_draw, world_phrasing, world_text
+from .world import EDITS, MIN_VISIBLE, MIN_VISIBLE_AFTER_EDIT, Record
+from .world_draw import CHECK_SIZE, Obj, Scene
 
 SLICES = ("small", "overlap", "crowded", "ambiguous")
 SLICE_CATEGORIES = ("recolor", "remove", "replace", "resize")
@@ -36,9 +37,9 @@ def _scene(rng: np.random.Generator, n: int, r_range, first: tuple[Obj, ...] = (
         if len(objects) == n:
             break
         cand = (*objects, world.random_object(rng, objects, r_range=r_range))
-        if min(world.visible_fractions(cand)) >= min_visible:
+        if min(world_draw.visible_fractions(cand)) >= min_visible:
             objects = cand
-    if len(objects) < n or min(world.visible_fractions(objects)) < min_visible:
+    if len(objects) < n or min(world_draw.visible_fractions(objects)) < min_visible:
         return None
     return Scene(world.random_background(rng), objects)
 
@@ -56,8 +57,9 @@ def _touching_pair(rng: np.random.Generator) -> tuple[Obj, Obj] | None:
 
 def touches(objects: tuple[Obj, ...], i: int) -> bool:
     """Whether object i's outline, grown by one pixel at CHECK_SIZE, meets another object."""
-    own = cv2.dilate((world.coverage(objects[i], CHECK_SIZE) > 0).astype(np.uint8), np.ones((3, 3), np.uint8))
-    return any((own.astype(bool) & (world.coverage(o, CHECK_SIZE) > 0)).any() for j, o in enumerate(objects) if j != i)
+    cover = lambda obj: world_draw.coverage(obj, CHECK_SIZE) > 0
+    own = cv2.dilate(cover(objects[i]).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    return any((own & cover(o)).any() for j, o in enumerate(objects) if j != i)
 
 
 def slice_scene(rng: np.random.Generator, name: str) -> Scene | None:
@@ -91,7 +93,7 @@ def constrained_record(rng: np.random.Generator, size: int, category: str, name:
         tgt_scene, edit, key, slots = out
         if name == "overlap" and not touches(scene.objects, _index(scene, edit)):
             continue
-        src, tgt = world.render(scene, size), world.render(tgt_scene, size)
+        src, tgt = world_draw.render(scene, size), world_draw.render(tgt_scene, size)
         if not _changed_enough(src, tgt):
             continue
         instruction, template = world_text.fill(rng, key, **slots)
@@ -106,7 +108,7 @@ def constrained_record(rng: np.random.Generator, size: int, category: str, name:
 def _ambiguous_scene(rng: np.random.Generator, k: int, word: str) -> tuple[Scene, tuple[int, ...]] | None:
     """A scene with k candidates sharing `word` ("it": every object; "shape"/"color": a shared shape/colour) and,
     for a shared word, maybe one distractor that shares neither; returns (scene, candidate indices)."""
-    shared = world._pick(rng, world.SHAPES if word == "shape" else world.COLORS)
+    shared = world._pick(rng, world_draw.SHAPES if word == "shape" else world_draw.COLORS)
     objects: tuple[Obj, ...] = ()
     for _ in range(50 * k):
         obj = world.random_object(rng)
@@ -114,7 +116,7 @@ def _ambiguous_scene(rng: np.random.Generator, k: int, word: str) -> tuple[Scene
             obj = dataclasses.replace(obj, shape=shared)
         elif word == "color":
             obj = dataclasses.replace(obj, color=shared)
-        if min(world.visible_fractions((*objects, obj))) >= MIN_VISIBLE:
+        if min(world_draw.visible_fractions((*objects, obj))) >= MIN_VISIBLE:
             objects = (*objects, obj)
         if len(objects) == k:
             break
@@ -123,7 +125,7 @@ def _ambiguous_scene(rng: np.random.Generator, k: int, word: str) -> tuple[Scene
     if word != "it" and rng.random() < 0.5:
         other = world.random_object(rng)
         distinct = other.shape != shared and other.color != shared
-        if distinct and min(world.visible_fractions((*objects, other))) >= MIN_VISIBLE:
+        if distinct and min(world_draw.visible_fractions((*objects, other))) >= MIN_VISIBLE:
             objects = (*objects, other)
     order = rng.permutation(len(objects))
     objects = tuple(objects[j] for j in order)
@@ -135,12 +137,12 @@ def _ambiguous_edit(rng: np.random.Generator, category: str, scene: Scene, cands
     """(new value dict, template key, slots, function obj -> edited obj or None) applied to any candidate."""
     objs = [scene.objects[i] for i in cands]
     if category == "recolor":
-        color = world._pick(rng, world.COLORS, exclude={o.color for o in objs})
+        color = world._pick(rng, world_draw.COLORS, exclude={o.color for o in objs})
         return {"color": color}, "recolor", {"color": color}, lambda o: dataclasses.replace(o, color=color)
     if category == "remove":
         return None, "remove", {}, lambda o: None
     if category == "replace":
-        shape = world._pick(rng, world.SHAPES, exclude={o.shape for o in objs})
+        shape = world._pick(rng, world_draw.SHAPES, exclude={o.shape for o in objs})
         slots = {"a": world_text.article(shape), "shape": shape}
         return {"shape": shape}, "replace", slots, lambda o: dataclasses.replace(o, shape=shape)
     direction = "bigger" if rng.random() < 0.5 else "smaller"
@@ -163,15 +165,16 @@ def ambiguous_record(rng: np.random.Generator, size: int, category: str) -> Reco
             continue
         scene, cands = built
         new, key, slots, apply = _ambiguous_edit(rng, category, scene, cands)
-        src, outs = world.render(scene, size), []
+        src, outs = world_draw.render(scene, size), []
         for i in cands:
             edited = apply(scene.objects[i])
             if edited is False:
                 break
             tgt_scene = world._swap(scene, i, edited)
-            if tgt_scene.objects and min(world.visible_fractions(tgt_scene.objects)) < MIN_VISIBLE_AFTER_EDIT:
+            visible = world_draw.visible_fractions(tgt_scene.objects) if tgt_scene.objects else [1.0]
+            if min(visible) < MIN_VISIBLE_AFTER_EDIT:
                 break
-            tgt = world.render(tgt_scene, size)
+            tgt = world_draw.render(tgt_scene, size)
             if not _changed_enough(src, tgt):
                 break
             outs.append((tgt_scene, tgt, world.edit_mask(src, tgt, category)))

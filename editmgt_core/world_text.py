@@ -1,6 +1,6 @@
 """Instruction text for the edit world: templates per edit category, position words and referring expressions.
 
-Objects are described by anything with `shape`, `color`, `x`, `y` attributes (`world.Obj`); `x`, `y` are the
+Objects are described by anything with `shape`, `color`, `x`, `y` attributes (`world_draw.Obj`); `x`, `y` are the
 object's centre as fractions of the image side, so "left" is the viewer's left.
 """
 

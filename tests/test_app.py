@@ -15,8 +15,10 @@ from test_studio import picture, png_header_only
 from tiny_model import make_model_folder
 
 import app
-from editmgt_core import studio
+import app_handlers
+from editmgt_core import studio, studio_inputs
 from editmgt_core.editing import default_options, edit
+from editmgt_core.files import read_parameters
 from editmgt_core.loading import load_editor
 
 pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")  # pandas 3 deprecations inside gradio
@@ -85,7 +87,7 @@ def test_streamed_edit_gives_every_step_then_the_same_result_as_edit(client, edi
     assert steps[-1][1]["preview"] is None  # the last step is the result itself
     expected = edit(editor, Image.open(files / "photo.png"), "make the circle red", default_options(editor, **FAST))
     assert same(png, expected.image)
-    assert studio.read_parameters(png)["lam"] == 0.3
+    assert read_parameters(png)["lam"] == 0.3
 
 
 def test_sweep_returns_one_cell_per_value(client, files):
@@ -140,7 +142,7 @@ def test_unusual_pixel_formats_are_edited(client, files, name):
 
 
 def test_large_image_is_downscaled_with_a_notice(client, tmp_path, monkeypatch):
-    monkeypatch.setattr(studio, "SOFT_PIXELS", 48 * 48)  # the server runs in this process
+    monkeypatch.setattr(studio_inputs, "SOFT_PIXELS", 48 * 48)  # the server runs in this process
     picture(96, 64).save(tmp_path / "large.png")
     png, info = run(client, tmp_path / "large.png", **QUICK)[-1]
     assert "downscaled" in info["notice"] and Image.open(png).width * Image.open(png).height <= 48 * 48
@@ -206,7 +208,7 @@ def test_ui_handlers(editor, tmp_path):
     knobs = dict(keywords=["circle"], gamma=1.1, lam=0.3, steps=3, guidance_scale=2.0, seed=7, randomize=False,
                  negative_prompt="", layers="1, s0", temperature_start=2.0, temperature_end=0.0, resolution=32,
                  mask_mode="union")  # fmt: skip
-    updates = list(app.run_edit(ctx, value, "make the circle red", [], **knobs))
+    updates = list(app_handlers.run_edit(ctx, value, "make the circle red", [], **knobs))
     assert len(updates) == 4  # cleared, steps 1 and 2 live, 3 with the result
     assert set(updates[1]) == {"canvas", "overlay", "status"} and set(updates[-1]) == set(app.EDIT_OUTPUTS)
     cleared = updates[0]
@@ -217,20 +219,22 @@ def test_ui_handlers(editor, tmp_path):
     before, after = final["result"]
     files, seed, frames, last, history = (final[k] for k in ("files", "used_seed", "frames", "last", "history"))
     assert seed == 7 and len(frames) == 3 and len(history) == 1 and before.size == after.size == (32, 32)
-    assert studio.read_parameters(files[0])["keywords"] == ["circle"] and Path(files[1]).suffix == ".json"
-    assert app.replay(frames, 2)[2].startswith("**Step 2/3**")
-    assert app.use_as_input(last)["background"] is last["image"]
-    assert app.chips("make the Circle red", ["circle", "dog"], "make the circle red")[0].value == ["Circle"]  # typed
-    assert app.chips("make the circle blue", ["circle"], "make the square red")[0].value == []  # a new instruction
-    restored = app.restore(history, type("Select", (), {"index": 0})())
+    assert read_parameters(files[0])["keywords"] == ["circle"] and Path(files[1]).suffix == ".json"
+    assert app_handlers.replay(frames, 2)[2].startswith("**Step 2/3**")
+    assert app_handlers.use_as_input(last)["background"] is last["image"]
+    typed = app_handlers.chips("make the Circle red", ["circle", "dog"], "make the circle red")[0]
+    assert typed.value == ["Circle"]  # typed
+    replaced = app_handlers.chips("make the circle blue", ["circle"], "make the square red")[0]
+    assert replaced.value == []  # a new instruction
+    restored = app_handlers.restore(history, type("Select", (), {"index": 0})())
     assert set(restored) <= set(app.RESTORE_OUTPUTS)
     assert restored["instruction"] == "make the circle red" and restored["seed"] == 7 and restored["randomize"] is False
     assert restored["image_in"]["background"] is history[0]["source"] and history[0]["source"] is before  # the input
     assert restored["result"] == (before, history[0]["image"]) and "Restored the input" in restored["status"]
     assert restored["mask_mode"] == "union" and "resolution" not in restored and restored["layers"] == "1, s0"
-    with pytest.raises(app.gr.Error, match="No image"):
-        next(app.run_edit(ctx, None, "make it red", [], **knobs))
-    sweep = list(app.run_sweep(ctx, value, "make the circle red", "0, 1", "", **knobs))
+    with pytest.raises(app_handlers.gr.Error, match="No image"):
+        next(app_handlers.run_edit(ctx, None, "make it red", [], **knobs))
+    sweep = list(app_handlers.run_sweep(ctx, value, "make the circle red", "0, 1", "", **knobs))
     assert len(sweep[-2]["grid"]) == 2 and sweep[-1]["used_seed"] == 7
 
 
@@ -240,11 +244,11 @@ def test_a_gated_edit_says_why_nothing_was_held(editor, tmp_path):
     knobs = dict(keywords=[], gamma=1.0, lam=0.5, steps=2, guidance_scale=2.0, seed=3, randomize=False,
                  negative_prompt="", layers="", temperature_start=2.0, temperature_end=0.0, resolution=32,
                  mask_mode="replace", grow=1, keep_pixels=True)  # fmt: skip
-    off = list(app.run_edit(ctx, value, "make the circle red", [], **{**knobs, "lam": 0.0}))[-1]
+    off = list(app_handlers.run_edit(ctx, value, "make the circle red", [], **{**knobs, "lam": 0.0}))[-1]
     assert "region hold off (λ = 0): the map shows" in off["frames"][-1][2]  # the replay frames' status: a map at λ = 0
-    held = list(app.run_edit(ctx, value, "make the circle red", [], **knobs, focus_gate=0.0))[-1]
+    held = list(app_handlers.run_edit(ctx, value, "make the circle red", [], **knobs, focus_gate=0.0))[-1]
     assert "whole-image" not in held["status"] and "0% held" not in held["status"]
-    gated = list(app.run_edit(ctx, value, "make the circle red", [], **knobs, focus_gate=1.0))[-1]
+    gated = list(app_handlers.run_edit(ctx, value, "make the circle red", [], **knobs, focus_gate=1.0))[-1]
     status = gated["status"]
     assert "0% held" in status and "whole-image edit (focus 0." in status and "< gate 1;" in status
     record = json.loads(Path(gated["files"][1]).read_text())
@@ -277,5 +281,5 @@ def test_bundled_examples_are_valid_inputs():
     listed = app.examples()
     assert len(listed) >= 3
     for path, instruction in listed:
-        image, notice = studio.check_image(studio.open_image(path))
-        assert notice is None and studio.check_instruction(instruction) and min(image.size) >= 64
+        image, notice = studio_inputs.check_image(studio_inputs.open_upload(path))
+        assert notice is None and studio_inputs.check_instruction(instruction) and min(image.size) >= 64

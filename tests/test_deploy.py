@@ -55,7 +55,8 @@ def test_dry_run_on_a_clean_clone_routes_every_binary_through_xet(clone, capsys)
     for path in binaries:
         assert by_path[path].lfs, path
         assert re.search(rf"^  xet/lfs .*  {re.escape(path)}$", out, flags=re.MULTILINE), path
-    for path in ("app.py", "requirements.txt", "assets/default-model/editmgt_studio.json"):
+    app_files = ("app.py", "app_handlers.py", "app_knobs.py", "assets/upload.js")  # the app and what it reads
+    for path in (*app_files, "requirements.txt", "assets/default-model/editmgt_studio.json"):
         assert not by_path[path].lfs and re.search(rf"^  git .*  {re.escape(path)}$", out, flags=re.MULTILINE)
     # the Hub refuses binaries over 1 MB outside Xet/LFS: none is routed to plain git
     assert all(f.lfs or not deploy.is_binary(clone / f.path) for f in files)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from editmgt_core import world, world_text
-from editmgt_core.world import Obj
+from editmgt_core import world, world_draw, world_text
+from editmgt_core.world_draw import Obj
 
 N_RECORDS = 250
 
@@ -25,9 +25,9 @@ def _index(rec) -> int:
 
 def _solid(objects, i, size=64) -> np.ndarray:
     """Pixels fully covered by objects[i] and untouched by the objects drawn after it."""
-    solid = world.coverage(objects[i], size) == 1.0
+    solid = world_draw.coverage(objects[i], size) == 1.0
     for o in objects[i + 1 :]:
-        solid &= world.coverage(o, size) == 0.0
+        solid &= world_draw.coverage(o, size) == 0.0
     return solid
 
 
@@ -77,30 +77,30 @@ def test_local_edits_match_pixels(recs):
             i = _index(r)
             solid = _solid(t.objects, i)
             assert solid.any()
-            assert (r.tgt[solid] == world.COLORS[e["new"]["color"]]).all()
-            assert (r.src[solid] == world.COLORS[e["target"]["color"]]).all()
+            assert (r.tgt[solid] == world_draw.COLORS[e["new"]["color"]]).all()
+            assert (r.src[solid] == world_draw.COLORS[e["target"]["color"]]).all()
         elif r.category == "remove":
             i = _index(r)
             assert len(t.objects) == len(s.objects) - 1
-            gone = world.coverage(s.objects[i], 64) > 0
+            gone = world_draw.coverage(s.objects[i], 64) > 0
             for o in t.objects:
-                gone &= world.coverage(o, 64) == 0
-            bg = np.rint(world.render_background(s.background, 64)).astype(np.uint8)
+                gone &= world_draw.coverage(o, 64) == 0
+            bg = np.rint(world_draw.render_background(s.background, 64)).astype(np.uint8)
             assert np.array_equal(r.tgt[gone], bg[gone])
         elif r.category == "add":
             new = t.objects[-1]
             assert world.obj_dict(new) == {k: v for k, v in e["new"].items() if k != "position"}
-            assert (r.tgt[_solid(t.objects, len(t.objects) - 1)] == world.COLORS[new.color]).all()
+            assert (r.tgt[_solid(t.objects, len(t.objects) - 1)] == world_draw.COLORS[new.color]).all()
             col, row, _ = world_text.POSITIONS[e["new"]["position"]]
             # the instruction decides the target: one size, centred in the named cell
             assert (new.x, new.y, new.r) == pytest.approx(((col + 0.5) / 3, (row + 0.5) / 3, world.ADD_RADIUS))
         elif r.category == "replace":
             i = _index(r)
             assert t.objects[i].shape == e["new"]["shape"] != s.objects[i].shape
-            assert (r.tgt[_solid(t.objects, i)] == world.COLORS[s.objects[i].color]).all()
+            assert (r.tgt[_solid(t.objects, i)] == world_draw.COLORS[s.objects[i].color]).all()
         elif r.category == "resize":
             i = _index(r)
-            before, after = world.coverage(s.objects[i], 64).sum(), world.coverage(t.objects[i], 64).sum()
+            before, after = world_draw.coverage(s.objects[i], 64).sum(), world_draw.coverage(t.objects[i], 64).sum()
             assert (after > before * 1.3) if e["new"]["direction"] == "bigger" else (after < before * 0.8)
         seen.add(r.category)
     assert {"recolor", "remove", "add", "replace", "resize"} <= seen
@@ -114,8 +114,8 @@ def test_global_edits_match_pixels(recs):
             assert new != r.edit["old"]["background"]
             empty = np.ones((64, 64), bool)
             for o in r.tgt_scene.objects:
-                empty &= world.coverage(o, 64) == 0
-            bg = np.rint(world.render_background(r.tgt_scene.background, 64)).astype(np.uint8)
+                empty &= world_draw.coverage(o, 64) == 0
+            bg = np.rint(world_draw.render_background(r.tgt_scene.background, 64)).astype(np.uint8)
             assert np.array_equal(r.tgt[empty], bg[empty])
         elif r.category == "style":
             style = r.edit["new"]["style"]
@@ -126,7 +126,7 @@ def test_global_edits_match_pixels(recs):
                 assert (r.tgt[..., 0] == r.tgt[..., 1]).all() and (r.tgt[..., 1] == r.tgt[..., 2]).all()
             elif style == "sepia":
                 assert (r.tgt[..., 0] >= r.tgt[..., 2]).all()
-    assert styles == set(world.STYLES)
+    assert styles == set(world_draw.STYLES)
 
 
 def test_referring_expressions_are_unambiguous():

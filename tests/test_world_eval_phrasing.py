@@ -5,7 +5,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from editmgt_core import world_eval, world_phrasing, world_slices
+from editmgt_core import world_eval, world_phrasing, world_report, world_slices
 
 
 def _ambiguous(tmp_path, index=0):
@@ -50,13 +50,13 @@ def test_phrasing_and_ambiguity_tables():
     rows = [{"category": c, "phrasing_set": s, "success_off": ok, "success_on": ok}
             for s, c, ok in [("templates", "remove", True), ("templates", "style", True), ("heldout", "remove", False),
                              ("heldout", "style", True)]]  # fmt: skip
-    table = world_eval.phrasing_table(rows, 0.0)
+    table = world_report.phrasing_table(rows, 0.0)
     assert "| templates | λ=0 | 2 | 100.0% | 100.0% | 100.0% |" in table
     assert "| heldout | λ=0 | 2 | 50.0% | 0.0% | 100.0% |" in table and "λ=0.2" not in table
     assert world_eval.phrasing_summary(rows)["heldout"]["overall"]["success_off"] == 0.5
-    assert world_eval.phrasing_table([{"category": "remove"}], 0.0) == ""
+    assert world_report.phrasing_table([{"category": "remove"}], 0.0) == ""
     amb = [{"ambiguity_off": o} for o in ("one", "one", "several", "other")]
-    assert "| λ=0 | 4 | 50.0% | 25.0% | 25.0% |" in world_eval.ambiguity_table(amb, 0.0)
+    assert "| λ=0 | 4 | 50.0% | 25.0% | 25.0% |" in world_report.ambiguity_table(amb, 0.0)
 
 
 def test_manifest_columns_only_for_opt_in_rows():
@@ -81,7 +81,7 @@ def test_world_eval_generates_an_ambiguous_slice_under_two_phrasings(tmp_path, c
     assert "Ambiguous instructions" in printed and "| λ=0.3 | 4 |" in printed
     report = json.loads((out / "world_eval.json").read_text())
     assert [r["phrasing_set"] for r in report["records"]] == ["templates", "heldout"] * 2
-    assert all(r["ambiguity_on"] in world_eval.AMBIGUITY_OUTCOMES and 0 <= r["map_on_candidates"] <= 1
+    assert all(r["ambiguity_on"] in world_report.AMBIGUITY_OUTCOMES and 0 <= r["map_on_candidates"] <= 1
                for r in report["records"])  # fmt: skip
     assert (out / "world" / "manifest.jsonl").is_file() and set(report["phrasing_sets"]) == {"templates", "heldout"}
     assert cli.main(["world-eval", "--out", str(out), "--slice", "small"]) == 1  # nothing to evaluate

@@ -82,11 +82,12 @@ def test_off_zerogpu_an_installed_spaces_changes_nothing(tmp_path):
         """
         import app
         from PIL import Image
+        from editmgt_core.editing import resolve_options
         assert app.default_device() == ("cuda" if torch.cuda.is_available() else "cpu")
         editor = app.load(app.DEFAULT_MODEL, "cpu")
         ctx = app.make_context(editor)
         image = Image.open(app.EXAMPLES / "recolor-yellow-circle.png")
-        options = app.resolve_options(editor, None)
+        options = resolve_options(editor, None)
         list(ctx.stream(image, "make the yellow circle blue", options, None, None))
         print("ok")
         """,
