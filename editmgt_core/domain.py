@@ -116,13 +116,14 @@ def check(
 # ---------------------------------------------------------------------------------------------------- calibration
 
 
-def world_vocabulary(seed: int, n: int = 20000) -> list[str]:
-    """Every word of n world instructions (the generator's templates, colours, shapes, positions, backgrounds)."""
+def world_vocabulary(seed: int, n: int = 20000, phrasing: str | None = None) -> list[str]:
+    """Every word of n world instructions (the generator's templates, colours, shapes, positions, backgrounds), worded
+    as the model was trained: `phrasing` as the trainer's --phrasing (None or "": the templates alone)."""
     from . import world
 
     found = set()
     for i in range(n):
-        found.update(instruction_words(world.record(seed, i).instruction))
+        found.update(instruction_words(world.record(seed, i, phrasing=phrasing or None).instruction))
     return sorted(found)
 
 
@@ -188,6 +189,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", default="assets/default-model")
     p.add_argument("--seed", type=int, default=555, help="world seed for images and instructions (not 2027)")
     p.add_argument("--n", type=int, default=200, help="images of each side")
+    p.add_argument("--phrasing", default="", help="the wording the model was trained on (the trainer's --phrasing: "
+                   "'' the templates, 'mixed' templates and the training families); sets the vocabulary")  # fmt: skip
     p.add_argument("--write", action="store_true", help="store the result in the model's editmgt_studio.json")
     args = p.parse_args(argv)
     torch.set_num_threads(2)
@@ -201,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
             "trained_on": "small synthetic pictures of coloured shapes (circles, squares, stars...) on plain, "
             "striped, checked or gradient backgrounds",
             "vq_error": report["vq_error"],
-            "vocabulary": world_vocabulary(args.seed),
+            "vocabulary": world_vocabulary(args.seed, phrasing=args.phrasing),
         }
         path.write_text(json.dumps(settings, indent=2) + "\n")
         print(f"wrote domain to {path}")
