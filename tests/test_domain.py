@@ -152,3 +152,12 @@ def test_api_sweep_says_when_a_brush_overrides_lam(client, tmp_path):
     kw["mask_mode"] = "union"
     summary = client.predict(handle_file(str(image)), "make it red", api_name="/sweep", **kw)[1]
     assert not any("λ changes nothing" in w for w in summary["warnings"])
+
+
+def test_vocabulary_follows_the_wording_the_model_was_trained_on():
+    """--phrasing mixed adds the training families' words (verbs, fillers, British spellings) to the templates'; a
+    held-out family's own verbs stay out of both."""
+    templates = set(domain.world_vocabulary(555, 400))
+    mixed = set(domain.world_vocabulary(555, 400, phrasing="mixed"))
+    assert {"colour", "please", "thanks"} <= mixed - templates and len(templates & mixed) >= 0.95 * len(templates)
+    assert not {"dye", "morph", "backdrop"} & mixed
