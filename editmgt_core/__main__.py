@@ -1,4 +1,4 @@
-"""`python -m editmgt_core COMMAND ...`: the command line (see cli.py)."""
+"""`python -m editmgt_core COMMAND ...`: the command line (see cli/)."""
 
 import sys
 

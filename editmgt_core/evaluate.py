@@ -248,7 +248,7 @@ def module_argv(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
-    # The package's command line runs as a program, not imported: the core never imports its front end (cli.py).
+    # The package's command line runs as a program, not imported: the core never imports its front end (cli/).
     import runpy
 
     sys.argv[1:] = module_argv(sys.argv[1:])

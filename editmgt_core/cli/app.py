@@ -1,0 +1,72 @@
+"""`editmgt app` (the browser app, app.py of the checkout) and `editmgt deploy-space` (a Hugging Face Space)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .common import PUBLISHED, ROOT
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    """Run the repository's app.py (the app ships with the checkout, next to the package and its bundled model)."""
+    import importlib.util
+
+    path = ROOT / "app.py"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no app.py next to the installed package ({path}); the app runs from a clone of the repository: "
+            "`pip install -e .` there, then `editmgt app`"
+        )
+    sys.path.insert(0, str(path.parent))  # as `python app.py` has it: app.py imports its neighbour app_knobs.py
+    spec = importlib.util.spec_from_file_location("app", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["app"] = module
+    spec.loader.exec_module(module)
+    module.main(args.app_args)
+    return 0
+
+
+def cmd_deploy_space(args: argparse.Namespace) -> int:
+    from .. import deploy
+
+    api = None
+    if not args.dry_run:
+        from huggingface_hub import HfApi
+
+        api = HfApi()
+    kw = {"hardware": args.hardware, "private": args.private, "model": args.space_model, "dry_run": args.dry_run}
+    deploy.deploy(api, args.repo, deploy.ROOT, **kw)
+    return 0
+
+
+def add_app(sub) -> None:
+    p = sub.add_parser(
+        "app",
+        help="launch the browser app (app.py; options: editmgt app --help)",
+        description="Launch the browser app; every option after `app` goes to app.py (--model, --dtype, --port, ...).",
+        add_help=False,
+    )
+    p.add_argument("app_args", nargs=argparse.REMAINDER, help="app.py's options")
+    p.set_defaults(run=cmd_app)
+
+
+def add_deploy_space(sub) -> None:
+    p = sub.add_parser(
+        "deploy-space",
+        help="upload the working tree as a Hugging Face Space (binaries through Xet/LFS)",
+        description="Create or update a Gradio Space from this checkout with huggingface_hub's upload API "
+        "(log in first: `hf auth login`, or set HF_TOKEN). See editmgt_core/deploy.py.",
+    )
+    p.add_argument("--repo", required=True, help="the Space, USER/NAME")
+    p.add_argument("--dry-run", action="store_true", help="list every file and where it goes, and the front matter")
+    p.add_argument(
+        "--hardware", help="request this Space hardware, e.g. cpu-basic, zero-a10g (ZeroGPU), t4-small (default: keep)"
+    )
+    p.add_argument("--private", action="store_true", help="create the Space private")
+    p.add_argument(
+        "--space-model",
+        default=PUBLISHED,
+        help=f"the model the Space loads on GPU hardware (its EDITMGT_MODEL variable; default {PUBLISHED})",
+    )
+    p.set_defaults(run=cmd_deploy_space)

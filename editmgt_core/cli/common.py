@@ -1,0 +1,112 @@
+"""The command line's shared pieces: the model and sampler option groups, the editor loader, small parsers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .. import knobs
+from ..config import COMPILE_HELP, COMPILE_MODES, DTYPE_CHOICES, DTYPE_HELP
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: app.py and assets/ sit next to the package
+DEFAULT_MODEL = ROOT / "assets" / "default-model"
+PUBLISHED = "WeiChow/EditMGT"
+KNOBS = tuple(name for name, knob in knobs.KNOBS.items() if knob.sampler)  # SamplerOptions fields the CLI sets
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--model",
+        default=str(DEFAULT_MODEL),
+        help=f"model folder or hub id (default: the bundled {DEFAULT_MODEL.parent.name}/{DEFAULT_MODEL.name};"
+        f" the published model is {PUBLISHED})",
+    )
+    g.add_argument(
+        "--device",
+        help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda when available, else cpu; "
+        "under accelerate: each process's device)",
+    )
+    g.add_argument("--dtype", choices=DTYPE_CHOICES, default="fp32", help=DTYPE_HELP)
+    g.add_argument("--compile", choices=("off", *COMPILE_MODES), default="off", help=COMPILE_HELP)
+    g.add_argument(
+        "--offload",
+        action="store_true",
+        help="keep the text encoders on the CPU between encodings (the published model on a 16 GB card)",
+    )
+
+
+class _Help:
+    """A knob's help, worded when --help is printed: it names the demo's default, which needs torch (`editmgt
+    convert --input ...` should not pay for that). argparse fills '%(knob_help)s' from the action's attributes."""
+
+    def __init__(self, knob: knobs.Knob):
+        self.knob = knob
+
+    def __str__(self) -> str:
+        return knobs.cli_help(self.knob)
+
+
+def add_sampler_args(p: argparse.ArgumentParser, what: str = "the edit") -> None:
+    """The sampler knobs (knobs.KNOBS with CLI flags) as options; unset ones are None (sampler_overrides)."""
+    g = p.add_argument_group(f"sampler knobs for {what} (default: the model's settings, else the published demo's)")
+    for knob in knobs.KNOBS.values():
+        if knob.flags:
+            action = g.add_argument(*knob.flags, dest=knob.name, help="%(knob_help)s", **knob.cli_options())
+            action.knob_help = _Help(knob)
+
+
+def sampler_overrides(args: argparse.Namespace) -> dict:
+    return {k: getattr(args, k) for k in KNOBS if getattr(args, k, None) is not None}
+
+
+def check_knobs(values: dict) -> None:
+    """Validate sampler knobs before any model loads (SamplerOptions names the bad field and the allowed values)."""
+    from ..sampling import SamplerOptions
+
+    SamplerOptions(**{k: v for k, v in values.items() if k in KNOBS})
+
+
+def editor_from_args(args: argparse.Namespace, device: str | None = None):
+    """The editor the model options name, on `device` (default: --device, else cuda when available, else cpu)."""
+    import torch
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    from ..editing import default_options
+    from ..loading import ModelNotFoundError, cpu_warning, load_editor
+
+    transformers_logging.disable_progress_bar()  # stderr keeps our own progress and error lines only
+    diffusers_logging.disable_progress_bar()
+    device = device or args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        editor = load_editor(args.model, device=device, dtype=args.dtype, offload=args.offload, compile=args.compile)
+        warning = cpu_warning(editor, getattr(args, "steps", None) or default_options(editor).steps)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
+        return editor
+    except ModelNotFoundError as err:
+        hint = (
+            f" (pass --model with a model folder, or --model {PUBLISHED})" if args.model == str(DEFAULT_MODEL) else ""
+        )
+        raise ModelNotFoundError(f"{err}{hint}") from None
+
+
+def writable(path: str, what: str) -> Path:
+    """`path` as an output file name, its folder created; a folder there is an error naming the option `what`."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a folder; give a file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def world_phrasings(text: str) -> tuple[str, ...]:
+    """--phrasing's type: a comma list of phrasings, checked as argparse parses it."""
+    from ..world_phrasing import parse_phrasings  # numpy only
+
+    try:
+        return parse_phrasings(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
