@@ -47,7 +47,7 @@ from app_handlers import (
     use_as_input,
 )
 from editmgt_core import domain, entries, studio, studio_inputs, studio_render
-from editmgt_core.config import COMPILE_HELP, COMPILE_MODES, DTYPE_CHOICES, DTYPE_HELP
+from editmgt_core.config import add_runtime_args
 from editmgt_core.editing import default_options
 from editmgt_core.loading import Editor, ModelNotFoundError, cpu_warning, load_editor
 
@@ -367,13 +367,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), help="address to bind")
     p.add_argument("--port", type=int, default=None, help="port (default: GRADIO_SERVER_PORT, else 7860 and up)")
     p.add_argument("--device", help="torch device (default: cuda when available or on ZeroGPU, else cpu)")
-    p.add_argument("--dtype", choices=DTYPE_CHOICES, default="fp32", help=DTYPE_HELP)
-    p.add_argument("--compile", choices=("off", *COMPILE_MODES), default="off", help=COMPILE_HELP)
-    p.add_argument(
-        "--offload",
-        action="store_true",
-        help="keep the text encoders on the CPU between edits (the published model on a 16 GB card)",
-    )
+    add_runtime_args(p)
     p.add_argument("--concurrency", type=int, default=1, help="edits running at once (default 1)")
     return p.parse_args(argv)
 

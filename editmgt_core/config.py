@@ -31,6 +31,14 @@ COMPILE_HELP = (
 )
 
 
+def add_runtime_args(group) -> None:
+    """--dtype, --compile and --offload on an argparse parser or group: one declaration for the app and the CLI."""
+    group.add_argument("--dtype", choices=DTYPE_CHOICES, default="fp32", help=DTYPE_HELP)
+    group.add_argument("--compile", choices=("off", *COMPILE_MODES), default="off", help=COMPILE_HELP)
+    group.add_argument("--offload", action="store_true", help="keep the text encoders on the CPU between encodings "
+                       "(the published model on a 16 GB card)")  # fmt: skip
+
+
 @dataclass(frozen=True)
 class TransformerConfig:
     num_layers: int = 14  # dual-stream (text / image) blocks

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from .. import knobs
-from ..config import COMPILE_HELP, COMPILE_MODES, DTYPE_CHOICES, DTYPE_HELP
+from ..config import add_runtime_args
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: app.py and assets/ sit next to the package
 DEFAULT_MODEL = ROOT / "assets" / "default-model"
@@ -28,13 +28,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda when available, else cpu; "
         "under accelerate: each process's device)",
     )
-    g.add_argument("--dtype", choices=DTYPE_CHOICES, default="fp32", help=DTYPE_HELP)
-    g.add_argument("--compile", choices=("off", *COMPILE_MODES), default="off", help=COMPILE_HELP)
-    g.add_argument(
-        "--offload",
-        action="store_true",
-        help="keep the text encoders on the CPU between encodings (the published model on a 16 GB card)",
-    )
+    add_runtime_args(g)
 
 
 class _Help:
