@@ -184,9 +184,10 @@ def input_panel(editor: Editor) -> dict:
     views = entries.map_views(editor.settings.attention_layers, editor.settings.reference_band)
     view = gr.Radio(list(views), value=next(iter(views)), label="Map", info=HELP["map"], elem_id="map-view")
     k = app_knobs.input_controls(editor)
-    view.change(lambda v: app_knobs.layers_text(views[v]), view, k["layers"], queue=False, show_progress="hidden")
+    quiet = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}  # page events, not API
+    view.change(lambda v: app_knobs.layers_text(views[v]), view, k["layers"], **quiet)
     chips_state = partial(keyword_chips_state, editor.settings.attention_layers)
-    k["layers"].change(chips_state, k["layers"], k["keywords"], queue=False, show_progress="hidden")
+    k["layers"].change(chips_state, k["layers"], k["keywords"], **quiet)
     with gr.Row():
         run_btn = gr.Button("Edit", variant="primary", elem_id="run")
         stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")

@@ -283,3 +283,8 @@ def test_bundled_examples_are_valid_inputs():
     for path, instruction in listed:
         image, notice = studio_inputs.check_image(studio_inputs.open_upload(path))
         assert notice is None and studio_inputs.check_instruction(instruction) and min(image.size) >= 64
+
+
+def test_the_api_offers_edit_and_sweep_only(client):
+    """Page events (map view, chips, replay, restore, stop) are private: the API lists the two endpoints."""
+    assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {"/edit", "/sweep"}
