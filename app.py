@@ -3,9 +3,9 @@
     python app.py [--model PATH_OR_HUB_ID] [--host 127.0.0.1] [--port 7860] [--device cpu]
 
 A thin UI: this file lays out the page and wires it to the handlers in `app_handlers.py`, which route values through
-`editmgt_core.studio_inputs` (limits and checks), `editmgt_core.studio` (the streamed edit and the λ/γ sweep as CPU
-data) and `editmgt_core.studio_render` (pictures and saved results); `app_knobs.py` makes the knobs' controls. Named
-API endpoints `/edit` and `/sweep` take a file, text and numbers (README).
+the studio modules (`editmgt_core/studio/`): `studio_inputs` (limits and checks), `streaming` (the streamed edit and
+the λ/γ sweep as CPU data) and `studio_render` (pictures and saved results); `app_knobs.py` makes the knobs' controls.
+Named API endpoints `/edit` and `/sweep` take a file, text and numbers (README).
 On a Hugging Face ZeroGPU Space (SPACES_ZERO_GPU set) `spaces` is imported before anything can touch CUDA, the GPU
 work runs inside `spaces.GPU` with a duration estimated per call, and only PIL images, numpy arrays and plain values
 cross back. EDITMGT_MODEL (a Space variable `deploy-space` writes) names the model a GPU run loads by default; on
@@ -46,10 +46,11 @@ from app_handlers import (
     stopped,
     use_as_input,
 )
-from editmgt_core import domain, entries, studio, studio_inputs, studio_render
-from editmgt_core.config import add_runtime_args
-from editmgt_core.editing import default_options
-from editmgt_core.loading import Editor, ModelNotFoundError, cpu_warning, load_editor
+from editmgt_core.edit.editing import default_options
+from editmgt_core.model import entries
+from editmgt_core.model.config import add_runtime_args
+from editmgt_core.model.loading import Editor, ModelNotFoundError, cpu_warning, load_editor
+from editmgt_core.studio import domain, streaming, studio_inputs, studio_render
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_MODEL = ROOT / "assets" / "default-model"
@@ -59,7 +60,7 @@ EXAMPLES = ROOT / "assets" / "examples"
 # which can exceed the upload limit and leave the page waiting), refused with a visible note when undecodable or
 # beyond the pixel limit. The script runs as the note's gr.HTML js_on_load (`element` is the note).
 UPLOAD_JS = (ROOT / "assets" / "upload.js").read_text()
-KNOBS = app_knobs.SHOWN  # the UI's controls (editmgt_core/knobs.py), named as studio_inputs.request takes them
+KNOBS = app_knobs.SHOWN  # the UI's controls (editmgt_core/edit/knobs.py), named as studio_inputs.request takes them
 # what each handler that returns {name: value} may update (build_app names the components)
 EDIT_OUTPUTS = ("canvas", "overlay", "status", "result", "changed", "scrubber", "files", "used_seed", "frames", "last",
                 "history", "gallery")  # fmt: skip
@@ -67,7 +68,7 @@ SWEEP_OUTPUTS = ("grid", "table", "sweep_status", "used_seed")
 RESTORE_OUTPUTS = ("image_in", "instruction", *KNOBS, "result", "status", "typed")
 log = logging.getLogger("editmgt.app")
 
-HELP = {  # the controls that are not knobs (the knobs' help is in editmgt_core/knobs.py)
+HELP = {  # the controls that are not knobs (the knobs' help is in editmgt_core/edit/knobs.py)
     "instruction": "What to change, in one sentence, e.g. 'make the red circle blue'.",
     "map": "What the map shows and holds by. Attention: where the instruction's words point (keywords choose the "
     "words). Predicted change: where the model is about to change the image (keywords do not matter). The model's "
@@ -112,7 +113,7 @@ def make_context(
     editor: Editor,
     *,
     preview_side: int = studio_render.PREVIEW_SIDE,
-    preview_budget: float = studio.PREVIEW_BUDGET,
+    preview_budget: float = streaming.PREVIEW_BUDGET,
     frame_interval: float = 0.1,
     out_dir: Path | None = None,
 ) -> Context:
@@ -122,10 +123,10 @@ def make_context(
 
     def stream(image, instruction, options, mask, pixels):  # runs on the GPU worker under ZeroGPU
         kw = {"user_mask": mask, "pixels": pixels, "preview_side": preview_side, "preview_budget": preview_budget}
-        yield from studio.stream(editor, image, instruction, options, **kw)
+        yield from streaming.stream(editor, image, instruction, options, **kw)
 
     def sweep(image, instruction, options, lams, gammas, mask, pixels):  # runs on the GPU worker under ZeroGPU
-        yield from studio.sweep(editor, image, instruction, options, lams, gammas, user_mask=mask, pixels=pixels)
+        yield from streaming.sweep(editor, image, instruction, options, lams, gammas, user_mask=mask, pixels=pixels)
 
     def stream_seconds(image, instruction, options, mask, pixels):  # ZeroGPU duration of one stream(...) call
         return gpu_seconds(options.steps, pixels or editor.settings.pixels)
@@ -141,8 +142,8 @@ def make_context(
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="editmgt-studio-"))
     return Context(
         editor,
-        lambda *args: studio.prefetch(gpu_stream(*args)),  # the sampler runs ahead while a step is rendered and sent
-        lambda *args: studio.prefetch(gpu_sweep(*args)),
+        lambda *args: streaming.prefetch(gpu_stream(*args)),  # the sampler runs ahead while a step is rendered and sent
+        lambda *args: streaming.prefetch(gpu_sweep(*args)),
         preview_side,
         frame_interval,
         out_dir,
@@ -332,7 +333,7 @@ def load(
     if Path(model).expanduser().resolve() == DEFAULT_MODEL and not DEFAULT_MODEL.is_dir():
         raise SystemExit(
             f"EditMGT Studio: the bundled default model is missing ({DEFAULT_MODEL}). Export it with "
-            "`python -m editmgt_core.train --vq runs/vq/vqvae --out runs/editmgt --export assets/default-model`, "
+            "`python -m editmgt_core.world.train --vq runs/vq/vqvae --out runs/editmgt --export assets/default-model`, "
             "or pass another model folder or hub id with --model."
         )
     try:

@@ -1,7 +1,7 @@
 """EditMGT Studio's handlers: what the app's buttons and the /edit and /sweep API endpoints run. Each takes the
-shared Context and plain values, checks them (`editmgt_core.studio_inputs`), runs the streamed edit or sweep
-(`editmgt_core.studio`) and renders what it yields (`editmgt_core.studio_render`); `app.py` lays out the page and
-wires these to its components.
+shared Context and plain values, checks them (`editmgt_core.studio.studio_inputs`), runs the streamed edit or
+sweep (`editmgt_core.studio.streaming`) and renders what it yields (`editmgt_core.studio.studio_render`); `app.py` lays
+out the page and wires these to its components.
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ import gradio as gr
 from PIL import Image
 
 import app_knobs
-from editmgt_core import domain, entries, knobs, studio, studio_inputs, studio_render
-from editmgt_core.editing import resolve_options
-from editmgt_core.loading import Editor
+from editmgt_core.edit import knobs
+from editmgt_core.edit.editing import resolve_options
+from editmgt_core.model import entries
+from editmgt_core.model.loading import Editor
+from editmgt_core.studio import domain, streaming, studio_inputs, studio_render
 
 HISTORY = 12  # results kept per session
 SKIP = gr.skip()
@@ -79,7 +81,7 @@ class Context:
     out_dir: Path  # downloads (PNG + JSON)
     check: Callable[..., list[str]] = lambda *args: []  # (image, instruction, pixels) -> out-of-domain notices
 
-    def save(self, final: studio.Final) -> list[str]:
+    def save(self, final: streaming.Final) -> list[str]:
         studio_render.prune(self.out_dir)
         return [str(p) for p in studio_render.save_result(final, self.out_dir)]
 
@@ -103,16 +105,16 @@ def domain_notices(ctx: Context, image: Image.Image, instruction: str, pixels, s
     return notices
 
 
-def gate_note(item: studio.Frame | studio.Final) -> str:
+def gate_note(item: streaming.Frame | streaming.Final) -> str:
     if not item.gated:
         return ""
-    gate = item.parameters["focus_gate"] if isinstance(item, studio.Final) else None
+    gate = item.parameters["focus_gate"] if isinstance(item, streaming.Final) else None
     limit = f" < gate {gate:g}" if gate is not None else ""
     return (f" · nothing held by the map: the instruction reads as a whole-image edit (focus {item.focus:.3f}{limit};"
             " lower the focus gate to hold anyway)")  # fmt: skip
 
 
-def live(ctx: Context, frame: studio.Frame, preview: Image.Image, base: Image.Image) -> dict:
+def live(ctx: Context, frame: streaming.Frame, preview: Image.Image, base: Image.Image) -> dict:
     """The live panel for one step: reveal canvas over the latest decoded preview, attention overlay, status."""
     status = f"**Step {frame.step + 1}/{frame.num_steps}** · {frame.held_fraction:.0%} of tokens held"
     if frame.scores is None:
@@ -152,7 +154,7 @@ def run_edit(ctx: Context, value, instruction, history, strict=False, **knobs):
            "scrubber": gr.Slider(visible=False), "files": None, "used_seed": None, "frames": []}  # fmt: skip
     with user_errors(), contextlib.closing(items):
         for item in items:
-            if isinstance(item, studio.Final):
+            if isinstance(item, streaming.Final):
                 final = item
                 continue
             frame, preview = item, item.preview or preview
@@ -258,7 +260,7 @@ def run_sweep(ctx: Context, value, instruction, lam_values, gamma_values, strict
     cells, last = [], 0.0
     with user_errors():
         for item in ctx.sweep(image, instruction, options, lams, gammas, mask, pixels):
-            if isinstance(item, studio.Cell):
+            if isinstance(item, streaming.Cell):
                 cells.append(item)
                 status = f"Cell {item.index + 1} done (λ={item.lam:g}, γ={item.gamma:g}) · {len(cells)} finished"
                 yield {"grid": cell_gallery(cells), "table": cell_rows(cells), "sweep_status": status + warn}
@@ -301,7 +303,7 @@ def api_edit(ctx: Context, image, instruction, mask=None, **knobs):
                      "warnings": warnings}  # fmt: skip
         with contextlib.closing(items):
             for item in items:
-                if isinstance(item, studio.Frame):
+                if isinstance(item, streaming.Frame):
                     preview = None if item.preview is None else studio_render.data_url(item.preview)
                     yield None, {"step": item.step + 1, "num_steps": item.num_steps, "preview": preview,
                                  "held_fraction": item.held_fraction}  # fmt: skip
@@ -323,7 +325,7 @@ def api_sweep(ctx: Context, image, instruction, mask=None, lam_values="0, 0.2", 
         warnings += [brush] * bool(brush)
         cells = []
         for item in ctx.sweep(img, instruction, options, lams, gammas, user_mask, pixels):
-            if isinstance(item, studio.Cell):
+            if isinstance(item, streaming.Cell):
                 cells.append(item)
                 done = len(cells) == len(lams) * len(gammas)
                 summary = {"seed": options.seed, "cells": [c.summary() for c in cells], "done": done}
@@ -341,13 +343,13 @@ def gallery_items(history: list[dict]) -> list[tuple[Image.Image, str]]:
     return [(h["image"], f"{h['parameters']['instruction'][:40]} · seed {h['parameters']['seed']}") for h in history]
 
 
-def cell_gallery(cells: list[studio.Cell]) -> list[tuple[Image.Image, str]]:
+def cell_gallery(cells: list[streaming.Cell]) -> list[tuple[Image.Image, str]]:
     return [(c.result.image, c.label) for c in cells]
 
 
-def cell_step_status(s: studio.CellStep) -> str:
+def cell_step_status(s: streaming.CellStep) -> str:
     return f"**Cell {s.index + 1}/{s.cells}** (λ={s.lam:g}, γ={s.gamma:g}) · step {s.step + 1}/{s.num_steps}"
 
 
-def cell_rows(cells: list[studio.Cell]) -> list[list]:
+def cell_rows(cells: list[streaming.Cell]) -> list[list]:
     return [[c.lam, c.gamma, round(100 * c.result.held_fraction, 1), round(c.change_outside, 2)] for c in cells]

@@ -1,4 +1,4 @@
-"""The app's knob controls, made from the knob registry (`editmgt_core/knobs.py`): the input panel's sliders, boxes
+"""The app's knob controls, made from the knob registry (`editmgt_core/edit/knobs.py`): the input panel's sliders, boxes
 and checkboxes, and the hidden components behind the /edit and /sweep API parameters. Their starting values are
 the model's defaults (`editing.default_options`)."""
 
@@ -9,9 +9,11 @@ import itertools
 
 import gradio as gr
 
-from editmgt_core import entries, knobs, studio_inputs
-from editmgt_core.editing import default_options
-from editmgt_core.loading import Editor
+from editmgt_core.edit import knobs
+from editmgt_core.edit.editing import default_options
+from editmgt_core.model import entries
+from editmgt_core.model.loading import Editor
+from editmgt_core.studio import studio_inputs
 
 SHOWN = tuple(name for name, k in knobs.KNOBS.items() if k.app)  # the app's knobs, as studio_inputs.request names them
 API = tuple(name for name, k in knobs.KNOBS.items() if k.api)  # the /edit and /sweep parameters besides the inputs

@@ -17,5 +17,5 @@ run bf16 --dtype bf16                                   # the main row, with the
 run bf16_offload --dtype bf16 --offload --no-fp32       # peaks with the text encoders offloaded
 run bf16_compile --dtype bf16 --compile default --no-fp32
 run bf16_graphs --dtype bf16 --compile reduce-overhead --no-fp32
-python -m editmgt_core.bench_gpu >"$out/steps.json" 2>"$out/steps.err" || echo "bench_gpu failed" >&2
+python -m editmgt_core.bench.gpu >"$out/steps.json" 2>"$out/steps.err" || echo "bench_gpu failed" >&2
 ls -l "$out"

@@ -16,10 +16,10 @@ from tiny_model import make_model_folder
 
 import app
 import app_handlers
-from editmgt_core import studio, studio_inputs
-from editmgt_core.editing import default_options, edit
-from editmgt_core.files import read_parameters
-from editmgt_core.loading import load_editor
+from editmgt_core.edit.editing import default_options, edit
+from editmgt_core.edit.files import read_parameters
+from editmgt_core.model.loading import load_editor
+from editmgt_core.studio import streaming, studio_inputs
 
 pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")  # pandas 3 deprecations inside gradio
 FAST = dict(steps=3, guidance_scale=2.0, negative_prompt="", lam=0.3, seed=5)
@@ -185,8 +185,8 @@ def test_stop_cancels_between_steps_and_the_next_edit_runs(client, files, monkey
             produced.append(item)
             yield item
 
-    real_stream = studio.stream
-    monkeypatch.setattr(studio, "stream", counted)
+    real_stream = streaming.stream
+    monkeypatch.setattr(streaming, "stream", counted)
     job = client.submit(
         handle_file(str(files / "photo.png")), "make it red", **{**FAST, "steps": 100}, api_name="/edit"
     )

@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 from tiny_model import make_model_folder
 
-from editmgt_core.batch import launch_warning, run_batch
-from editmgt_core.files import read_parameters
-from editmgt_core.loading import load_editor
+from editmgt_core.edit.batch import launch_warning, run_batch
+from editmgt_core.edit.files import read_parameters
+from editmgt_core.model.loading import load_editor
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = ["--steps", "2", "--guidance-scale", "2", "--negative-prompt", "", "--quiet"]

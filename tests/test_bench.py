@@ -5,11 +5,11 @@ import json
 import pytest
 from tiny_model import make_model_folder
 
-from editmgt_core import bench
+from editmgt_core.bench import core
 
 
 def test_forward_bench_reports_timings_and_memory(capsys):
-    bench.main(["forward", "--config", "tiny", "--grid", "8", "--text-len", "16", "--capture-from", "2",
+    core.main(["forward", "--config", "tiny", "--grid", "8", "--text-len", "16", "--capture-from", "2",
                 "--capture-count", "2", "--repeats", "1"])  # fmt: skip
     out = json.loads(capsys.readouterr().out)
     assert out["capture_layers"] == [2, 3]
@@ -18,7 +18,7 @@ def test_forward_bench_reports_timings_and_memory(capsys):
 
 def test_edit_bench_splits_stages(tmp_path, capsys):
     folder = make_model_folder(tmp_path / "tiny")
-    bench.main(["edit", "--model", str(folder), "--steps", "3", "--repeats", "1", "--instruction", "make it red"])
+    core.main(["edit", "--model", str(folder), "--steps", "3", "--repeats", "1", "--instruction", "make it red"])
     out = json.loads(capsys.readouterr().out)
     assert set(out["plain"]["parts_ms"]) == {"text", "encode", "sampling", "decode"}
     assert out["hold"]["lam"] == 0.3 and "hold_overhead_sampling" in out
@@ -27,7 +27,7 @@ def test_edit_bench_splits_stages(tmp_path, capsys):
 def test_random_weights_edit_bench_reports_the_published_runs_fields(capsys):
     """The GPU benchmark's CPU smoke run: whole edits of a tiny random editor in bf16, map and hold on, with the
     split, the streamed run, a profile and the eager float32 comparison (no timing asserted)."""
-    bench.main(["edit", "--random-weights", "--config", "tiny", "--dtype", "bf16", "--steps", "3", "--repeats", "1",
+    core.main(["edit", "--random-weights", "--config", "tiny", "--dtype", "bf16", "--steps", "3", "--repeats", "1",
                 "--threads", "1"])  # fmt: skip
     out = json.loads(capsys.readouterr().out)
     run = out["run"]
@@ -44,7 +44,7 @@ def test_random_editor_has_the_published_shapes():
     published codebook, the map band 28-36 and 36 steps at lambda 0.3 by default."""
     import torch
 
-    from editmgt_core.random_model import random_editor
+    from editmgt_core.bench.random_model import random_editor
 
     e = random_editor("editmgt", "meta", torch.bfloat16)
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
@@ -60,8 +60,8 @@ def test_compiled_blocks_match_eager_and_compile_each_capture_once():
     this CPU); outputs and captured maps equal the uncompiled model's, with and without capture."""
     import torch
 
-    from editmgt_core.bench import random_transformer
-    from editmgt_core.loading import compile_transformer
+    from editmgt_core.bench.core import random_transformer
+    from editmgt_core.model.loading import compile_transformer
 
     model = random_transformer("tiny", "cpu", torch.float32)
     c, g = model.config, torch.Generator().manual_seed(1)

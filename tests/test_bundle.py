@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from editmgt_core import metrics, world
-from editmgt_core.editing import default_options, edit, image_to_tensor, tensor_to_image
-from editmgt_core.loading import load_editor
+from editmgt_core.edit.editing import default_options, edit, image_to_tensor, tensor_to_image
+from editmgt_core.evaluation import metrics
+from editmgt_core.model.loading import load_editor
+from editmgt_core.world import edit_world
 
 BUNDLE = Path(__file__).parent.parent / "assets" / "default-model"
 
@@ -31,7 +32,7 @@ def test_bundle_is_small_and_safetensors_only():
 def test_region_hold_keeps_pixels_outside_the_edit(editor, index):
     """Brush = the record's edit mask: outside it the output is the source itself (keep_pixels), or, decoded from
     the held tokens (keep_pixels off), the source's VQ round trip."""
-    rec = world.record(2026, index, 64, category="recolor")
+    rec = edit_world.record(2026, index, 64, category="recolor")
     image = Image.fromarray(rec.src)
     options = default_options(editor, seed=index, mask_mode="replace")
     result = edit(editor, image, rec.instruction, options, user_mask=rec.mask)
@@ -59,8 +60,8 @@ N_RECORDS, MIN_SUCCESS, MEASURED = 30, 16, 24
 def test_bundle_edits_succeed_on_unseen_records(editor):
     wins, unit = [], metrics.to_unit
     for index in range(N_RECORDS):
-        rec = world.record(2026, index, 64)
-        mask = np.ones_like(rec.mask) if rec.category in world.GLOBAL_CATEGORIES else rec.mask
+        rec = edit_world.record(2026, index, 64)
+        mask = np.ones_like(rec.mask) if rec.category in edit_world.GLOBAL_CATEGORIES else rec.mask
         result = edit(editor, Image.fromarray(rec.src), rec.instruction, default_options(editor, seed=index))
         ok, _ = metrics.edit_success(unit(result.image), unit(rec.src), unit(rec.tgt), mask.astype(bool))
         wins.append(ok)
@@ -70,13 +71,13 @@ def test_bundle_edits_succeed_on_unseen_records(editor):
 def test_tokenizer_ceiling_is_near_the_target(editor):
     """The bundled VQ's round trip of a world target (the best any edit can decode to) is nearer the target than
     the source is, inside the edit: the tokenizer can represent the world's edits."""
-    from editmgt_core.editing import prepare, resolve_options
-    from editmgt_core.world_eval import target_round_trip
+    from editmgt_core.edit.editing import prepare, resolve_options
+    from editmgt_core.evaluation.world_eval import target_round_trip
 
     unit = metrics.to_unit
     for index in range(6):
-        rec = world.record(2026, index, 64)
-        mask = np.ones_like(rec.mask) if rec.category in world.GLOBAL_CATEGORIES else rec.mask
+        rec = edit_world.record(2026, index, 64)
+        mask = np.ones_like(rec.mask) if rec.category in edit_world.GLOBAL_CATEGORIES else rec.mask
         source, target = Image.fromarray(rec.src), Image.fromarray(rec.tgt)
         prepared = prepare(editor, source, rec.instruction, resolve_options(editor, None))
         out, src, tgt = target_round_trip(editor, prepared, target, True), unit(rec.src), unit(rec.tgt)

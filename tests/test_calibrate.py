@@ -7,7 +7,7 @@ import pytest
 from tiny_model import make_model_folder
 
 from editmgt_core import cli
-from editmgt_core.calibrate import (
+from editmgt_core.evaluation.calibrate import (
     LayerScore,
     RecordMaps,
     add_source_maps,
@@ -18,7 +18,7 @@ from editmgt_core.calibrate import (
     suggest_gate,
     topk_iou,
 )
-from editmgt_core.world import GLOBAL_CATEGORIES
+from editmgt_core.world.edit_world import GLOBAL_CATEGORIES
 
 
 def test_auc_and_topk_iou():

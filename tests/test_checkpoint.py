@@ -6,9 +6,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from editmgt_core.checkpoint import CheckpointError, load_state_dict, load_transformer, save_transformer
-from editmgt_core.config import PRESETS
-from editmgt_core.model import EditMGTTransformer
+from editmgt_core.model.checkpoint import CheckpointError, load_state_dict, load_transformer, save_transformer
+from editmgt_core.model.config import PRESETS
+from editmgt_core.model.transformer import EditMGTTransformer
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from PIL import Image
 from tiny_model import make_model_folder
 
 from editmgt_core import cli
-from editmgt_core.files import read_parameters
-from editmgt_core.sampling import SamplerOptions
+from editmgt_core.edit.files import read_parameters
+from editmgt_core.sampler.sampling import SamplerOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = ["--steps", "3", "--guidance-scale", "2", "--negative-prompt", "", "--quiet"]
@@ -151,10 +151,10 @@ def test_edit_writes_png_with_parameters_map_and_animation(capsys, tmp_path, pic
 def test_tune_hold_measures_each_setting(tmp_path, capsys):
     from tiny_model import make_model_folder
 
-    from editmgt_core import world
+    from editmgt_core.world import edit_world
 
     folder = make_model_folder(tmp_path / "model")
-    manifest = world.write_dataset(tmp_path / "world", 3, seed=5, size=32)
+    manifest = edit_world.write_dataset(tmp_path / "world", 3, seed=5, size=32)
     argv = ["tune-hold", "--model", str(folder), "--manifest", str(manifest), "--lam-values", "0.2,1", "--grow-values",
             "0", "--max-drop", "1"]  # fmt: skip
     assert cli.main(argv) == 0

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 from torch.testing import assert_close
 
-from editmgt_core.consolidate import (
+from editmgt_core.sampler.consolidate import (
     adaptive_filter,
     adaptive_filter_parts,
     attention_scores,
@@ -215,7 +215,7 @@ def test_keyword_cut_off_by_truncation_raises():
 
 
 def test_logit_maps():
-    from editmgt_core.consolidate import change_map, kl_map, logit_maps
+    from editmgt_core.sampler.consolidate import change_map, kl_map, logit_maps
 
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(2, 5, 4, 6, generator=g)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from editmgt_core import cli, deploy
+from editmgt_core import cli
+from editmgt_core.studio import deploy
 
 ROOT = Path(__file__).resolve().parent.parent
 BINARY_SUFFIXES = (".png", ".jpg", ".webp", ".gif", ".safetensors", ".pt", ".npz", ".npy", ".bin")

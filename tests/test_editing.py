@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from tiny_model import make_model_folder
 
-from editmgt_core.editing import (
+from editmgt_core.edit.editing import (
     EditResult,
     Progress,
     default_options,
@@ -19,8 +19,8 @@ from editmgt_core.editing import (
     to_rgb,
     work_size,
 )
-from editmgt_core.loading import load_editor
-from editmgt_core.sampling import SamplerOptions
+from editmgt_core.model.loading import load_editor
+from editmgt_core.sampler.sampling import SamplerOptions
 
 FAST = SamplerOptions(steps=4, guidance_scale=2.0, seed=3, negative_prompt="")
 
@@ -166,7 +166,7 @@ def test_bad_inputs():
 
 
 def test_source_map_layers_from_the_settings_and_from_the_user(editor):
-    from editmgt_core.editing import resolve_options
+    from editmgt_core.edit.editing import resolve_options
 
     tuned = dataclasses.replace(editor, settings=dataclasses.replace(editor.settings, attention_layers=(1, "s0")))
     assert resolve_options(tuned, FAST).layers == (1, "s0")

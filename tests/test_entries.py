@@ -2,8 +2,8 @@
 
 import pytest
 
-from editmgt_core import entries
-from editmgt_core.entries import Entry, from_text, parse
+from editmgt_core.model import entries
+from editmgt_core.model.entries import Entry, from_text, parse
 
 
 def test_parse_every_kind():

@@ -11,9 +11,10 @@ from PIL import Image
 from tiny_metric_models import clip_pixels, cos, dino_pixels, make_clip, make_dino
 from tiny_model import make_model_folder
 
-from editmgt_core import cli, world
-from editmgt_core.convert import cell_image
-from editmgt_core.evaluate import module_argv
+from editmgt_core import cli
+from editmgt_core.evaluation.convert import cell_image
+from editmgt_core.evaluation.evaluate import module_argv
+from editmgt_core.world import edit_world
 
 HEADER = "| Method | N | CLIP-I ↑ | CLIP-out ↑ | L1 ↓ | DINO ↑ | Leakage ↓ |"
 
@@ -161,7 +162,7 @@ def test_emu_edit_parquet(tmp_path):
     pq = pytest.importorskip("pyarrow.parquet")
     import pyarrow as pa
 
-    from editmgt_core.convert import convert_emu_edit
+    from editmgt_core.evaluation.convert import convert_emu_edit
 
     buf = io.BytesIO()
     Image.fromarray(rgb(5)).save(buf, format="PNG")
@@ -223,7 +224,7 @@ def test_magicbrush_converter(tmp_path):
 
 def test_world_eval_on_a_tiny_model(tmp_path, capsys):
     model = make_model_folder(tmp_path / "tiny")
-    manifest = world.write_dataset(tmp_path / "world", n=3, seed=11)
+    manifest = edit_world.write_dataset(tmp_path / "world", n=3, seed=11)
     out = tmp_path / "eval"
     argv = ["world-eval", "--manifest", str(manifest), "--model", str(model), "--out", str(out), "--limit", "3"]
     argv += ["--steps", "2", "--guidance-scale", "2", "--negative-prompt", "", "--lam", "0.3", "--quiet"]
@@ -236,7 +237,7 @@ def test_world_eval_on_a_tiny_model(tmp_path, capsys):
     for rec, category in zip(report["records"], categories, strict=True):
         assert rec["category"] == category and isinstance(rec["success_on"], bool)
         assert isinstance(rec["success_vq"], bool)
-        local = category not in world.GLOBAL_CATEGORIES
+        local = category not in edit_world.GLOBAL_CATEGORIES
         assert (rec["leakage_on"] is not None) == local and (rec.get("iou_on") is not None) == local
         if local:
             assert 0 <= rec["leakage_on"] <= 1 and 0 <= rec["iou_on"] <= 1 and 0 <= rec["vq_floor"] <= 1
@@ -250,13 +251,13 @@ def test_world_eval_on_a_tiny_model(tmp_path, capsys):
 
 
 def test_tokenizer_ceiling_is_the_targets_round_trip(tmp_path):
-    from editmgt_core.editing import prepare, resolve_options
-    from editmgt_core.loading import load_editor
-    from editmgt_core.metrics import to_unit
-    from editmgt_core.world_eval import target_round_trip
+    from editmgt_core.edit.editing import prepare, resolve_options
+    from editmgt_core.evaluation.metrics import to_unit
+    from editmgt_core.evaluation.world_eval import target_round_trip
+    from editmgt_core.model.loading import load_editor
 
     editor = load_editor(make_model_folder(tmp_path / "tiny"))
-    rec = world.record(5, 0, 32)
+    rec = edit_world.record(5, 0, 32)
     source, target = Image.fromarray(rec.src), Image.fromarray(rec.tgt)
     prepared = prepare(editor, source, rec.instruction, resolve_options(editor, None))
     # a target equal to the source has the source's tokens everywhere: keep_pixels gives the source back exactly
@@ -269,7 +270,7 @@ def test_tokenizer_ceiling_is_the_targets_round_trip(tmp_path):
 
 
 def test_world_table_has_one_column_per_metric_when_hold_is_off():
-    from editmgt_core.world_eval import markdown_table
+    from editmgt_core.evaluation.world_eval import markdown_table
 
     stats = {"n": 2, "success_off": 0.5, "success_on": 0.5, "success_vq": 1.0, "leakage_off": 0.06,
              "leakage_on": 0.06, "vq_floor": 0.02, "iou_on": None, "held_fraction_on": 0.0}  # fmt: skip
@@ -284,7 +285,7 @@ def test_world_table_has_one_column_per_metric_when_hold_is_off():
 
 
 def test_acceptance_counts_a_drop_of_exactly_three_points_as_met():
-    from editmgt_core.world_eval import acceptance_checks, summarize
+    from editmgt_core.evaluation.world_eval import acceptance_checks, summarize
 
     def rows(off, on):  # 300 records; success_off / success_on on the first `off` / `on` of them
         return [{"category": "recolor", "success_off": i < off, "success_on": i < on, "seconds_on": 1.0}

@@ -5,7 +5,7 @@ import json
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from editmgt_core import files
+from editmgt_core.edit import files
 
 
 def test_parameters_travel_under_our_key(tmp_path):

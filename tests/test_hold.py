@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from editmgt_core.hold import (
+from editmgt_core.sampler.hold import (
     EDITABLE,
     PROTECTED,
     combine_hold,

@@ -4,9 +4,10 @@ import dataclasses
 
 import pytest
 
-from editmgt_core import cli, knobs
-from editmgt_core.hold import MASK_MODES
-from editmgt_core.sampling import SamplerOptions
+from editmgt_core import cli
+from editmgt_core.edit import knobs
+from editmgt_core.sampler.hold import MASK_MODES
+from editmgt_core.sampler.sampling import SamplerOptions
 
 CONTROLS = {"slider", "number", "text", "checkbox", "radio", "chips"}
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from tiny_model import CODES, TEXT_DIM, make_model_folder
 
-from editmgt_core.loading import ModelNotFoundError, load_editor
+from editmgt_core.model.loading import ModelNotFoundError, load_editor
 
 
 @pytest.fixture(scope="module", params=["single", "clip_gemma2"])
@@ -57,7 +57,7 @@ def test_missing_folder_and_offline_hub_id(tmp_path, monkeypatch):
 def test_settings_check_attention_layers(tmp_path):
     import json
 
-    from editmgt_core.loading import SETTINGS_NAME, Settings
+    from editmgt_core.model.loading import SETTINGS_NAME, Settings
 
     path = tmp_path / SETTINGS_NAME
     path.write_text(json.dumps({"attention_layers": [5, "s0", "s7"]}))
@@ -107,7 +107,7 @@ def test_hub_download_fetches_no_pickles(monkeypatch, tmp_path):
 
     seen = {}
     monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo, **kw: seen.update(kw) or str(tmp_path))
-    from editmgt_core.loading import resolve
+    from editmgt_core.model.loading import resolve
 
     assert resolve("WeiChow/EditMGT") == tmp_path
     layout = [

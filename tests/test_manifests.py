@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from editmgt_core.manifests import file_key, read_manifest
+from editmgt_core.edit.manifests import file_key, read_manifest
 
 
 def write_manifest(folder: Path, rows: list) -> Path:

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 from tiny_metric_models import clip_pixels, cos, dino_pixels, make_clip, make_dino
 
-from editmgt_core import metrics
+from editmgt_core.evaluation import metrics
 
 
 def test_l1_and_leakage_by_hand():

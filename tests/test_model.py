@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from editmgt_core.config import PRESETS, TransformerConfig
-from editmgt_core.layers import AdaNorm
-from editmgt_core.model import EditMGTTransformer
+from editmgt_core.model.config import PRESETS, TransformerConfig
+from editmgt_core.model.layers import AdaNorm
+from editmgt_core.model.transformer import EditMGTTransformer
 
 REFERENCE = Path(__file__).parent / "fixtures" / "reference"
 
@@ -80,7 +80,7 @@ def test_capture_changes_nothing_and_leaves_no_state(model, inputs):
 def test_source_probs_mirror_the_target_capture():
     """Instruction -> source attention is the reference's instruction -> target capture with the two image streams'
     keys swapped: the target keys leave the softmax, the source (condition) keys take their place."""
-    from editmgt_core.math import text_to_image_probs, text_to_source_probs
+    from editmgt_core.model.math import text_to_image_probs, text_to_source_probs
 
     g = torch.Generator().manual_seed(3)
     n_txt, n_img = 5, 6
@@ -144,7 +144,7 @@ def test_inference_shortcuts_equal_the_autograd_path(model, inputs):
 
 
 def test_rope_leaves_text_rows_untouched():
-    from editmgt_core.math import apply_rope, grid_ids, rope
+    from editmgt_core.model.math import apply_rope, grid_ids, rope
 
     ids = torch.cat([torch.zeros(5, 3), grid_ids(3, 4)])
     x = torch.randn(2, 3, len(ids), 16)
@@ -233,7 +233,7 @@ def test_config_round_trip_and_errors():
 
 
 def test_row_maps_equal_the_full_softmax_in_any_chunking():
-    from editmgt_core.math import rows_to_text_probs
+    from editmgt_core.model.math import rows_to_text_probs
 
     g = torch.Generator().manual_seed(3)
     q, k = torch.randn(2, 3, 30, 8, generator=g), torch.randn(2, 3, 30, 8, generator=g)

@@ -12,10 +12,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from editmgt_core.checkpoint import load_state_dict
-from editmgt_core.config import TransformerConfig
-from editmgt_core.math import grid_ids
-from editmgt_core.model import EditMGTTransformer
+from editmgt_core.model.checkpoint import load_state_dict
+from editmgt_core.model.config import TransformerConfig
+from editmgt_core.model.math import grid_ids
+from editmgt_core.model.transformer import EditMGTTransformer
 
 ROOT = Path(os.environ.get("EDITMGT_PARITY_DIR", Path(__file__).parent / "fixtures" / "reference"))
 CASES = sorted(p for p in ROOT.iterdir() if (p / "weights.safetensors").is_file()) if ROOT.is_dir() else []

@@ -14,9 +14,9 @@ import torch
 from PIL import Image
 
 import app
-from editmgt_core.config import TransformerConfig
-from editmgt_core.loading import PUBLISHED_ID, cpu_warning
-from editmgt_core.model import EditMGTTransformer
+from editmgt_core.model.config import TransformerConfig
+from editmgt_core.model.loading import PUBLISHED_ID, cpu_warning
+from editmgt_core.model.transformer import EditMGTTransformer
 
 
 def published_stand_in(device: str):
@@ -76,8 +76,8 @@ def _cached(repo_id: str) -> bool:
 @pytest.mark.real_weights
 @pytest.mark.skipif(not _cached(PUBLISHED_ID), reason=f"{PUBLISHED_ID} is not in the local hub cache")
 def test_the_published_model_edits_a_photo():
-    from editmgt_core.editing import default_options, edit
-    from editmgt_core.loading import load_editor
+    from editmgt_core.edit.editing import default_options, edit
+    from editmgt_core.model.loading import load_editor
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     editor = load_editor(PUBLISHED_ID, device=device, dtype="bf16" if device == "cuda" else "fp32")
@@ -97,8 +97,8 @@ def test_the_published_model_edits_a_photo():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_offload_keeps_the_text_encoder_off_the_gpu_between_edits():
-    from editmgt_core.editing import default_options, edit
-    from editmgt_core.loading import load_editor
+    from editmgt_core.edit.editing import default_options, edit
+    from editmgt_core.model.loading import load_editor
 
     editor = load_editor(app.DEFAULT_MODEL, device="cuda", offload=True)
     image = Image.open(app.EXAMPLES / "recolor-yellow-circle.png")

@@ -17,14 +17,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from editmgt_core.reference_sampler import (
+from editmgt_core.sampler.reference_sampler import (
     REFERENCE_VALUES,
     check_reference_options,
     reference_step,
     reference_step_details,
 )
-from editmgt_core.sampling import SamplerOptions
-from editmgt_core.schedule import draw_tokens, temperatures, timesteps
+from editmgt_core.sampler.sampling import SamplerOptions
+from editmgt_core.sampler.schedule import draw_tokens, temperatures, timesteps
 
 ROOT = Path(os.environ.get("EDITMGT_SAMPLER_DIR", Path(__file__).parent / "fixtures" / "sampler"))
 CASES = sorted(p for p in ROOT.iterdir() if (p / "meta.json").is_file()) if ROOT.is_dir() else []

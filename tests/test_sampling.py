@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from editmgt_core.consolidate import adaptive_filter, attention_scores, map_grid, min_max, upsample
-from editmgt_core.hold import combine_hold, focus, grow_map
-from editmgt_core.reference_sampler import reference_step
-from editmgt_core.sampling import SamplerOptions, sample, sample_to_end
-from editmgt_core.schedule import mask_len, temperatures
+from editmgt_core.sampler.consolidate import adaptive_filter, attention_scores, map_grid, min_max, upsample
+from editmgt_core.sampler.hold import combine_hold, focus, grow_map
+from editmgt_core.sampler.reference_sampler import reference_step
+from editmgt_core.sampler.sampling import SamplerOptions, sample, sample_to_end
+from editmgt_core.sampler.schedule import mask_len, temperatures
 
 # ---- a mock model ------------------------------------------------------------------------------------------------
 
@@ -200,7 +200,7 @@ def test_source_maps_join_the_map_but_not_the_focus():
 
 
 def test_layers_from_text():
-    from editmgt_core.entries import from_text as layers_from_text
+    from editmgt_core.model.entries import from_text as layers_from_text
 
     assert layers_from_text("28-30, 5") == (28, 29, 30, 5)
     assert layers_from_text("5,s0, s2-3 ,5") == (5, "s0", "s2", "s3")

@@ -3,7 +3,7 @@
 import torch
 from torch.testing import assert_close
 
-from editmgt_core.schedule import cosine_schedule, mask_len, temperatures, timesteps
+from editmgt_core.sampler.schedule import cosine_schedule, mask_len, temperatures, timesteps
 
 
 def test_schedules():

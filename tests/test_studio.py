@@ -1,4 +1,4 @@
-"""editmgt_core.studio on a tiny random model: CPU-only streaming, sweep reuse, saving a result."""
+"""editmgt_core.studio.streaming on a tiny random model: CPU-only streaming, sweep reuse, saving a result."""
 
 import dataclasses
 import struct
@@ -10,9 +10,10 @@ import torch
 from PIL import Image
 from tiny_model import make_model_folder
 
-from editmgt_core import files, studio, studio_render
-from editmgt_core.editing import default_options, edit
-from editmgt_core.loading import load_editor
+from editmgt_core.edit import files
+from editmgt_core.edit.editing import default_options, edit
+from editmgt_core.model.loading import load_editor
+from editmgt_core.studio import streaming, studio_render
 
 FAST = dict(steps=3, guidance_scale=2.0, negative_prompt="", seed=5)
 
@@ -51,12 +52,12 @@ def cpu_only(value):
 
 def test_stream_is_cpu_data_and_matches_edit(editor):
     options = default_options(editor, **FAST, lam=0.3)
-    items = list(studio.stream(editor, picture(), "make the circle red", options, preview_side=64, preview_budget=1))
+    items = list(streaming.stream(editor, picture(), "make the circle red", options, preview_side=64, preview_budget=1))
     frames, final = items[:-1], items[-1]
     assert [f.step for f in frames] == [0, 1, 2] and all(cpu_only(i) for i in items)
     assert frames[0].preview.size == (32, 32) and frames[0].revealed.dtype == bool  # working size: never enlarged
     assert frames[-1].preview is None  # the last step is the result
-    unpreviewed = list(studio.stream(editor, picture(), "make the circle red", options, preview_budget=0))
+    unpreviewed = list(streaming.stream(editor, picture(), "make the circle red", options, preview_budget=0))
     assert all(f.preview is None for f in unpreviewed[:-1])
     assert np.array_equal(
         np.asarray(final.image), np.asarray(edit(editor, picture(), "make the circle red", options).image)
@@ -66,9 +67,9 @@ def test_stream_is_cpu_data_and_matches_edit(editor):
 
 def test_sweep_cells_equal_separate_edits(editor):
     options = default_options(editor, **FAST)
-    items = list(studio.sweep(editor, picture(), "make the circle red", options, (0.0, 0.4), (1.0, 1.5)))
-    cells = [i for i in items if isinstance(i, studio.Cell)]
-    assert len(cells) == 4 and sum(isinstance(i, studio.CellStep) for i in items) == 4 * FAST["steps"]
+    items = list(streaming.sweep(editor, picture(), "make the circle red", options, (0.0, 0.4), (1.0, 1.5)))
+    cells = [i for i in items if isinstance(i, streaming.Cell)]
+    assert len(cells) == 4 and sum(isinstance(i, streaming.CellStep) for i in items) == 4 * FAST["steps"]
     assert [(c.gamma, c.lam) for c in cells] == [(1.0, 0.0), (1.0, 0.4), (1.5, 0.0), (1.5, 0.4)]
     last = cells[-1]  # the encodings were reused by three cells before it
     alone = edit(editor, picture(), "make the circle red", dataclasses.replace(options, lam=0.4, gamma=1.5))
@@ -77,7 +78,7 @@ def test_sweep_cells_equal_separate_edits(editor):
 
 
 def test_saved_png_carries_its_parameters(editor, tmp_path):
-    final = list(studio.stream(editor, picture(), "make it red", default_options(editor, **FAST)))[-1]
+    final = list(streaming.stream(editor, picture(), "make it red", default_options(editor, **FAST)))[-1]
     png, sidecar = studio_render.save_result(final, tmp_path)
     assert files.read_parameters(png)["seed"] == 5 and '"instruction": "make it red"' in sidecar.read_text()
     assert np.array_equal(np.asarray(Image.open(png)), np.asarray(final.image))

@@ -1,5 +1,5 @@
-"""editmgt_core.studio_inputs: the limits on uploads and instructions, the parsers that name a bad value, brush and
-mask images, the keyword chips and Stop's status."""
+"""editmgt_core.studio.studio_inputs: the limits on uploads and instructions, the parsers that name a bad value,
+brush and mask images, the keyword chips and Stop's status."""
 
 import numpy as np
 import pytest
@@ -7,8 +7,8 @@ from PIL import Image
 from test_studio import picture, png_header_only
 from tiny_model import make_model_folder
 
-from editmgt_core import studio_inputs
-from editmgt_core.loading import load_editor
+from editmgt_core.model.loading import load_editor
+from editmgt_core.studio import studio_inputs
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,11 @@
-"""editmgt_core.studio_render: the reveal canvas, the attention overlay and the change measures."""
+"""editmgt_core.studio.studio_render: the reveal canvas, the attention overlay and the change measures."""
 
 import numpy as np
 import pytest
 from PIL import Image
 from test_studio import picture
 
-from editmgt_core import studio_render
+from editmgt_core.studio import studio_render
 
 
 def test_rendering_and_change_measures():

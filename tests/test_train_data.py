@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from editmgt_core import train, train_data, world
+from editmgt_core.world import edit_world, train, train_data
 
 
 def test_hold_unchanged_keeps_source_tokens_where_pixels_did_not_change():
@@ -26,7 +26,7 @@ def test_world_generation_in_worker_processes_matches_in_process():
     assert [len(c[2]) for c in many] == [4, 4, 2]  # chunks come back in record order
     for (src, tgt, text), (src2, tgt2, text2) in zip(one, many, strict=True):
         assert text == text2 and (src == src2).all() and (tgt == tgt2).all()
-    assert many[2][2][1] == world.record(0, 9, 32).instruction
+    assert many[2][2][1] == edit_world.record(0, 9, 32).instruction
 
 
 def test_category_weights_shift_the_training_mix():
@@ -38,17 +38,18 @@ def test_category_weights_shift_the_training_mix():
     share = cats.count("add") / len(cats)
     assert 0.3 < share < 0.5  # 3 of 7.0 weight units: 0.43
     src, tgt, text = train_data._world_chunk(cfg.seed, 5, 8, cfg.size, cfg.categories)
-    expected = [world.record(cfg.seed, i, 32, cats[i]) for i in range(5, 8)]
+    expected = [edit_world.record(cfg.seed, i, 32, cats[i]) for i in range(5, 8)]
     assert text == [r.instruction for r in expected] and (tgt == np.stack([r.tgt for r in expected])).all()
     assert train_data.category_weights("") is None and train_data.record_category(0, 3, None) is None
     uniform = train_data._world_chunk(0, 0, 2, 32)[2]
-    assert uniform == [world.record(0, i, 32).instruction for i in range(2)]  # no weights: the world's own draw
+    assert uniform == [edit_world.record(0, i, 32).instruction for i in range(2)]  # no weights: the world's own draw
 
 
 @pytest.mark.parametrize(
     "spec, message",
     [("ad=2", "NAME one of"), ("add", "NAME=WEIGHT"), ("add=x", "not a number"), ("add=-1", ">= 0"),
-     ("add=nan", ">= 0"), ("add=2,add=3", "named twice"), (",".join(f"{c}=0" for c in world.CATEGORIES), "above 0")],
+     ("add=nan", ">= 0"), ("add=2,add=3", "named twice"),
+     (",".join(f"{c}=0" for c in edit_world.CATEGORIES), "above 0")],
 )  # fmt: skip
 def test_category_weights_refuse_bad_specs(spec, message):
     with pytest.raises(ValueError, match=message):
@@ -59,9 +60,9 @@ def test_category_weights_refuse_bad_specs(spec, message):
 
 def test_mixed_phrasing_draws_templates_and_training_families_only():
     src, tgt, text = train_data._world_chunk(0, 0, 40, 32, "", "mixed")
-    expected = [world.record(0, i, 32, phrasing="mixed") for i in range(40)]
+    expected = [edit_world.record(0, i, 32, phrasing="mixed") for i in range(40)]
     assert text == [r.instruction for r in expected] and (tgt == np.stack([r.tgt for r in expected])).all()
     families = {r.edit["phrasing"] for r in expected}
     assert "template" in families and len(families) >= 5 and not any(r.edit["held_out"] for r in expected)
-    assert (src == np.stack([world.record(0, i, 32).src for i in range(40)])).all()  # same records, new wording
-    assert train_data._world_chunk(0, 0, 3, 32)[2] == [world.record(0, i, 32).instruction for i in range(3)]
+    assert (src == np.stack([edit_world.record(0, i, 32).src for i in range(40)])).all()  # same records, new wording
+    assert train_data._world_chunk(0, 0, 3, 32)[2] == [edit_world.record(0, i, 32).instruction for i in range(3)]

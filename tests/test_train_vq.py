@@ -10,7 +10,7 @@ import pytest
 import torch
 from diffusers import VQModel
 
-from editmgt_core import train_data, train_vq, trainer, vq_eval
+from editmgt_core.world import train_data, train_vq, trainer, vq_eval
 
 
 def _args(out, steps, *extra):
@@ -145,7 +145,7 @@ def test_world_batches_after_parallel_torch_work():
     forked from that main thread, they hung in their first parallel op. A fresh process, so a hang is a timeout."""
     code = (
         "import torch\n"
-        "from editmgt_core import train_data, train_vq, vq_eval\n"
+        "from editmgt_core.world import train_data, train_vq, vq_eval\n"
         "torch.set_num_threads(2)\n"
         "vq_eval.evaluate(train_vq.build_vq(train_vq.PRESETS['small']), train_data.world_images(1, 0, 16, 64))\n"
         "x = list(train_data.world_batches(3, 32, 64, 0, 2, workers=2))\n"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from editmgt_core import train, trainer
+from editmgt_core.world import train, trainer
 
 
 def test_learning_rate_follows_a_time_budget():

@@ -7,20 +7,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from editmgt_core import world, world_draw, world_text
-from editmgt_core.world_draw import Obj
+from editmgt_core.world import edit_world, world_draw, world_text
+from editmgt_core.world.world_draw import Obj
 
 N_RECORDS = 250
 
 
 @pytest.fixture(scope="module")
 def recs():
-    return list(world.records(seed=7, n=N_RECORDS))
+    return list(edit_world.records(seed=7, n=N_RECORDS))
 
 
 def _index(rec) -> int:
     """Index of the edited object in the source scene."""
-    return [world.obj_dict(o) for o in rec.src_scene.objects].index(rec.edit["target"])
+    return [edit_world.obj_dict(o) for o in rec.src_scene.objects].index(rec.edit["target"])
 
 
 def _solid(objects, i, size=64) -> np.ndarray:
@@ -32,7 +32,7 @@ def _solid(objects, i, size=64) -> np.ndarray:
 
 
 def test_deterministic_by_seed():
-    a, b, c = world.record(3, 11), world.record(3, 11), world.record(4, 11)
+    a, b, c = edit_world.record(3, 11), edit_world.record(3, 11), edit_world.record(4, 11)
     assert np.array_equal(a.src, b.src) and np.array_equal(a.tgt, b.tgt) and a.instruction == b.instruction
     assert a.edit == b.edit
     assert not (np.array_equal(a.src, c.src) and a.instruction == c.instruction)
@@ -43,10 +43,10 @@ def test_shapes_and_types(recs):
         assert r.src.shape == r.tgt.shape == (64, 64, 3) and r.src.dtype == np.uint8
         assert r.mask.shape == (64, 64) and r.mask.dtype == bool
         json.dumps(r.edit)
-    big = world.record(0, 0, size=96)
+    big = edit_world.record(0, 0, size=96)
     assert big.src.shape == (96, 96, 3)
     with pytest.raises(ValueError, match="size"):
-        world.record(0, 0, size=8)
+        edit_world.record(0, 0, size=8)
 
 
 def test_every_category_and_template_variety(recs):
@@ -54,14 +54,14 @@ def test_every_category_and_template_variety(recs):
     for r in recs:
         assert r.category == r.edit["category"]
         templates[r.category].add(r.edit["template"])
-    assert set(templates) == set(world.CATEGORIES)
+    assert set(templates) == set(edit_world.CATEGORIES)
     for cat, ids in templates.items():
         assert len(ids) >= 5, (cat, ids)
 
 
 def test_masks_and_unchanged_outside(recs):
     for r in recs:
-        if r.category in world.GLOBAL_CATEGORIES:
+        if r.category in edit_world.GLOBAL_CATEGORIES:
             assert r.mask.all()
         else:
             assert r.mask.any() and not r.mask.all()
@@ -89,11 +89,11 @@ def test_local_edits_match_pixels(recs):
             assert np.array_equal(r.tgt[gone], bg[gone])
         elif r.category == "add":
             new = t.objects[-1]
-            assert world.obj_dict(new) == {k: v for k, v in e["new"].items() if k != "position"}
+            assert edit_world.obj_dict(new) == {k: v for k, v in e["new"].items() if k != "position"}
             assert (r.tgt[_solid(t.objects, len(t.objects) - 1)] == world_draw.COLORS[new.color]).all()
             col, row, _ = world_text.POSITIONS[e["new"]["position"]]
             # the instruction decides the target: one size, centred in the named cell
-            assert (new.x, new.y, new.r) == pytest.approx(((col + 0.5) / 3, (row + 0.5) / 3, world.ADD_RADIUS))
+            assert (new.x, new.y, new.r) == pytest.approx(((col + 0.5) / 3, (row + 0.5) / 3, edit_world.ADD_RADIUS))
         elif r.category == "replace":
             i = _index(r)
             assert t.objects[i].shape == e["new"]["shape"] != s.objects[i].shape
@@ -152,16 +152,16 @@ def test_refs_in_records_name_the_target(recs):
 
 
 def test_cli_writes_manifest(tmp_path, capsys):
-    world.main(world.parse_args(["--n", "6", "--seed", "1", "--out", str(tmp_path), "--size", "32"]))
+    edit_world.main(edit_world.parse_args(["--n", "6", "--seed", "1", "--out", str(tmp_path), "--size", "32"]))
     lines = (tmp_path / "manifest.jsonl").read_text().splitlines()
     assert len(lines) == 6
     for line in lines:
         row = json.loads(line)
         assert set(row) == {"id", "source", "instruction", "target", "mask", "category", "edit"}
-        assert row["category"] in world.CATEGORIES and row["edit"]["category"] == row["category"]
+        assert row["category"] in edit_world.CATEGORIES and row["edit"]["category"] == row["category"]
         for key in ("source", "target", "mask"):
             img = Image.open(tmp_path / row[key])
             assert img.size == (32, 32) and img.mode == ("L" if key == "mask" else "RGB")
     assert "6/6" in capsys.readouterr().out
     with pytest.raises(ValueError, match="--n"):
-        world.main(world.parse_args(["--n", "0", "--out", str(tmp_path)]))
+        edit_world.main(edit_world.parse_args(["--n", "0", "--out", str(tmp_path)]))

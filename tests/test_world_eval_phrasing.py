@@ -5,7 +5,8 @@ import json
 import numpy as np
 from PIL import Image
 
-from editmgt_core import world_eval, world_phrasing, world_report, world_slices
+from editmgt_core.evaluation import world_eval, world_report
+from editmgt_core.world import world_phrasing, world_slices
 
 
 def _ambiguous(tmp_path, index=0):

@@ -6,9 +6,9 @@ import re
 import numpy as np
 import pytest
 
-from editmgt_core import world, world_text
-from editmgt_core import world_phrasing as wp
-from editmgt_core.world import Obj
+from editmgt_core.world import edit_world, world_text
+from editmgt_core.world import world_phrasing as wp
+from editmgt_core.world.edit_world import Obj
 
 SLOTS = {"ref": "the red circle", "color": "blue", "shape": "star", "a": "a", "pos": "at the top",
          "bg": "plain pink"}  # fmt: skip
@@ -41,7 +41,7 @@ def test_held_out_families_differ_in_form_from_training_ones():
 def test_modes_draw_only_their_split(mode, allowed):
     families = set()
     for i in range(300):
-        rec = world.record(555, i, 32, phrasing=mode)
+        rec = edit_world.record(555, i, 32, phrasing=mode)
         family = rec.edit["phrasing"]
         families.add(family)
         assert rec.edit["held_out"] == (allowed == "heldout")
@@ -58,9 +58,9 @@ def _words(text: str) -> str:
 
 def test_reworded_records_keep_images_edit_and_deciding_words():
     for i in range(200):
-        plain = world.record(777, i, 32)
+        plain = edit_world.record(777, i, 32)
         for mode in ("train", "heldout"):
-            rec = world.record(777, i, 32, phrasing=mode)
+            rec = edit_world.record(777, i, 32, phrasing=mode)
             assert np.array_equal(rec.src, plain.src) and np.array_equal(rec.tgt, plain.tgt)
             assert rec.edit["template"] == plain.edit["template"] and rec.edit["target"] == plain.edit["target"]
             text, new = _words(rec.instruction), rec.edit["new"] or {}
@@ -72,12 +72,12 @@ def test_reworded_records_keep_images_edit_and_deciding_words():
             if rec.edit["ref"] is not None:  # the reference survives whole (maybe lengthened), never misspelt
                 core = rec.edit["ref"].split(" ", 1)[1]
                 assert all(f" {w} " in text for w in core.split()), (rec.instruction, rec.edit["ref"])
-    assert world.record(777, 3, 32, phrasing="templates").instruction == world.record(777, 3, 32).instruction
+    assert edit_world.record(777, 3, 32, phrasing="templates").instruction == edit_world.record(777, 3, 32).instruction
 
 
 def test_unknown_phrasing_is_refused_with_the_choices():
     with pytest.raises(ValueError, match="heldout"):
-        world.record(1, 1, 32, phrasing="pirate")
+        edit_world.record(1, 1, 32, phrasing="pirate")
     with pytest.raises(ValueError, match="unknown phrasing family"):
         wp.phrase(np.random.default_rng(0), SLOTS, "remove", "templates")
 

@@ -6,14 +6,14 @@ import json
 import numpy as np
 import pytest
 
-from editmgt_core import world, world_slices
-from editmgt_core.world_text import referring_expressions
+from editmgt_core.world import edit_world, world_slices
+from editmgt_core.world.world_text import referring_expressions
 
 N = 24
 
 
 def _index(rec) -> int:
-    return [world.obj_dict(o) for o in rec.src_scene.objects].index(rec.edit["target"])
+    return [edit_world.obj_dict(o) for o in rec.src_scene.objects].index(rec.edit["target"])
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_ambiguous_records_fit_every_candidate(slices):
         else:
             shared = {c[word] for c in cands}
             assert len(shared) == 1 and shared.pop() in r.instruction.lower()
-            others = [o for o in r.src_scene.objects if world.obj_dict(o) not in cands]
+            others = [o for o in r.src_scene.objects if edit_world.obj_dict(o) not in cands]
             assert all(getattr(o, word) not in {c[word] for c in cands} for o in others)
         masks = [m for _, m in r.candidates]
         for j, (tgt, mask) in enumerate(r.candidates):  # each candidate's edit changes only around it
@@ -74,24 +74,26 @@ def test_slice_records_are_deterministic_and_checked():
 
 
 def test_cli_writes_phrasing_sets_sharing_images(tmp_path):
-    world.main(world.parse_args(["--n", "3", "--seed", "4", "--size", "32", "--out", str(tmp_path / "p"),
+    edit_world.main(edit_world.parse_args(["--n", "3", "--seed", "4", "--size", "32", "--out", str(tmp_path / "p"),
                                  "--phrasing", "templates,train,heldout"]))  # fmt: skip
     rows = [json.loads(line) for line in (tmp_path / "p" / "manifest.jsonl").read_text().splitlines()]
     assert len(rows) == 9 and len({r["id"] for r in rows}) == 9
     for i in range(3):
         group = [r for r in rows if r["record"] == i]
         assert [r["phrasing_set"] for r in group] == ["templates", "train", "heldout"]
-        assert len({r["source"] for r in group}) == 1 and group[0]["instruction"] == world.record(4, i, 32).instruction
+        assert len({r["source"] for r in group}) == 1
+        assert group[0]["instruction"] == edit_world.record(4, i, 32).instruction
         assert [r["held_out"] for r in group] == [False, False, True]
-        assert group[2]["phrasing"] == world.record(4, i, 32, phrasing="heldout").edit["phrasing"]
+        assert group[2]["phrasing"] == edit_world.record(4, i, 32, phrasing="heldout").edit["phrasing"]
 
 
 def test_cli_writes_ambiguous_candidates(tmp_path):
-    world.main(world.parse_args(["--n", "2", "--size", "32", "--out", str(tmp_path / "a"), "--slice", "ambiguous"]))
+    args = ["--n", "2", "--size", "32", "--out", str(tmp_path / "a"), "--slice", "ambiguous"]
+    edit_world.main(edit_world.parse_args(args))
     rows = [json.loads(line) for line in (tmp_path / "a" / "manifest.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == ["0000000", "0000001"] and all(r["slice"] == "ambiguous" for r in rows)
     for r in rows:
         assert len(r["candidates"]) == len(r["edit"]["candidates"])
         assert all((tmp_path / "a" / c[k]).is_file() for c in r["candidates"] for k in ("target", "mask"))
     with pytest.raises(SystemExit):
-        world.parse_args(["--n", "1", "--out", str(tmp_path), "--phrasing", "train,pirate"])
+        edit_world.parse_args(["--n", "1", "--out", str(tmp_path), "--phrasing", "train,pirate"])

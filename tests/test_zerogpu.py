@@ -41,7 +41,7 @@ def test_app_imports_spaces_before_cuda_and_asks_for_durations_per_call(tmp_path
         torch.cuda.init()                            # what placing the model on the GPU does at start-up
         import dataclasses, json
         from PIL import Image
-        from editmgt_core.editing import default_options, resolve_options
+        from editmgt_core.edit.editing import default_options, resolve_options
         editor = app.load(app.DEFAULT_MODEL, "cpu")  # no GPU here: the work itself runs on the CPU
         ctx = app.make_context(editor)
         image = Image.open(app.EXAMPLES / "recolor-yellow-circle.png")
@@ -82,7 +82,7 @@ def test_off_zerogpu_an_installed_spaces_changes_nothing(tmp_path):
         """
         import app
         from PIL import Image
-        from editmgt_core.editing import resolve_options
+        from editmgt_core.edit.editing import resolve_options
         assert app.default_device() == ("cuda" if torch.cuda.is_available() else "cpu")
         editor = app.load(app.DEFAULT_MODEL, "cpu")
         ctx = app.make_context(editor)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from editmgt_core.checkpoint import save_transformer
-from editmgt_core.config import TransformerConfig
-from editmgt_core.model import EditMGTTransformer
+from editmgt_core.model.checkpoint import save_transformer
+from editmgt_core.model.config import TransformerConfig
+from editmgt_core.model.transformer import EditMGTTransformer
 
 WORDS = (
     "make the a an red blue green yellow circle square star dog cat hat put on it bigger smaller remove add "

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from editmgt_core import world
+from editmgt_core.world import edit_world
 
 SEED, SIZE = 2024, 256  # the world renders the same scene at any size; the app resizes to the model's resolution
 PICKS = {  # world record index -> file stem (edits the bundled model gets right at its defaults on most seeds)
@@ -27,7 +27,7 @@ def main() -> None:
     here = Path(__file__).parent
     listing = []
     for index, stem in PICKS.items():
-        rec = world.record(SEED, index, SIZE)
+        rec = edit_world.record(SEED, index, SIZE)
         Image.fromarray(rec.src).save(here / f"{stem}.png", optimize=True)
         listing.append({"image": f"{stem}.png", "instruction": rec.instruction})
     (here / "examples.json").write_text(json.dumps(listing, indent=2) + "\n")

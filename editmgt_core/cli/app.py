@@ -28,7 +28,7 @@ def cmd_app(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy_space(args: argparse.Namespace) -> int:
-    from .. import deploy
+    from ..studio import deploy
 
     api = None
     if not args.dry_run:
@@ -56,7 +56,7 @@ def add_deploy_space(sub) -> None:
         "deploy-space",
         help="upload the working tree as a Hugging Face Space (binaries through Xet/LFS)",
         description="Create or update a Gradio Space from this checkout with huggingface_hub's upload API "
-        "(log in first: `hf auth login`, or set HF_TOKEN). See editmgt_core/deploy.py.",
+        "(log in first: `hf auth login`, or set HF_TOKEN). See editmgt_core/studio/deploy.py.",
     )
     p.add_argument("--repo", required=True, help="the Space, USER/NAME")
     p.add_argument("--dry-run", action="store_true", help="list every file and where it goes, and the front matter")

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .. import knobs
-from ..config import add_runtime_args
+from ..edit import knobs
+from ..model.config import add_runtime_args
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: app.py and assets/ sit next to the package
 DEFAULT_MODEL = ROOT / "assets" / "default-model"
@@ -57,7 +57,7 @@ def sampler_overrides(args: argparse.Namespace) -> dict:
 
 def check_knobs(values: dict) -> None:
     """Validate sampler knobs before any model loads (SamplerOptions names the bad field and the allowed values)."""
-    from ..sampling import SamplerOptions
+    from ..sampler.sampling import SamplerOptions
 
     SamplerOptions(**{k: v for k, v in values.items() if k in KNOBS})
 
@@ -68,8 +68,8 @@ def editor_from_args(args: argparse.Namespace, device: str | None = None):
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
-    from ..editing import default_options
-    from ..loading import ModelNotFoundError, cpu_warning, load_editor
+    from ..edit.editing import default_options
+    from ..model.loading import ModelNotFoundError, cpu_warning, load_editor
 
     transformers_logging.disable_progress_bar()  # stderr keeps our own progress and error lines only
     diffusers_logging.disable_progress_bar()
@@ -98,7 +98,7 @@ def writable(path: str, what: str) -> Path:
 
 def world_phrasings(text: str) -> tuple[str, ...]:
     """--phrasing's type: a comma list of phrasings, checked as argparse parses it."""
-    from ..world_phrasing import parse_phrasings  # numpy only
+    from ..world.world_phrasing import parse_phrasings  # numpy only
 
     try:
         return parse_phrasings(text)

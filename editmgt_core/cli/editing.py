@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..files import open_image
+from ..edit.files import open_image
 from .common import add_model_args, add_sampler_args, check_knobs, editor_from_args, sampler_overrides, writable
 
 
@@ -33,7 +33,7 @@ def _save_steps(frames: list, final, path: str) -> None:
     """The reveal frames and the final image as an animation, at most 512 pixels on the long side."""
     from PIL import Image
 
-    from ..files import save_animation
+    from ..edit.files import save_animation
 
     scale = min(1.0, 512 / max(final.size))
     size = (max(1, round(final.size[0] * scale)), max(1, round(final.size[1] * scale)))
@@ -63,8 +63,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from ..editing import EditResult, default_options, edit_stream, resolve_options
-    from ..files import map_image, save_image
+    from ..edit.editing import EditResult, default_options, edit_stream, resolve_options
+    from ..edit.files import map_image, save_image
 
     options = resolve_options(editor, default_options(editor, **sampler_overrides(args)))
     if args.save_attention and options.lam == 0:
@@ -89,8 +89,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from ..batch import run_batch
-    from ..manifests import read_manifest
+    from ..edit.batch import run_batch
+    from ..edit.manifests import read_manifest
 
     read_manifest(args.manifest)  # a missing or empty manifest fails here, before any model loads
     base = {"seed": 0, **sampler_overrides(args)}

@@ -1,0 +1,7 @@
+"""`python -m editmgt_core.bench COMMAND ...`: the benchmark commands (see core.py)."""
+
+import sys
+
+from .core import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Evaluation: edit metrics and figures, benchmark and world evaluation, converters, calibration and tuning."""

