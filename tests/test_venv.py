@@ -18,7 +18,7 @@ DRIVER = """
 import json, socket, sys
 import app
 from gradio_client import Client, handle_file
-from editmgt_core import files
+from editmgt_core.edit import files
 
 demo = app.build_app(app.load(app.DEFAULT_MODEL, "cpu"))
 with socket.socket() as s:
