@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -44,12 +42,12 @@ def photo(path: Path, width: int = 4000, height: int = 3000) -> Path:
 def bench_browser(args) -> dict:
     from playwright.sync_api import sync_playwright
 
+    from .core import studio_process
+
     root = Path(__file__).resolve().parents[2]
     big = photo(Path(tempfile.mkdtemp(prefix="editmgt-bench-")) / "photo.jpg")
-    port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "GRADIO_ANALYTICS_ENABLED": "False"}
-    cmd = [sys.executable, str(root / "app.py"), "--model", str(args.model), "--port", str(port), "--device", "cpu"]
-    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port, server = studio_process(args.model, root, env)
     clicks, uploads = [], []
     try:
         _wait_http(port)
@@ -84,14 +82,6 @@ def bench_browser(args) -> dict:
     return {"model": str(args.model), "threads": args.threads, "runs": args.runs, "image": "4000x3000 JPEG",
             "browser_prepare_ms": med(uploads), "click_to_done_ms": med(clicks),
             "in_process_edit_ms": med(local), "click_over_in_process": round(med(clicks) / med(local), 3)}  # fmt: skip
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_http(port: int, seconds: float = 120.0) -> None:

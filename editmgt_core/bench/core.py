@@ -148,14 +148,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+QUIET = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+
+
+def studio_process(model, root: Path, env: dict) -> tuple[int, subprocess.Popen]:
+    """The studio (app.py) on the CPU in a process of its own, on a free port -> (port, process)."""
+    port = _free_port()
+    cmd = [sys.executable, str(root / "app.py"), "--model", str(model), "--port", str(port), "--device", "cpu"]
+    return port, subprocess.Popen(cmd, env=env, **QUIET)
+
+
 def _start(args, root: Path, env: dict) -> tuple[int, int, list[subprocess.Popen]]:
     """The studio (app.py) and the echo server, each in a process of its own -> (port, echo port, processes)."""
-    port, echo_port = _free_port(), _free_port()
-    cmd = [sys.executable, str(root / "app.py"), "--model", str(args.model), "--port", str(port), "--device", "cpu"]
+    port, studio = studio_process(args.model, root, env)
+    echo_port = _free_port()
     echo_cmd = [sys.executable, "-m", "editmgt_core.bench", "echo-server", str(echo_port)]
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    studio = subprocess.Popen(cmd, env=env, **quiet)
-    return port, echo_port, [studio, subprocess.Popen(echo_cmd, cwd=root, env=env, **quiet)]
+    return port, echo_port, [studio, subprocess.Popen(echo_cmd, cwd=root, env=env, **QUIET)]
 
 
 def _edit_worker(args, root: Path, env: dict, path: Path):

@@ -20,14 +20,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..edit.editing import default_options, edit
+from ..edit.editing import default_options, edit, sync_device
 from ..model.loading import compile_transformer
 from .random_model import SHAPES, random_editor
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _peak_reset(device: torch.device) -> None:
@@ -43,10 +38,10 @@ def _timed_edits(editor, image, instruction, options, repeats) -> dict:
     """repeats edits after one warm-up: median total and per-stage milliseconds."""
     runs, totals = [], []
     for i in range(repeats + 1):
-        _sync(editor.device)
+        sync_device(editor.device)
         start = time.perf_counter()
         result = edit(editor, image, instruction, options)
-        _sync(editor.device)
+        sync_device(editor.device)
         if i:
             runs.append(result.timings)
             totals.append(time.perf_counter() - start)
@@ -61,7 +56,7 @@ def _streamed(editor, image, instruction, options, repeats) -> dict:
 
     first, after_text, totals = [], [], []
     for _ in range(repeats):
-        _sync(editor.device)
+        sync_device(editor.device)
         start, frame_at = time.perf_counter(), None
         for item in stream(editor, image, instruction, options):
             if frame_at is None:
@@ -83,7 +78,7 @@ def _profile(editor, image, instruction, options, top: int = 12) -> list[dict]:
     activities = [ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * cuda
     with profile(activities=activities) as prof:
         edit(editor, image, instruction, options)
-        _sync(editor.device)
+        sync_device(editor.device)
     key = "self_device_time_total" if cuda else "self_cpu_time_total"
     rows = sorted(prof.key_averages(), key=lambda e: getattr(e, key, 0), reverse=True)[:top]
     return [{"op": e.key, "self_ms": round(getattr(e, key, 0) / 1000, 2), "calls": e.count} for e in rows]

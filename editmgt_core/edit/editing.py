@@ -213,7 +213,7 @@ def resolve_options(editor: Editor, options: SamplerOptions | None) -> SamplerOp
     return dataclasses.replace(options, layers=tuple(layers))
 
 
-def _sync(device: torch.device) -> None:
+def sync_device(device: torch.device) -> None:
     """Wait for a CUDA device's queued work (once per stage of an edit, so its timings are true); no-op elsewhere."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -247,11 +247,11 @@ def prepare(
     src_pixels = image_to_tensor(rgb.resize(size, Image.Resampling.LANCZOS)).to(editor.device)
     feats = editor.text([options.negative_prompt, instruction])
     weights = text_weights_for(feats.offsets[1:], feats.real[1:].cpu(), instruction, options.keywords)
-    _sync(editor.device)  # the stage timings are the device's, not the launch queue's
+    sync_device(editor.device)  # the stage timings are the device's, not the launch queue's
     text_time, clock = time.perf_counter() - clock, time.perf_counter()
     src = editor.vq.encode(src_pixels)  # (1, h, w)
     mask = None if user_mask is None else _brush(user_mask, size, tuple(src.shape[1:]), editor.device)
-    _sync(editor.device)
+    sync_device(editor.device)
     timings = {"text": text_time, "encode": time.perf_counter() - clock}
     return Prepared(
         rgb,
@@ -285,7 +285,7 @@ def run(
     record = None
     for record in sample(logits_fn, p.src_tokens, options, **kw):
         yield Progress(record, p, options)
-    _sync(editor.device)
+    sync_device(editor.device)
     sampling, clock = time.perf_counter() - clock, time.perf_counter()
     focus, gated = record.gate_of(0)
     out = tensor_to_image(editor.vq.decode(record.tokens)).resize(p.image.size, Image.Resampling.LANCZOS)
