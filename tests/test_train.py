@@ -184,3 +184,25 @@ def test_the_evaluation_seed_is_never_trained_on(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         train.main(["--out", str(tmp_path / "run"), "--seed", str(edit_world.EVALUATION_SEED)])
     assert exit_info.value.code == 2 and "evaluation seed" in capsys.readouterr().err
+
+
+def test_prepare_tokens_then_train_from_the_same_folder(run, tmp_path, capsys):
+    root, args = run
+    out = tmp_path / "prepared"
+    flags = ["--vq", str(root / "vq"), "--out", str(out), *SMALL]
+    train.main([*flags, "--prepare-tokens"])
+    assert (out / "tokens.safetensors").is_file() and (out / "instructions.json").is_file()
+    assert not (out / "data.safetensors").exists() and not (out / "checkpoint.safetensors").exists()
+    with pytest.raises(CheckpointError, match=r"--records 96 \(its data has 48\)"):  # the tokens are that data
+        train.main([*flags, "--records", "96", "--steps", "1"])
+    train.main([*flags, "--steps", "1"])
+    assert json.loads((out / "progress.json").read_text())["step"] == 1
+    from safetensors.torch import load_file
+
+    made = load_file(out / "data.safetensors")
+    cached = load_file(root / "run" / "data.safetensors")  # the module's run: same records, made in one go
+    for key in ("src", "tgt", "changed", "text", "txt"):
+        assert torch.equal(made[key], cached[key]), key
+    with pytest.raises(SystemExit):
+        train.main(["--out", str(tmp_path / "x"), "--prepare-tokens"])
+    assert "--prepare-tokens needs --vq" in capsys.readouterr().err

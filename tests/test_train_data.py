@@ -66,3 +66,52 @@ def test_mixed_phrasing_draws_templates_and_training_families_only():
     assert "template" in families and len(families) >= 5 and not any(r.edit["held_out"] for r in expected)
     assert (src == np.stack([edit_world.record(0, i, 32).src for i in range(40)])).all()  # same records, new wording
     assert train_data._world_chunk(0, 0, 3, 32)[2] == [edit_world.record(0, i, 32).instruction for i in range(3)]
+
+
+def _tiny_cfg(**kw):
+    return train.TrainConfig(records=12, size=32, text_len=8, phrasing="mixed", categories="add=2", **kw)
+
+
+def test_prepared_tokens_match_the_pixel_path(tmp_path):
+    """The compact stage (tokens first, text features after) gives the same training data as the older path that
+    kept every record's pixels (world.safetensors)."""
+    from tiny_model import _vq
+
+    _vq(tmp_path / "vq")
+    cfg = _tiny_cfg()
+    train_data.prepare_world(tmp_path / "pixels", cfg)
+    old = train_data.prepare_data(tmp_path / "pixels", tmp_path / "vq", cfg)
+    new = train_data.prepare_data(tmp_path / "tokens", tmp_path / "vq", cfg)
+    assert not (tmp_path / "tokens" / "world.safetensors").exists()
+    assert (tmp_path / "tokens" / "tokens.safetensors").is_file()
+    assert set(old) == set(new)
+    for key in old:
+        assert torch.equal(old[key], new[key]), key
+    names = (tmp_path / name / "instructions.json" for name in ("pixels", "tokens"))
+    assert len({p.read_text() for p in names}) == 1
+
+
+def test_prepare_tokens_resumes_from_its_chunks(tmp_path, monkeypatch):
+    from tiny_model import _vq
+
+    _vq(tmp_path / "vq")
+    cfg = _tiny_cfg()
+    whole = train_data.prepare_tokens(tmp_path / "a", tmp_path / "vq", cfg, chunk=5)
+    chunks = tmp_path / "a" / "token_chunks"
+    assert sorted(f.name for f in chunks.glob("*.safetensors")) == [f"{i:08d}.safetensors" for i in (0, 5, 10)]
+    (tmp_path / "a" / "tokens.safetensors").unlink()
+    (chunks / "00000005.json").unlink()  # as if the run had been killed while writing that chunk
+    made = []
+    real = train_data._world_chunk
+    monkeypatch.setattr(train_data, "_world_chunk", lambda *a: made.append(a[1:3]) or real(*a))
+    again = train_data.prepare_tokens(tmp_path / "a", tmp_path / "vq", cfg, chunk=5)
+    assert made == [(5, 10)]  # only the unfinished chunk is made again
+    for key in whole:
+        assert torch.equal(whole[key], again[key]), key
+    (tmp_path / "a" / "tokens.safetensors").unlink()
+    (chunks / "00000005.safetensors").unlink()
+    (chunks / "00000005.json").unlink()
+    (chunks / "00000006.safetensors").write_bytes((chunks / "00000010.safetensors").read_bytes())
+    (chunks / "00000006.json").write_text("[]")
+    with pytest.raises(RuntimeError, match="expected a chunk starting at record 10, found 00000006"):
+        train_data.prepare_tokens(tmp_path / "a", tmp_path / "vq", cfg, chunk=5, workers=1)

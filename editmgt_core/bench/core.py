@@ -318,6 +318,8 @@ def add_edit(sub) -> None:
     ed.add_argument("--compile", default="off", choices=("off", "default", "reduce-overhead", "max-autotune"),
                     help="torch.compile each transformer block in this mode (--random-weights)")  # fmt: skip
     ed.add_argument("--no-fp32", action="store_true", help="skip the eager float32 comparison (--random-weights)")
+    ed.add_argument("--quick", action="store_true", help="timed edits and peak memory only: no streamed run and no "
+                    "profile (--random-weights)")  # fmt: skip
 
 
 def add_stream_and_browser(sub) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -84,11 +85,19 @@ def _profile(editor, image, instruction, options, top: int = 12) -> list[dict]:
     return [{"op": e.key, "self_ms": round(getattr(e, key, 0) / 1000, 2), "calls": e.count} for e in rows]
 
 
+def _progress(message: str) -> None:
+    """A line on stderr, so a run stopped at a time limit still shows how far it got."""
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
 def _run(args, dtype: torch.dtype, compile_mode: str, repeats: int, full: bool) -> dict:
     device = torch.device(args.device)
+    built = time.perf_counter()
     editor = random_editor(args.config, device, dtype, offload=args.offload, side=args.size)
     if compile_mode != "off":
         compile_transformer(editor.transformer, compile_mode)
+    built = round(time.perf_counter() - built, 1)
+    _progress(f"{dtype} editor built in {built} s (compile {compile_mode}, offload {args.offload})")
     side = int(editor.settings.pixels**0.5)
     rng = np.random.default_rng(0)
     image = Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8))
@@ -99,7 +108,8 @@ def _run(args, dtype: torch.dtype, compile_mode: str, repeats: int, full: bool) 
            "work_side": side, "tokens": side // editor.vq.factor, "steps": options.steps, "lam": lam,
            "map": list(options.layers or editor.settings.attention_layers),
            "edit": _timed_edits(editor, image, args.instruction, options, repeats)}  # fmt: skip
-    out["peak_gib"] = _peak_gib(device)
+    out["peak_gib"], out["build_s"] = _peak_gib(device), built
+    _progress(f"edits: median {out['edit']['median_ms']} ms, peak {out['peak_gib']} GiB")
     if full:
         out["stream"] = _streamed(editor, image, args.instruction, options, repeats)
         out["stream"]["over_plain"] = round(out["stream"]["median_ms"] / out["edit"]["median_ms"], 3)
@@ -123,7 +133,7 @@ def bench_random_edit(args) -> dict:
         result["gpu"] = torch.cuda.get_device_name(device)
     result["torch"] = torch.__version__
     dtype = DTYPES[args.dtype]
-    result["run"] = _run(args, dtype, args.compile, args.repeats, full=True)
+    result["run"] = _run(args, dtype, args.compile, args.repeats, full=not args.quick)
     if not args.no_fp32 and (dtype != torch.float32 or args.compile != "off"):
         fp32 = _run(args, torch.float32, "off", max(2, args.repeats // 2), full=False)
         result["eager_fp32"] = fp32

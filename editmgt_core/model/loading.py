@@ -244,9 +244,33 @@ def compile_transformer(
 ) -> EditMGTTransformer:
     """torch.compile each block in place (`mode` as torch.compile's: 'reduce-overhead' adds CUDA graphs). A step
     that captures a map compiles its own variant once (the capture set is a guarded argument). The blocks' math is
-    unchanged; compiled kernels round differently from eager ones, so reference-exact runs stay uncompiled."""
+    unchanged; compiled kernels round differently from eager ones, so reference-exact runs stay uncompiled.
+
+    With CUDA graphs every block of a kind replays the same graph, whose outputs live in buffers the next replay
+    overwrites, while the next block still reads them: the block's outputs are copied out of those buffers (one copy
+    of the hidden states per block)."""
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile mode {mode!r}; expected one of {', '.join(COMPILE_MODES)}")
     for block in (*transformer.transformer_blocks, *transformer.single_transformer_blocks):
-        block.compile(mode=None if backend != "inductor" else mode, backend=backend, dynamic=False)
+        compiled = torch.compile(block.forward, mode=None if backend != "inductor" else mode, backend=backend,
+                                 dynamic=False)  # fmt: skip
+        block.forward = outputs_copied(compiled) if mode == "reduce-overhead" else compiled
     return transformer
+
+
+def outputs_copied(fn):
+    """`fn` with every tensor it returns (in tuples, lists and dicts too) cloned."""
+
+    def copy(value):
+        if isinstance(value, torch.Tensor):
+            return value.clone()
+        if isinstance(value, (tuple, list)):
+            return type(value)(copy(v) for v in value)
+        if isinstance(value, dict):
+            return {k: copy(v) for k, v in value.items()}
+        return value
+
+    def call(*args, **kwargs):
+        return copy(fn(*args, **kwargs))
+
+    return call

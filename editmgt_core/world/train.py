@@ -33,7 +33,7 @@ from ..model.config import TransformerConfig
 from ..model.transformer import EditMGTTransformer
 from ..sampler.schedule import cosine_schedule
 from . import edit_world, trainer
-from .train_data import MINILM, VQ_RANGE, category_weights, check_phrasing, prepare_data, prepare_world
+from .train_data import MINILM, VQ_RANGE, category_weights, check_phrasing, prepare_data, prepare_tokens, prepare_world
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,8 @@ def check_resume(out: Path, saved: TrainConfig, cfg: TrainConfig) -> None:
     """Refuse settings a run folder's data cache or checkpoint was not made with: resuming would silently ignore them
     (the cached data) or fail half-way (the checkpoint's shapes). CheckpointError names each flag."""
     what = []
-    if (out / "world.safetensors").is_file() or (out / "data.safetensors").is_file():
+    if any((out / name).exists() for name in ("world.safetensors", "data.safetensors", "tokens.safetensors",
+                                              "token_chunks")):  # fmt: skip
         what += [(name, "data") for name in DATA_FIELDS]
     if (out / "checkpoint.safetensors").is_file():
         what += [(name, "checkpoint") for name in MODEL_FIELDS]
@@ -287,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--export", help="write the trained model to this model folder instead of training")
     p.add_argument("--settings", help="JSON file of editmgt_studio.json overrides for --export")
     p.add_argument("--prepare-world", action="store_true", help="only generate the world records and text features")
+    p.add_argument("--prepare-tokens", action="store_true",
+                   help="only generate the world records' VQ tokens (no text encoder, about 1 KB per record: make "
+                        "them on a CPU, train elsewhere from the same run folder)")  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     p.add_argument("--workers", type=int, default=1, help="processes that generate the world records (default 1)")
     p.add_argument("--init", help="start a new run from this model folder's transformer weights (same architecture)")
@@ -313,7 +317,12 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     overrides = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
-    if args.prepare_world:
+    if args.prepare_tokens:
+        if not args.vq:
+            p.error("--prepare-tokens needs --vq")
+        cfg = run_config(out, overrides)
+        prepare_tokens(out, Path(args.vq), cfg, args.workers, default_device())
+    elif args.prepare_world:
         prepare_world(out, TrainConfig(**overrides), args.workers, args.text_encoder, default_device())
     elif args.export:
         print(export(out, Path(args.export), Path(args.vq), args.settings))
