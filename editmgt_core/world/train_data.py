@@ -234,8 +234,9 @@ def prepare_tokens(
     data = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
     save_file(data, path)
     names.write_text(json.dumps(instructions))
+    share = data["changed"].float().mean()
     print(f"[data] {len(data['text'])} records, {len(instructions) - 1} unique instructions, tokens "
-          f"{tuple(data['src'].shape[1:])}, {data['changed'].float().mean():.3f} of tokens change", flush=True)  # fmt: skip
+          f"{tuple(data['src'].shape[1:])}, {share:.3f} of tokens change", flush=True)  # fmt: skip
     return data
 
 
