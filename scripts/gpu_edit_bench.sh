@@ -2,7 +2,7 @@
 # The published-size edit benchmark on one CUDA GPU, every variant in one go; JSON per variant under ${OUT:-gpu-bench}.
 # Random weights at the published shapes: nothing is downloaded. Each variant is its own process (clean peaks);
 # its stderr (.err) says how far it got ("[bench] ..." lines) when a time limit stops it.
-#   bash scripts/gpu_edit_bench.sh            # about 6 minutes on one H200
+#   bash scripts/gpu_edit_bench.sh            # at most 13 minutes on one H200 (each variant has a time limit)
 # Needs torch (CUDA), transformers, diffusers, numpy, pillow; run from the repository root.
 set -u
 out=${OUT:-gpu-bench}
