@@ -49,23 +49,25 @@ def test_region_hold_keeps_pixels_outside_the_edit(editor, index):
     assert diff[away].mean() < 0.01, diff[away].mean()
 
 
-# Regression guard on unseen records (seed 2026; training used seeds 0, 1, 3, 4, 8 and 12, world-eval 777,
+# Regression guard on unseen records (seed 2026; training used seeds 0, 1, 3, 4, 8, 12 and 20, world-eval 777,
 # calibrate-layers 555, tune-hold 777): the first N_RECORDS records of the stream, every category as it comes, at the
 # bundle's default settings (the predicted-change map held at λ 0.3, grow 0; keep_pixels on; token temperature 0.2),
-# judged by world-eval's success criterion. The bundle succeeds on MEASURED of them (80%; 23 with the hold off).
+# judged by world-eval's success criterion, worded by the world's templates and by the held-out phrasing families
+# (which training never saw). The bundle succeeds on MEASURED of them (before the phrasing fine-tune: 24 and 20).
 # Returning the source unchanged scores 0, so the test fails if the model or the edit pipeline stops editing.
-N_RECORDS, MIN_SUCCESS, MEASURED = 30, 16, 24
+N_RECORDS, MIN_SUCCESS, MEASURED = 30, 16, {None: 23, "heldout": 23}
 
 
-def test_bundle_edits_succeed_on_unseen_records(editor):
+@pytest.mark.parametrize("phrasing", [None, "heldout"])
+def test_bundle_edits_succeed_on_unseen_records(editor, phrasing):
     wins, unit = [], metrics.to_unit
     for index in range(N_RECORDS):
-        rec = edit_world.record(2026, index, 64)
+        rec = edit_world.record(2026, index, 64, phrasing=phrasing)
         mask = np.ones_like(rec.mask) if rec.category in edit_world.GLOBAL_CATEGORIES else rec.mask
         result = edit(editor, Image.fromarray(rec.src), rec.instruction, default_options(editor, seed=index))
         ok, _ = metrics.edit_success(unit(result.image), unit(rec.src), unit(rec.tgt), mask.astype(bool))
         wins.append(ok)
-    assert sum(wins) >= MIN_SUCCESS, f"{sum(wins)}/{N_RECORDS} edits succeeded (measured {MEASURED})"
+    assert sum(wins) >= MIN_SUCCESS, f"{sum(wins)}/{N_RECORDS} edits succeeded (measured {MEASURED[phrasing]})"
 
 
 def test_tokenizer_ceiling_is_near_the_target(editor):
