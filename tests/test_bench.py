@@ -62,6 +62,17 @@ def test_random_editor_has_the_published_shapes():
     assert e.transformer.dtype == torch.bfloat16 and next(e.vq.vq.parameters()).dtype == torch.float32
 
 
+def _tiny_inputs(model, seed: int) -> dict:
+    """A guidance pair of random inputs at the tiny preset's shapes (8x8 tokens, 5 text tokens, a condition image)."""
+    import torch
+
+    c, g = model.config, torch.Generator().manual_seed(seed)
+    return dict(tokens=torch.randint(0, 64, (2, 8, 8), generator=g), txt=torch.randn(2, 5, c.joint_attention_dim,
+                generator=g), pooled=torch.randn(2, c.pooled_projection_dim, generator=g),
+                micro=torch.tensor([[32.0, 32, 0, 0, 6]]).repeat(2, 1), timestep=torch.full((2,), 10),
+                cond=torch.randint(0, 64, (2, 8, 8), generator=g))  # fmt: skip
+
+
 def test_compiled_blocks_match_eager_and_compile_each_capture_once():
     """compile_transformer wires torch.compile into every block (the eager backend here: inductor needs minutes on
     this CPU); outputs and captured maps equal the uncompiled model's, with and without capture."""
@@ -71,11 +82,7 @@ def test_compiled_blocks_match_eager_and_compile_each_capture_once():
     from editmgt_core.model.loading import compile_transformer
 
     model = random_transformer("tiny", "cpu", torch.float32)
-    c, g = model.config, torch.Generator().manual_seed(1)
-    x = dict(tokens=torch.randint(0, 64, (2, 8, 8), generator=g), txt=torch.randn(2, 5, c.joint_attention_dim,
-             generator=g), pooled=torch.randn(2, c.pooled_projection_dim, generator=g),
-             micro=torch.tensor([[32.0, 32, 0, 0, 6]]).repeat(2, 1), timestep=torch.full((2,), 10),
-             cond=torch.randint(0, 64, (2, 8, 8), generator=g))  # fmt: skip
+    x = _tiny_inputs(model, seed=1)
     with torch.inference_mode():
         ref, ref_maps = model(**x, gamma=1.1, capture=[3])
         plain, _ = model(**x, gamma=1.1, capture=[])
@@ -107,11 +114,7 @@ def test_cuda_graph_compile_copies_each_blocks_outputs():
     assert torch.equal(copied[0], kept[0]) and copied[0].data_ptr() != kept[0].data_ptr()
     assert copied[1][0]["map"].data_ptr() != kept[1]["map"].data_ptr() and copied[2] == 7
     model = random_transformer("tiny", "cpu", torch.float32)
-    c, g = model.config, torch.Generator().manual_seed(2)
-    x = dict(tokens=torch.randint(0, 64, (2, 8, 8), generator=g), txt=torch.randn(2, 5, c.joint_attention_dim,
-             generator=g), pooled=torch.randn(2, c.pooled_projection_dim, generator=g),
-             micro=torch.tensor([[32.0, 32, 0, 0, 6]]).repeat(2, 1), timestep=torch.full((2,), 10),
-             cond=torch.randint(0, 64, (2, 8, 8), generator=g))  # fmt: skip
+    x = _tiny_inputs(model, seed=2)
     with torch.inference_mode():
         ref, ref_maps = model(**x, gamma=1.1, capture=[2])
     compile_transformer(model, "reduce-overhead", backend="eager")
