@@ -1,8 +1,11 @@
 """The transformer trainer's data: world records in worker processes, category weights, phrasings, held tokens."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from editmgt_core.world import edit_world, train, train_data
 
@@ -96,22 +99,31 @@ def test_prepare_tokens_resumes_from_its_chunks(tmp_path, monkeypatch):
 
     _vq(tmp_path / "vq")
     cfg = _tiny_cfg()
-    whole = train_data.prepare_tokens(tmp_path / "a", tmp_path / "vq", cfg, chunk=5)
+    whole = train_data.prepare_tokens(tmp_path / "whole", tmp_path / "vq", cfg, chunk=5)
+    assert not (tmp_path / "whole" / "token_chunks").exists()  # all of it is in tokens.safetensors
+    real, made = train_data._world_chunk, []
+
+    def stopped(*args):  # the run is killed while it generates the second chunk
+        if args[1] == 5:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(train_data, "_world_chunk", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        train_data.prepare_tokens(tmp_path / "a", tmp_path / "vq", cfg, chunk=5)
     chunks = tmp_path / "a" / "token_chunks"
-    assert sorted(f.name for f in chunks.glob("*.safetensors")) == [f"{i:08d}.safetensors" for i in (0, 5, 10)]
-    (tmp_path / "a" / "tokens.safetensors").unlink()
-    (chunks / "00000005.json").unlink()  # as if the run had been killed while writing that chunk
-    made = []
-    real = train_data._world_chunk
+    assert sorted(f.name for f in chunks.iterdir()) == ["00000000.json", "00000000.safetensors"]
     monkeypatch.setattr(train_data, "_world_chunk", lambda *a: made.append(a[1:3]) or real(*a))
     again = train_data.prepare_tokens(tmp_path / "a", tmp_path / "vq", cfg, chunk=5)
-    assert made == [(5, 10)]  # only the unfinished chunk is made again
+    assert made == [(5, 10), (10, 12)]  # only the unfinished chunks are made again
     for key in whole:
         assert torch.equal(whole[key], again[key]), key
+    assert (tmp_path / "a" / "instructions.json").read_text() == (tmp_path / "whole" / "instructions.json").read_text()
     (tmp_path / "a" / "tokens.safetensors").unlink()
-    (chunks / "00000005.safetensors").unlink()
-    (chunks / "00000005.json").unlink()
-    (chunks / "00000006.safetensors").write_bytes((chunks / "00000010.safetensors").read_bytes())
-    (chunks / "00000006.json").write_text("[]")
-    with pytest.raises(RuntimeError, match="expected a chunk starting at record 10, found 00000006"):
-        train_data.prepare_tokens(tmp_path / "a", tmp_path / "vq", cfg, chunk=5, workers=1)
+    chunks.mkdir()  # chunks that do not tile the records (left by another chunk size) are refused, not mixed
+    for start, stop in ((0, 5), (6, 12)):
+        part = {k: v[start:stop].contiguous() for k, v in whole.items() if k != "text"}
+        save_file(part, chunks / f"{start:08d}.safetensors")
+        (chunks / f"{start:08d}.json").write_text(json.dumps(["x"] * (stop - start)))
+    with pytest.raises(RuntimeError, match="expected a chunk starting at record 5, found 00000006"):
+        train_data.prepare_tokens(tmp_path / "a", tmp_path / "vq", cfg, chunk=6)

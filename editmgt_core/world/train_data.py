@@ -14,6 +14,7 @@ import itertools
 import json
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -199,7 +200,7 @@ def prepare_tokens(
     Returns {src, tgt: int16 [N, h, w], changed: bool [N, h, w], text: int32 [N]} with text indexing
     out/instructions.json (index 0 = ""). About 1 KB per record (pixels are never kept), so it can be made on a CPU
     and carried to a GPU machine. Resumable: finished chunks are kept in out/token_chunks until the whole set is
-    written to out/tokens.safetensors.
+    written to out/tokens.safetensors (then the folder is removed).
     """
     path, names = out / "tokens.safetensors", out / "instructions.json"
     if path.is_file() and names.is_file():
@@ -234,6 +235,7 @@ def prepare_tokens(
     data = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
     save_file(data, path)
     names.write_text(json.dumps(instructions))
+    shutil.rmtree(chunks)  # all of it is in tokens.safetensors now
     share = data["changed"].float().mean()
     print(f"[data] {len(data['text'])} records, {len(instructions) - 1} unique instructions, tokens "
           f"{tuple(data['src'].shape[1:])}, {share:.3f} of tokens change", flush=True)  # fmt: skip
