@@ -49,8 +49,8 @@ def test_resume_continues_and_checkpoints(run):
 def test_resume_refuses_settings_the_run_folder_was_not_made_with(run):
     root, args = run
     before = (root / "run" / "train_config.json").read_text()
-    with pytest.raises(CheckpointError, match=r"--records 96 \(its data has 48\).*--categories 'add=2'"):
-        train.main([*args, "--records", "96", "--categories", "add=2", "--steps", "1"])
+    with pytest.raises(CheckpointError, match=r"--records 96 \(its data has 48\).*--categories 'add=2'.*--slices"):
+        train.main([*args, "--records", "96", "--categories", "add=2", "--slices", "small=0.1", "--steps", "1"])
     with pytest.raises(CheckpointError, match=r"--dim 128 \(its checkpoint has 64\)"):
         train.main([*args, "--dim", "128", "--steps", "1"])
     assert (root / "run" / "train_config.json").read_text() == before  # nothing recorded from a refused run

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from editmgt_core.world import edit_world, train, train_data
+from editmgt_core.world import edit_world, train, train_data, world_slices
 
 
 def test_hold_unchanged_keeps_source_tokens_where_pixels_did_not_change():
@@ -127,3 +127,33 @@ def test_prepare_tokens_resumes_from_its_chunks(tmp_path, monkeypatch):
         (chunks / f"{start:08d}.json").write_text(json.dumps(["x"] * (stop - start)))
     with pytest.raises(RuntimeError, match="expected a chunk starting at record 5, found 00000006"):
         train_data.prepare_tokens(tmp_path / "a", tmp_path / "vq", cfg, chunk=6)
+
+
+def test_slice_shares_draw_robustness_records_for_training():
+    shares = train_data.slice_shares("small=0.25,overlap=0.25")
+    names = [train_data.record_slice(7, i, shares) for i in range(400)]
+    assert 0.18 < names.count("small") / 400 < 0.32 and 0.18 < names.count("overlap") / 400 < 0.32
+    assert names.count(None) > 150 and "crowded" not in names
+    src, tgt, text = train_data._world_chunk(7, 0, 6, 32, "", "mixed", "small=0.25,overlap=0.25")
+    for i in range(6):
+        rec = train_data.training_record(7, i, 32, None, "mixed", shares)
+        expected = (
+            world_slices.slice_record(7, i, names[i], 32, "mixed") if names[i] else edit_world.record(7, i, 32,
+                                                                                                     phrasing="mixed")
+        )  # fmt: skip
+        assert text[i] == rec.instruction == expected.instruction and (tgt[i] == expected.tgt).all()
+    assert train_data.slice_shares("") == {} and train_data.record_slice(7, 0, {}) is None
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [("ambiguous=0.1", "no single right edit"), ("tiny=0.1", "NAME one of"), ("small=0.6,crowded=0.6", "more than 1"),
+     ("small=-1", ">= 0"), ("small", "NAME=WEIGHT")],
+)  # fmt: skip
+def test_slice_shares_refuse_bad_specs(spec, message, tmp_path, capsys):
+    with pytest.raises(ValueError, match=message):
+        train_data.slice_shares(spec)
+    with pytest.raises(SystemExit):  # the trainer's usage error, before anything is made
+        train.main(["--out", str(tmp_path / "run"), "--slices", spec, "--prepare-world"])
+    assert message.split()[0] in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -6,6 +6,7 @@
     python -m editmgt_core.world.train ... --init assets/default-model --seed 1   # fine-tune a model on new records
     python -m editmgt_core.world.train ... --categories add=1.5,style=0.5   # draw some edit categories more often
     python -m editmgt_core.world.train ... --phrasing mixed   # templates and training phrasing families, half and half
+    python -m editmgt_core.world.train ... --slices small=0.1,overlap=0.1   # a share of small / overlapping targets
 
 Eq. 1: cross-entropy on the masked target tokens only; the mask ratio r = cos(pi/2 u), u ~ U(0, 1) (the sampler's
 `cosine_schedule` at a uniform time: the truncated arccos distribution, at least one token masked); conditioned on
@@ -33,7 +34,16 @@ from ..model.config import TransformerConfig
 from ..model.transformer import EditMGTTransformer
 from ..sampler.schedule import cosine_schedule
 from . import edit_world, trainer
-from .train_data import MINILM, VQ_RANGE, category_weights, check_phrasing, prepare_data, prepare_tokens, prepare_world
+from .train_data import (
+    MINILM,
+    VQ_RANGE,
+    category_weights,
+    check_phrasing,
+    prepare_data,
+    prepare_tokens,
+    prepare_world,
+    slice_shares,
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,7 @@ class TrainConfig:
     seed: int = 0  # world seed (evaluate on another one)
     categories: str = ""  # relative weights of the world's edit categories, "add=1.5,style=0.5" (unnamed: 1)
     phrasing: str = ""  # instruction wording: "" the world's templates; "mixed" templates and training families
+    slices: str = ""  # shares of records from robustness slices, "small=0.1,overlap=0.1" (the rest: the world's)
     size: int = 64  # image side in pixels
     text_len: int = 24  # instruction tokens (MiniLM, padded / truncated)
     dim: int = 256  # transformer width (heads of 64 channels)
@@ -120,7 +131,7 @@ def load_checkpoint(out: Path, model, opt, g: torch.Generator) -> tuple[int, lis
 
 
 # what a run folder's data cache was made with
-DATA_FIELDS = ("records", "seed", "categories", "phrasing", "size", "text_len")
+DATA_FIELDS = ("records", "seed", "categories", "phrasing", "slices", "size", "text_len")
 MODEL_FIELDS = ("dim", "dual", "single", "downsample")  # what its checkpoint was made with
 
 
@@ -309,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--seed {args.seed} is the world's evaluation seed: train on any other")
         if args.categories is not None:
             category_weights(args.categories)
+        if args.slices is not None:
+            slice_shares(args.slices)
         if args.phrasing is not None:
             check_phrasing(args.phrasing)
     except ValueError as e:

@@ -3,8 +3,9 @@
 features -> VQ tokens, made once per run folder and cached there (world.safetensors, data.safetensors,
 instructions.json).
 
-Records are drawn by `edit_world.record(seed, i)`, optionally with edit categories reweighted (`category_weights`) and
-training phrasings (`check_phrasing`; held-out families are refused). Target tokens whose pixels did not change are
+Records are drawn by `edit_world.record(seed, i)`, optionally with edit categories reweighted (`category_weights`),
+training phrasings (`check_phrasing`; held-out families are refused) and a share drawn from robustness slices
+(`slice_shares`: small, overlapping or crowded targets). Target tokens whose pixels did not change are
 replaced by the source's (`hold_unchanged`).
 """
 
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from ..model.encoders import SingleTextEncoder, VQTokenizer
-from . import edit_world, world_phrasing
+from . import edit_world, world_phrasing, world_slices
 
 if TYPE_CHECKING:
     from .train import TrainConfig
@@ -45,31 +46,65 @@ def minilm(text_len: int, device="cpu", path: str | Path | None = None) -> Singl
     return SingleTextEncoder(AutoModel.from_pretrained(path).to(device), AutoTokenizer.from_pretrained(path), text_len)
 
 
+def _spec(spec: str, names: tuple[str, ...], flag: str) -> dict[str, float]:
+    """{name: value} from "a=1.5,b=0.5" (finite values >= 0, each name at most once); ValueError names what is wrong."""
+    values: dict[str, float] = {}
+    for item in spec.split(","):
+        name, sep, value = (part.strip() for part in item.partition("="))
+        if name not in names or not sep:
+            raise ValueError(f"{flag}: expected NAME=WEIGHT with NAME one of {names}, got {item!r}")
+        if name in values:
+            raise ValueError(f"{flag}: {name} is named twice")
+        try:
+            values[name] = float(value)
+        except ValueError:
+            raise ValueError(f"{flag}: {name}'s weight {value!r} is not a number") from None
+        if not (values[name] >= 0 and math.isfinite(values[name])):
+            raise ValueError(f"{flag}: {name}'s weight must be a finite number >= 0, got {value}")
+    return values
+
+
 def category_weights(spec: str) -> np.ndarray | None:
     """Probabilities over edit_world.CATEGORIES from a spec such as "add=1.5,style=0.5" (unnamed categories weigh 1);
     None for "" (the world's own uniform draw). ValueError names what is wrong with the spec."""
     if not spec.strip():
         return None
-    weights, named = dict.fromkeys(edit_world.CATEGORIES, 1.0), set()
-    for item in spec.split(","):
-        name, sep, value = (part.strip() for part in item.partition("="))
-        if name not in weights or not sep:
-            raise ValueError(
-                f"--categories: expected NAME=WEIGHT with NAME one of {edit_world.CATEGORIES}, got {item!r}"
-            )
-        if name in named:
-            raise ValueError(f"--categories: {name} is named twice")
-        named.add(name)
-        try:
-            weights[name] = float(value)
-        except ValueError:
-            raise ValueError(f"--categories: {name}'s weight {value!r} is not a number") from None
-        if not (weights[name] >= 0 and math.isfinite(weights[name])):
-            raise ValueError(f"--categories: {name}'s weight must be a finite number >= 0, got {value}")
+    weights = {**dict.fromkeys(edit_world.CATEGORIES, 1.0), **_spec(spec, edit_world.CATEGORIES, "--categories")}
     total = sum(weights.values())
     if total <= 0:
         raise ValueError("--categories: at least one category needs a weight above 0")
     return np.array([weights[c] / total for c in edit_world.CATEGORIES])
+
+
+# Robustness slices a training record may be drawn from; "ambiguous" is left out: its target edits one of several
+# candidates that the instruction fits equally, so training on it would teach an arbitrary choice.
+TRAINING_SLICES = ("small", "overlap", "crowded")
+
+
+def slice_shares(spec: str) -> dict[str, float]:
+    """{slice: share of the training records} from a spec such as "small=0.1,overlap=0.1" ({} for ""); the other
+    records are the world's own. ValueError names what is wrong (ambiguous, by name; shares above 1 in all)."""
+    if not spec.strip():
+        return {}
+    if "ambiguous" in {item.partition("=")[0].strip() for item in spec.split(",")}:
+        raise ValueError("--slices: ambiguous records have no single right edit (their target picks one of several "
+                         f"candidates), so training does not use them; expected {TRAINING_SLICES}")  # fmt: skip
+    shares = _spec(spec, TRAINING_SLICES, "--slices")
+    if sum(shares.values()) > 1:
+        raise ValueError(f"--slices: the shares add up to {sum(shares.values()):g}, more than 1")
+    return shares
+
+
+def record_slice(seed: int, index: int, shares: dict[str, float]) -> str | None:
+    """The robustness slice training record `index` is drawn from (reproducible per record), None: the world's."""
+    if not shares:
+        return None
+    u = np.random.default_rng([seed, index, 5]).random()
+    for name, share in shares.items():
+        if u < share:
+            return name
+        u -= share
+    return None
 
 
 def record_category(seed: int, index: int, probs: np.ndarray | None) -> str | None:
@@ -91,12 +126,21 @@ def check_phrasing(phrasing: str) -> str:
     return phrasing
 
 
+def training_record(seed: int, index: int, size: int, probs, words: str | None, shares: dict[str, float]):
+    """Training record `index`: from a robustness slice when `record_slice` picks one, else the world's own (its
+    category drawn by `probs`); worded by `words` either way."""
+    name = record_slice(seed, index, shares)
+    if name is not None:
+        return world_slices.slice_record(seed, index, name, size, words)
+    return edit_world.record(seed, index, size, record_category(seed, index, probs), words)
+
+
 def _world_chunk(
-    seed: int, start: int, stop: int, size: int, categories: str = "", phrasing: str = ""
+    seed: int, start: int, stop: int, size: int, categories: str = "", phrasing: str = "", slices: str = ""
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    probs = category_weights(categories)
+    probs, shares = category_weights(categories), slice_shares(slices)
     words = check_phrasing(phrasing) or None
-    records = [edit_world.record(seed, i, size, record_category(seed, i, probs), words) for i in range(start, stop)]
+    records = [training_record(seed, i, size, probs, words, shares) for i in range(start, stop)]
     return np.stack([r.src for r in records]), np.stack([r.tgt for r in records]), [r.instruction for r in records]
 
 
@@ -113,9 +157,10 @@ def _world_records(cfg: TrainConfig, workers: int, chunk: int = 1000, skip: set[
 
 def _world_records_at(cfg: TrainConfig, workers: int, starts: list[int], stops: list[int]):
     category_weights(cfg.categories)  # a bad spec fails here, before any worker starts
+    slice_shares(cfg.slices)
     check_phrasing(cfg.phrasing)
     args = (itertools.repeat(cfg.seed), starts, stops, itertools.repeat(cfg.size), itertools.repeat(cfg.categories),
-            itertools.repeat(cfg.phrasing))  # fmt: skip
+            itertools.repeat(cfg.phrasing), itertools.repeat(cfg.slices))  # fmt: skip
     if workers <= 1:
         yield from map(_world_chunk, *args)
         return
