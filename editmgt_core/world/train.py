@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--settings", help="JSON file of editmgt_studio.json overrides for --export")
     p.add_argument("--prepare-world", action="store_true", help="only generate the world records and text features")
     p.add_argument("--prepare-tokens", action="store_true",
-                   help="only generate the world records' VQ tokens (no text encoder, about 1 KB per record: make "
+                   help="only generate the world records' VQ tokens (no text encoder, about 1.3 KB per record: make "
                         "them on a CPU, train elsewhere from the same run folder)")  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     p.add_argument("--workers", type=int, default=1, help="processes that generate the world records (default 1)")

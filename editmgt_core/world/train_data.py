@@ -243,7 +243,7 @@ def prepare_tokens(
     """The compact stage (no text encoder): world records -> VQ tokens, in chunks of `chunk` records.
 
     Returns {src, tgt: int16 [N, h, w], changed: bool [N, h, w], text: int32 [N]} with text indexing
-    out/instructions.json (index 0 = ""). About 1 KB per record (pixels are never kept), so it can be made on a CPU
+    out/instructions.json (index 0 = ""). About 1.3 KB per record (pixels are never kept), so it can be made on a CPU
     and carried to a GPU machine. Resumable: finished chunks are kept in out/token_chunks until the whole set is
     written to out/tokens.safetensors (then the folder is removed).
     """
