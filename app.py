@@ -50,7 +50,7 @@ from editmgt_core.edit.editing import default_options
 from editmgt_core.model import entries
 from editmgt_core.model.config import add_runtime_args
 from editmgt_core.model.loading import Editor, ModelNotFoundError, cpu_warning, load_editor
-from editmgt_core.studio import domain, streaming, studio_inputs, studio_render
+from editmgt_core.studio import compute, domain, streaming, studio_inputs, studio_render
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_MODEL = ROOT / "assets" / "default-model"
@@ -119,10 +119,12 @@ def make_context(
 ) -> Context:
     """The handlers' context; the edit and sweep generators are wrapped for ZeroGPU when `spaces` is importable.
     preview_budget: share of an edit's time spent decoding previews; frame_interval: a live frame goes to the browser
-    at most this often (every step is still cached for the scrubber)."""
+    at most this often, and a preview is decoded at most this often (every step is still cached for the scrubber,
+    over the latest preview)."""
 
     def stream(image, instruction, options, mask, pixels):  # runs on the GPU worker under ZeroGPU
-        kw = {"user_mask": mask, "pixels": pixels, "preview_side": preview_side, "preview_budget": preview_budget}
+        kw = {"user_mask": mask, "pixels": pixels, "preview_side": preview_side, "preview_budget": preview_budget,
+              "preview_interval": frame_interval}  # no more previews than the screen shows
         yield from streaming.stream(editor, image, instruction, options, **kw)
 
     def sweep(image, instruction, options, lams, gammas, mask, pixels):  # runs on the GPU worker under ZeroGPU
@@ -142,12 +144,12 @@ def make_context(
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="editmgt-studio-"))
     return Context(
         editor,
-        lambda *args: streaming.prefetch(gpu_stream(*args)),  # the sampler runs ahead while a step is rendered and sent
-        lambda *args: streaming.prefetch(gpu_sweep(*args)),
+        lambda *args: compute.prefetch(gpu_stream(*args)),  # the sampler runs ahead while a step is rendered and sent
+        lambda *args: compute.prefetch(gpu_sweep(*args)),
         preview_side,
         frame_interval,
         out_dir,
-        on_gpu(check, 30) if domain.domain_of(editor) else lambda *args: [],
+        partial(compute.call, on_gpu(check, 30)) if domain.domain_of(editor) else lambda *args: [],
     )
 
 
@@ -337,7 +339,8 @@ def load(
             "or pass another model folder or hub id with --model."
         )
     try:
-        editor = load_editor(model, device=device, dtype=dtype, offload=offload, compile=compile)
+        # on the compute thread, where the edits run (compute: one thread's OpenMP team in the process)
+        editor = compute.call(load_editor, model, device=device, dtype=dtype, offload=offload, compile=compile)
     except torch.cuda.OutOfMemoryError:
         raise SystemExit(
             f"EditMGT Studio: the model {str(model)!r} does not fit in {device}'s memory at {dtype}; try "

@@ -1,5 +1,6 @@
 """The app in-process on a tiny model, driven through gradio_client (and its UI handlers called directly)."""
 
+import dataclasses
 import json
 import socket
 import threading
@@ -19,7 +20,7 @@ import app_handlers
 from editmgt_core.edit.editing import default_options, edit
 from editmgt_core.edit.files import read_parameters
 from editmgt_core.model.loading import load_editor
-from editmgt_core.studio import streaming, studio_inputs
+from editmgt_core.studio import compute, domain, streaming, studio_inputs
 
 pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")  # pandas 3 deprecations inside gradio
 FAST = dict(steps=3, guidance_scale=2.0, negative_prompt="", lam=0.3, seed=5)
@@ -181,9 +182,14 @@ def test_stop_cancels_between_steps_and_the_next_edit_runs(client, files, monkey
     produced = []
 
     def counted(*args, **kwargs):  # the server runs in this process: count the steps its sampler produces
-        for item in real_stream(*args, **kwargs):
-            produced.append(item)
-            yield item
+        try:
+            for item in real_stream(*args, **kwargs):
+                produced.append(item)
+                yield item
+        finally:
+            ended.append(threading.current_thread().name)
+
+    ended = []
 
     real_stream = streaming.stream
     monkeypatch.setattr(streaming, "stream", counted)
@@ -193,11 +199,37 @@ def test_stop_cancels_between_steps_and_the_next_edit_runs(client, files, monkey
     next(iter(job))  # the first step arrived
     job.cancel()
     deadline = time.monotonic() + 30
-    while any(t.name == "editmgt-prefetch" for t in threading.enumerate()) and time.monotonic() < deadline:
+    while not ended and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(t.name == "editmgt-prefetch" for t in threading.enumerate()), "the cancelled edit still runs"
+    assert ended == [compute.NAME], "the cancelled edit still runs (or was closed off the compute thread)"
     assert len(produced) < 100
     assert run(client, files / "photo.png", **QUICK)[-1][1]["done"]
+
+
+def test_the_studios_torch_work_runs_on_its_compute_thread(editor, tmp_path, monkeypatch):
+    """Loading, the domain check and every decoding step run on the one compute thread, whichever thread the web
+    server calls from (one OpenMP team in the process: compute's docstring says why)."""
+    seen = []
+    record = lambda what: lambda *args, **kw: seen.append((what, threading.current_thread().name))  # noqa: E731
+    real_load, real_vq_error = app.load_editor, domain.vq_error
+    monkeypatch.setattr(app, "load_editor", lambda *a, **kw: record("load")() or real_load(*a, **kw))
+    monkeypatch.setattr(domain, "vq_error", lambda *a, **kw: record("check")() or real_vq_error(*a, **kw))
+    loaded = app.load(make_model_folder(tmp_path / "model"), "cpu")
+    checked = dataclasses.replace(loaded, settings=dataclasses.replace(loaded.settings, domain={"vq_error": 1.0}))
+    hook = checked.transformer.register_forward_pre_hook(record("step"))
+    try:
+        ctx = app.make_context(checked, out_dir=tmp_path / "out")
+        picture(32, 32).save(tmp_path / "in.png")
+        updates = []
+        caller = threading.Thread(target=lambda: updates.extend(app_handlers.api_edit(
+            ctx, str(tmp_path / "in.png"), "make the circle red", steps=2, guidance_scale=2.0, seed=1)))
+        caller.start()
+        caller.join(timeout=120)
+    finally:
+        hook.remove()
+    assert updates[-1][1]["done"]
+    assert {what for what, _ in seen} == {"load", "check", "step"}
+    assert {name for _, name in seen} == {compute.NAME}
 
 
 def test_ui_handlers(editor, tmp_path):

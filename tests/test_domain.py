@@ -64,6 +64,21 @@ def test_instruction_words_the_model_never_saw_are_named(instruction, flagged):
     assert domain.check_instruction({}, instruction) is None  # no vocabulary: nothing is known to be unknown
 
 
+def test_the_round_trip_error_is_remembered_per_image(editor, monkeypatch):
+    encoded = []
+    real = editor.vq.encode
+    monkeypatch.setattr(editor.vq, "encode", lambda x: encoded.append(x.shape) or real(x))
+    first = domain.vq_error(editor, noise(seed=11))
+    assert domain.vq_error(editor, noise(seed=11)) == first and len(encoded) == 1  # the same pixels: remembered
+    assert domain.vq_error(editor, noise(seed=12)) != first and len(encoded) == 2  # other pixels: computed
+    domain.vq_error(editor, noise(seed=11), pixels=48 * 48)
+    assert len(encoded) == 3  # another working size is another round trip
+    for seed in range(100, 100 + domain.ERRORS_KEPT):
+        domain.vq_error(editor, noise(seed=seed))
+    domain.vq_error(editor, noise(seed=11))
+    assert len(encoded) == 4 + domain.ERRORS_KEPT  # the oldest were forgotten: at most ERRORS_KEPT are kept
+
+
 def test_image_check_compares_the_vq_round_trip_with_the_models_limit(editor):
     a, b = (domain.vq_error(editor, image) for image in (flat(), noise()))
     assert a != b and domain.vq_error(editor, flat()) == a  # deterministic

@@ -59,6 +59,12 @@ def test_stream_is_cpu_data_and_matches_edit(editor):
     assert frames[-1].preview is None  # the last step is the result
     unpreviewed = list(streaming.stream(editor, picture(), "make the circle red", options, preview_budget=0))
     assert all(f.preview is None for f in unpreviewed[:-1])
+    many = dataclasses.replace(options, steps=6)
+    every = list(streaming.stream(editor, picture(), "make it red", many, preview_budget=1))
+    spaced = list(streaming.stream(editor, picture(), "make it red", many, preview_budget=1, preview_interval=3600))
+    assert [f.preview is not None for f in every[:-1]] == [True] * 5 + [False]
+    assert [f.preview is not None for f in spaced[:-1]] == [True] + [False] * 5  # at most one an hour: the first
+    assert np.array_equal(np.asarray(every[-1].image), np.asarray(spaced[-1].image))  # previews change no token
     assert np.array_equal(
         np.asarray(final.image), np.asarray(edit(editor, picture(), "make the circle red", options).image)
     )

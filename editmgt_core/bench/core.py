@@ -31,10 +31,12 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import torch
 
 from ..model.config import PRESETS
 from ..model.transformer import EditMGTTransformer
+from . import http_stream
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -184,7 +186,7 @@ def _edit_worker(args, root: Path, env: dict, path: Path):
 
 
 def _streamed(client, image, instruction: str, knobs: dict) -> tuple[float, float, float, int]:
-    """One streamed edit through the studio's API -> (first update, first frame, whole edit) in seconds, updates."""
+    """One streamed edit through gradio_client -> (first update, first frame, whole edit) in seconds, updates."""
     start, seen = time.perf_counter(), []
     job = client.submit(image, instruction, **knobs)
     for out in job:  # each streamed update as it arrives
@@ -194,14 +196,12 @@ def _streamed(client, image, instruction: str, knobs: dict) -> tuple[float, floa
     return seen[0][0], frame, time.perf_counter() - start, len(job.outputs())
 
 
-def _echo(floor, image, instruction: str) -> float:
-    """The transport floor: seconds to the first update of the echo server's /edit."""
-    start = time.perf_counter()
-    job = floor.submit(image, instruction, api_name="/edit")
-    next(iter(job))
-    seconds = time.perf_counter() - start
-    job.result()
-    return seconds
+def _lean(http, endpoint, path: Path, instruction: str, seed: int | None) -> tuple[float, float, float, int]:
+    """The same through http_stream's lean client."""
+    out = http_stream.call(http, endpoint, str(path), instruction, **({} if seed is None else {"seed": seed}))
+    info = [data[1] if data else {} for data in out.updates]
+    frame = next(t for t, i in zip(out.times, info, strict=True) if i.get("step", 0) >= 1 or i.get("done"))
+    return out.times[0], frame, out.total, len(out.times)
 
 
 def bench_stream(args) -> dict:
@@ -212,33 +212,52 @@ def bench_stream(args) -> dict:
     port, echo_port, servers = _start(args, root, env)
     try:
         client, floor = _connect(Client, port), _connect(Client, echo_port)
+        http = httpx.Client(timeout=600)
+        endpoint, echo_endpoint = (http_stream.Endpoint.of(http, f"http://127.0.0.1:{p}", "/edit")
+                                   for p in (port, echo_port))  # fmt: skip
         path = Path(args.image or root / "assets" / "examples" / "recolor-yellow-circle.png")
         worker, local_edit = _edit_worker(args, root, env, path)
         knobs = {"seed": 1, "api_name": "/edit"}
-        client.predict(handle_file(str(path)), args.instruction, **knobs)  # warm-up, all three
+        client.predict(handle_file(str(path)), args.instruction, **knobs)  # warm-up, all of them
         floor.predict(handle_file(str(path)), args.instruction, api_name="/edit")
+        _lean(http, endpoint, path, args.instruction, 1)
         local_edit()
-        local, echo, streamed = [], [], []
+        rows = {"in_process": [], "lean": [], "gradio_client": [], "floor_lean": [], "floor_gradio_client": []}
         for _ in range(args.runs):
             seconds, steps = local_edit()
-            local.append(seconds)
-            echo.append(_echo(floor, handle_file(str(path)), args.instruction))
-            streamed.append(_streamed(client, handle_file(str(path)), args.instruction, knobs))
+            rows["in_process"].append(seconds)
+            rows["lean"].append(_lean(http, endpoint, path, args.instruction, 1))
+            rows["floor_lean"].append(_lean(http, echo_endpoint, path, args.instruction, None)[0])
+            rows["gradio_client"].append(_streamed(client, handle_file(str(path)), args.instruction, knobs))
+            rows["floor_gradio_client"].append(_echo(floor, handle_file(str(path)), args.instruction))
         worker.stdin.close()
         worker.wait(timeout=30)
     finally:
         for s in servers:
             s.terminate()
             s.wait(timeout=30)
-    first, frame, total, updates = zip(*streamed, strict=True)
     med = lambda xs: round(1000 * statistics.median(xs), 1)  # noqa: E731
-    return {
-        "model": str(args.model), "threads": args.threads, "runs": args.runs, "steps": steps,
-        "in_process_ms": med(local), "first_update_ms": med(first), "first_frame_ms": med(frame),
-        "streamed_ms": med(total), "updates": statistics.median(updates),
-        "streamed_over_in_process": round(med(total) / med(local), 3),
-        "transport_floor_ms": med(echo),
-    }  # fmt: skip
+    local = med(rows["in_process"])
+    result = {"model": str(args.model), "threads": args.threads, "runs": args.runs, "steps": steps,
+              "in_process_ms": local}  # fmt: skip
+    for name in ("lean", "gradio_client"):
+        first, frame, total, updates = zip(*rows[name], strict=True)
+        result[name] = {
+            "first_update_ms": med(first), "first_frame_ms": med(frame), "streamed_ms": med(total),
+            "updates": statistics.median(updates), "streamed_over_in_process": round(med(total) / local, 3),
+            "transport_floor_ms": med(rows["floor_" + name]),
+        }  # fmt: skip
+    return result
+
+
+def _echo(floor, image, instruction: str) -> float:
+    """The transport floor through gradio_client: seconds to the first update of the echo server's /edit."""
+    start = time.perf_counter()
+    job = floor.submit(image, instruction, api_name="/edit")
+    next(iter(job))
+    seconds = time.perf_counter() - start
+    job.result()
+    return seconds
 
 
 def _connect(client_class, port: int, seconds: float = 120.0):

@@ -119,6 +119,7 @@ def keep_source_pixels(out: Image.Image, source: Image.Image, keep: Tensor) -> I
     return Image.fromarray(np.clip(mixed + 0.5, 0, 255).astype(np.uint8))
 
 
+@torch.inference_mode()
 def preview(editor: Editor, record: StepRecord, src_tokens: Tensor, src_pixels: Tensor, dim: float = 0.4) -> Tensor:
     """Pixels [1, 3, H, W] in [0, 1] of a partially decoded state: decided tokens decoded, undecided ones shown as
     the dimmed source image (never black)."""

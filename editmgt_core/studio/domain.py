@@ -19,8 +19,12 @@ world images against photo-like images made here (gradients with noise, textures
 from __future__ import annotations
 
 import argparse
+import collections
+import hashlib
 import json
 import re
+import threading
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,13 +59,32 @@ def advice(domain: dict) -> str:
     return domain.get("advice") or f"run the published model on a GPU: `{PUBLISHED_COMMAND}`"
 
 
+ERRORS_KEPT = 64  # images whose round-trip error each tokenizer remembers
+_errors: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # editor.vq -> OrderedDict(image digest -> error)
+_errors_lock = threading.Lock()
+
+
 @torch.inference_mode()
 def vq_error(editor: Editor, image: Image.Image, pixels: int | None = None) -> float:
-    """Mean |decode(encode(x)) - x| over the image at the working size the edit uses (pixels in [0, 1])."""
+    """Mean |decode(encode(x)) - x| over the image at the working size the edit uses (pixels in [0, 1]). Remembered
+    per tokenizer for the last ERRORS_KEPT images (by their working-size pixels): people edit one image again and
+    again, and the round trip costs an encode and a decode."""
     rgb = to_rgb(image)
     size = work_size(*rgb.size, pixels or editor.settings.pixels, 2 * editor.vq.factor)
-    x = image_to_tensor(rgb.resize(size, Image.Resampling.LANCZOS)).to(editor.device)
-    return float((editor.vq.decode(editor.vq.encode(x)) - x).abs().mean())
+    small = rgb.resize(size, Image.Resampling.LANCZOS)
+    key = (size, hashlib.blake2b(small.tobytes(), digest_size=16).digest())
+    with _errors_lock:
+        known = _errors.setdefault(editor.vq, collections.OrderedDict())
+        if key in known:
+            known.move_to_end(key)
+            return known[key]
+    x = image_to_tensor(small).to(editor.device)
+    error = float((editor.vq.decode(editor.vq.encode(x)) - x).abs().mean())
+    with _errors_lock:
+        known[key] = error
+        while len(known) > ERRORS_KEPT:
+            known.popitem(last=False)
+    return error
 
 
 def instruction_words(instruction: str) -> list[str]:

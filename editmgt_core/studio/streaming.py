@@ -1,5 +1,5 @@
 """The streamed edit and the λ/γ sweep as CPU data: `stream` yields a Frame per decoding step then the Final,
-`sweep` one Cell per (γ, λ) value, and `prefetch` runs either ahead of the consumer in a worker thread.
+`sweep` one Cell per (γ, λ) value (the app runs either on its compute thread, `compute.prefetch`).
 
 Everything here yields PIL images, numpy arrays and plain Python values: a GPU worker (ZeroGPU) runs `stream` /
 `sweep` and only CPU objects cross back to the web process. No gradio here; `app.py` is the UI, `studio_inputs`
@@ -8,13 +8,9 @@ checks what goes in and `studio_render` draws what comes out.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import dataclasses
-import queue
-import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,6 +81,7 @@ def stream(
     pixels: int | None = None,
     preview_side: int = PREVIEW_SIDE,
     preview_budget: float = PREVIEW_BUDGET,
+    preview_interval: float = 0.0,
     show_map: bool = True,
 ) -> Iterator[Frame | Final]:
     """`edit_stream` as CPU data: a Frame per decoding step, then the Final. The map is made at λ = 0 too (show_map),
@@ -92,19 +89,22 @@ def stream(
 
     A preview costs a full VQ decode (on CPU up to a sampling step's time), so one is decoded only while decoding
     stays within preview_budget of the time spent so far (1 = every step; the first estimate of its cost is the VQ
-    encode's time). The last step has none: the Final's image is that step decoded.
+    encode's time), and at most once per preview_interval seconds (a screen that shows a frame every 0.1 s gains
+    nothing from more). The first step always has one when the budget allows; the last has none: the Final's image
+    is that step decoded.
     """
-    clock, spent, cost = time.perf_counter(), 0.0, None
+    clock, spent, cost, last = time.perf_counter(), 0.0, None, None
     for item in edit_stream(editor, image, instruction, options, user_mask=user_mask, pixels=pixels, show_map=show_map):
         if not isinstance(item, Progress):
             yield _final(item, to_rgb(image))
             continue
         cost = item.prepared.timings["encode"] if cost is None else cost
-        elapsed, preview = time.perf_counter() - clock, None
-        if item.record.step < item.record.num_steps - 1 and spent + cost <= preview_budget * (elapsed + cost):
-            start = time.perf_counter()
+        now, preview = time.perf_counter(), None
+        due = (last is None or now - last >= preview_interval) and item.record.step < item.record.num_steps - 1
+        if due and spent + cost <= preview_budget * (now - clock + cost):
+            last = now
             preview = fit(item.preview(editor), preview_side, enlarge=False)
-            cost = time.perf_counter() - start
+            cost = time.perf_counter() - now
             spent += cost
         yield _frame(item, preview)
 
@@ -165,56 +165,3 @@ def sweep(
             else:
                 final = _final(item, prepared.image)
                 yield Cell(index, lam, gamma, final, mean_change_outside(final.source, final.image, final.hold))
-
-
-def _put(buffer: queue.Queue, stop: threading.Event, entry) -> bool:
-    while not stop.is_set():
-        with contextlib.suppress(queue.Full):
-            buffer.put(entry, timeout=0.05)
-            return True
-    return False
-
-
-def _prefetch_work(items: Iterable, buffer: queue.Queue, stop: threading.Event, end: object) -> None:
-    source = iter(items)
-    try:
-        for item in source:
-            if not _put(buffer, stop, (item, None)):
-                return
-        _put(buffer, stop, (end, None))
-    except BaseException as err:  # handed to the consumer
-        _put(buffer, stop, (end, err))
-    finally:
-        getattr(source, "close", lambda: None)()  # a generator stops between steps
-
-
-class prefetch:  # noqa: N801 (used as a function: prefetch(items))
-    """Iterate `items` in a worker thread up to `depth` ahead, so that the consumer's work per item (rendering,
-    sending) overlaps with producing the next step. The worker starts at once, so the caller can send something
-    (a "started" update) while the first step is computed. Closing this iterator, or dropping it (the worker holds
-    no reference to it), stops the worker between items; the worker's exceptions are raised here."""
-
-    def __init__(self, items: Iterable, depth: int = 2):
-        self._buffer, self._stop, self._end = queue.Queue(maxsize=depth), threading.Event(), object()
-        context = contextvars.copy_context()  # the caller's context variables (e.g. the web request) go along
-        args = (_prefetch_work, items, self._buffer, self._stop, self._end)
-        threading.Thread(target=context.run, args=args, daemon=True, name="editmgt-prefetch").start()
-
-    def __iter__(self) -> prefetch:
-        return self
-
-    def __next__(self):
-        if self._stop.is_set():
-            raise StopIteration
-        item, err = self._buffer.get()
-        if item is self._end:
-            self._stop.set()
-            if err is not None:
-                raise err
-            raise StopIteration
-        return item
-
-    def close(self) -> None:
-        self._stop.set()
-
-    __del__ = close
