@@ -301,7 +301,24 @@ def build_app(editor: Editor, *, concurrency: int = 1, max_queue: int = 16, **co
         api_endpoints(ctx, editor)
         wire_ui(ctx, ui)
     demo.queue(default_concurrency_limit=concurrency, max_size=max_queue)
+    calm_queue(demo)
     return demo
+
+
+QUEUE_POLL = 0.01  # seconds between the queue's looks for work (gradio: 0.001 outside Windows)
+PROGRESS_POLL = 0.05  # seconds between its looks for progress to send (gradio: 0.01)
+
+
+def calm_queue(demo: gr.Blocks) -> None:
+    """Let gradio's queue look for work every 10 ms instead of every millisecond. Its loop wakes the server's event
+    loop 1,000 times a second, busy or idle, and on a 2-core machine each wake-up stalls the edit's OpenMP team:
+    edits took about 30% longer once the server had started (docs/studio.md). A request now waits at most 10 ms
+    more to start. The poll intervals are attributes of gradio's queue object, not API: when a gradio release
+    renames them this leaves the queue as it is (tests/test_app.py notices)."""
+    queue = getattr(demo, "_queue", None)
+    for name, seconds in (("sleep_when_free", QUEUE_POLL), ("progress_update_sleep_when_free", PROGRESS_POLL)):
+        if isinstance(getattr(queue, name, None), float):
+            setattr(queue, name, seconds)
 
 
 # ---------------------------------------------------------------------------------------------------- entry point

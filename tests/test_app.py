@@ -206,6 +206,13 @@ def test_stop_cancels_between_steps_and_the_next_edit_runs(client, files, monkey
     assert run(client, files / "photo.png", **QUICK)[-1][1]["done"]
 
 
+def test_the_queue_looks_for_work_every_10_ms_not_every_millisecond(editor):
+    """gradio's queue polls every millisecond by default, which slows a CPU edit by ~30% on 2 cores; calm_queue sets
+    its poll attributes. This fails when a gradio release renames them (then calm_queue silently does nothing)."""
+    queue = app.build_app(editor)._queue
+    assert queue.sleep_when_free == app.QUEUE_POLL and queue.progress_update_sleep_when_free == app.PROGRESS_POLL
+
+
 def test_the_studios_torch_work_runs_on_its_compute_thread(editor, tmp_path, monkeypatch):
     """Loading, the domain check and every decoding step run on the one compute thread, whichever thread the web
     server calls from (one OpenMP team in the process: compute's docstring says why)."""
