@@ -171,8 +171,8 @@ def test_an_undecodable_upload_says_so(page, tmp_path):
 
 
 def test_a_new_run_clears_the_old_result_and_stop_says_where_it_ended(page, monkeypatch):
-    prefetch = app.streaming.prefetch  # (the server runs in this process) steps take 0.2 s: time to press Stop
-    monkeypatch.setattr(app.streaming, "prefetch", lambda items, depth=2: prefetch(time.sleep(0.2) or i for i in items))
+    prefetch = app.compute.prefetch  # (the server runs in this process) steps take 0.2 s: time to press Stop
+    monkeypatch.setattr(app.compute, "prefetch", lambda items, depth=2: prefetch(time.sleep(0.2) or i for i in items))
     upload(page, EXAMPLE)
     page.locator("#instruction textarea").fill("make the circle red")
     page.locator("#steps input[type=number]").fill("2")

@@ -236,6 +236,7 @@ def test_world_eval_on_a_tiny_model(tmp_path, capsys):
     categories = [json.loads(line)["category"] for line in manifest.read_text().splitlines()]
     for rec, category in zip(report["records"], categories, strict=True):
         assert rec["category"] == category and isinstance(rec["success_on"], bool)
+        assert rec["success_on"] >= rec["success_exact_on"]  # another right answer can only add a success
         assert isinstance(rec["success_vq"], bool)
         local = category not in edit_world.GLOBAL_CATEGORIES
         assert (rec["leakage_on"] is not None) == local and (rec.get("iou_on") is not None) == local
@@ -248,6 +249,27 @@ def test_world_eval_on_a_tiny_model(tmp_path, capsys):
     for name in ("world_eval.png", "world_examples.png"):
         Image.open(out / name).load()
     assert (out / "world_eval.md").read_text().startswith("| Category |")
+
+
+def test_a_background_edit_is_judged_against_every_background_its_instruction_allows(tmp_path):
+    from editmgt_core.evaluation import metrics
+    from editmgt_core.evaluation.world_eval import _equivalent_targets
+
+    manifest = edit_world.write_dataset(tmp_path, 150, seed=4, size=64, log_every=1000)
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    row = next(r for r in rows if r.get("target_scene", {}).get("background", {}).get("kind") == "stripes")
+    src, tgt = (metrics.to_unit(Image.open(tmp_path / row[k]).convert("RGB")) for k in ("source", "target"))
+    whole = np.ones(src.shape[:2], bool)
+    others = [metrics.to_unit(t) for t in _equivalent_targets(row, (64, 64))]
+    assert len(others) == 31
+    # the same stripes turned the other way: a right edit that the exact target alone calls a failure
+    background = edit_world.scene_from_dict(row["target_scene"]).background
+    kinds = edit_world.equivalent_backgrounds(background)[1:]
+    turned = next(o for o, b in zip(others, kinds, strict=True) if b.vertical != background.vertical)
+    assert not metrics.edit_success(turned, src, tgt, whole)[0]
+    assert any(metrics.edit_success(turned, src, t, whole)[0] for t in others)
+    assert _equivalent_targets({k: v for k, v in row.items() if k != "target_scene"}, (64, 64)) == []  # older rows
+    assert _equivalent_targets(next(r for r in rows if r["category"] == "recolor"), (64, 64)) == []
 
 
 def test_tokenizer_ceiling_is_the_targets_round_trip(tmp_path):

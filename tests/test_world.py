@@ -157,7 +157,8 @@ def test_cli_writes_manifest(tmp_path, capsys):
     assert len(lines) == 6
     for line in lines:
         row = json.loads(line)
-        assert set(row) == {"id", "source", "instruction", "target", "mask", "category", "edit"}
+        extra = {"target_scene"} if row["category"] == "background" else set()
+        assert set(row) == {"id", "source", "instruction", "target", "mask", "category", "edit"} | extra
         assert row["category"] in edit_world.CATEGORIES and row["edit"]["category"] == row["category"]
         for key in ("source", "target", "mask"):
             img = Image.open(tmp_path / row[key])
@@ -165,3 +166,39 @@ def test_cli_writes_manifest(tmp_path, capsys):
     assert "6/6" in capsys.readouterr().out
     with pytest.raises(ValueError, match="--n"):
         edit_world.main(edit_world.parse_args(["--n", "0", "--out", str(tmp_path)]))
+
+
+def test_background_edits_name_kind_and_colours_so_every_orientation_period_and_phase_is_right(recs):
+    bg = world_draw.Background("stripes", ("pink", "gray"), True, 0.25, 0.5)
+    stripes = edit_world.equivalent_backgrounds(bg)
+    assert stripes[0] == bg and len(stripes) == len(set(stripes)) == 2 * 4 * 4
+    assert {b.vertical for b in stripes} == {True, False}
+    assert {(b.kind, b.colors) for b in stripes} == {(bg.kind, bg.colors)}
+    checks = world_draw.Background("checks", ("pink", "gray"), False, 0.25, 0.0)
+    assert len(edit_world.equivalent_backgrounds(checks)) == 4 * 4  # orientation does not change a checkerboard
+    gradient = world_draw.Background("gradient", ("beige", "teal"), True, 0.25, 0.0)
+    assert [b.vertical for b in edit_world.equivalent_backgrounds(gradient)] == [True, False]  # the order is said
+    flat = world_draw.Background("flat", ("teal", "teal"), False, 0.25, 0.0)
+    assert edit_world.equivalent_backgrounds(flat) == [flat]
+    backgrounds = [r for r in recs if r.category == "background" and r.tgt_scene.background.kind == "stripes"]
+    assert backgrounds
+    rec = backgrounds[0]
+    others = edit_world.equivalent_targets(rec.tgt_scene, 64)
+    assert len(others) == 31 and not any(np.array_equal(o, rec.tgt) for o in others)
+    assert world_text.background_phrase(rec.tgt_scene.background.kind, rec.tgt_scene.background.colors) in \
+        rec.instruction  # kind and colours are all the instruction says
+    solid = np.zeros((64, 64), bool)
+    for i in range(len(rec.tgt_scene.objects)):
+        solid |= _solid(rec.tgt_scene.objects, i)
+    if rec.tgt_scene.style is None:  # the objects are drawn the same over every background
+        assert all(np.array_equal(o[solid], rec.tgt[solid]) for o in others)
+
+
+def test_background_rows_carry_the_target_scene_exactly(tmp_path):
+    manifest = edit_world.write_dataset(tmp_path, 40, seed=3, size=48, log_every=1000)
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    backgrounds = [r for r in rows if r["category"] == "background"]
+    assert backgrounds and all("target_scene" not in r for r in rows if r["category"] != "background")
+    for row in backgrounds:
+        scene = edit_world.scene_from_dict(row["target_scene"])
+        assert np.array_equal(world_draw.render(scene, 48), np.asarray(Image.open(tmp_path / row["target"])))

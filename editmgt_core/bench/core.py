@@ -12,10 +12,12 @@ VQ encoding, sampling and decoding, with plain sampling (λ = 0, no capture) aga
 With `--random-weights` it builds the preset's whole editor in memory instead (`random_model`: the published shapes
 for `editmgt`, no download) and times edits with the map and hold on, the first streamed frame, peak memory, and
 the same edits in eager float32 as a ratio (see `bench_random_edit`).
-`stream` serves the studio (`app.py`, a subprocess with the same thread count) and times streamed edits through
-gradio_client against in-process `edit()`, interleaved, same image, instruction and seed: the time from submit to
-the first streamed update ("started", with the warnings), to the first decoded frame and to the result, the ratio to
-the in-process edit, and the transport floor: the first update of a model-free endpoint with the same inputs.
+`stream` serves the studio (`app.py`, a subprocess with the same thread count) and times streamed edits against
+in-process `edit()` (another subprocess), interleaved, same image, instruction and seed, through two clients: a lean
+one (`http_stream`: gradio_client's requests, each event read as it arrives) and gradio_client itself (which hands
+events over by polling every 50 ms). For each: the time from submit to the first streamed update ("started", with
+the warnings), to the first decoded frame and to the result file downloaded, the ratio to the in-process edit, and
+the transport floor: the first update of a model-free endpoint with the same inputs.
 """
 
 from __future__ import annotations
@@ -281,7 +283,8 @@ def echo_server(port: str) -> None:
     with gr.Blocks() as demo:
         inputs = [gr.Image(type="filepath"), gr.Textbox()]
         gr.Button().click(echo, inputs, [gr.Image(), gr.JSON()], api_name="edit")
-    demo.queue().launch(server_name="127.0.0.1", server_port=int(port), quiet=True)
+    demo.queue()._queue.sleep_when_free = 0.01  # as the studio's queue (app.calm_queue): no 1 ms poll beside the edits
+    demo.launch(server_name="127.0.0.1", server_port=int(port), quiet=True)
 
 
 def edit_worker(model: str, path: str, instruction: str, threads: str) -> None:

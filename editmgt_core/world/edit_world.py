@@ -68,13 +68,17 @@ def _pick(rng: np.random.Generator, options, exclude=()) -> str:
     return options[int(rng.integers(len(options)))]
 
 
+BG_PERIOD_EIGHTHS = [1, 1.5, 2, 3]  # stripe and check periods, eighths of the image side
+BG_PHASES = 4  # pattern offsets: 0, 1/4, 1/2, 3/4 of a period
+
+
 def random_background(rng: np.random.Generator, exclude: Background | None = None) -> Background:
     """A random background different from `exclude` (in kind or colours)."""
     while True:
         kind = _pick(rng, BG_KINDS)
         c0 = _pick(rng, BG_COLORS)
         c1 = _pick(rng, BG_COLORS, exclude=(c0,))
-        vertical, period, phase = bool(rng.integers(2)), float(rng.choice([1, 1.5, 2, 3]) / 8), rng.integers(4) / 4
+        vertical, period, phase = bool(rng.integers(2)), float(rng.choice(BG_PERIOD_EIGHTHS) / 8), rng.integers(4) / 4
         bg = Background(kind, (c0, c1 if kind != "flat" else c0), vertical, period, float(phase))
         if exclude is None or (bg.kind, bg.colors) != (exclude.kind, exclude.colors):
             return bg
@@ -110,6 +114,38 @@ def obj_dict(obj: Obj) -> dict:
 
 def bg_dict(bg: Background) -> dict:
     return {"kind": bg.kind, "colors": list(bg.colors), "vertical": bg.vertical, "period": bg.period, "phase": bg.phase}
+
+
+def scene_dict(scene: Scene) -> dict:
+    """JSON-able, exact (scene_from_dict rebuilds the same scene)."""
+    return {"background": bg_dict(scene.background), "objects": [dataclasses.asdict(o) for o in scene.objects],
+            "style": scene.style}  # fmt: skip
+
+
+def scene_from_dict(d: dict) -> Scene:
+    bg = d["background"]
+    return Scene(Background(bg["kind"], tuple(bg["colors"]), bg["vertical"], bg["period"], bg["phase"]),
+                 tuple(Obj(**o) for o in d["objects"]), d.get("style"))  # fmt: skip
+
+
+def equivalent_backgrounds(bg: Background) -> list[Background]:
+    """Every background that a background edit's instruction fits as well as `bg` (itself first). The instruction
+    names the kind and the colours (world_text.background_phrase: 'pink and gray stripes', 'a beige to teal
+    gradient'), not the orientation, period or phase the generator drew, so any of those is an equally right edit."""
+    if bg.kind == "flat":
+        return [bg]
+    if bg.kind == "gradient":
+        return [bg, dataclasses.replace(bg, vertical=not bg.vertical)]
+    verticals = (True, False) if bg.kind == "stripes" else (bg.vertical,)  # checks look the same either way
+    others = [Background(bg.kind, bg.colors, v, p / 8, k / BG_PHASES)
+              for v in verticals for p in BG_PERIOD_EIGHTHS for k in range(BG_PHASES)]  # fmt: skip
+    return [bg, *[o for o in others if o != bg]]
+
+
+def equivalent_targets(scene: Scene, size: int) -> list[np.ndarray]:
+    """The target of a background edit under every equivalent background but its own (uint8 RGB renders)."""
+    others = equivalent_backgrounds(scene.background)[1:]
+    return [render(dataclasses.replace(scene, background=b), size) for b in others]
 
 
 # ---------------------------------------------------------------------------------------------------- edits
@@ -326,6 +362,8 @@ def write_dataset(
                 "mask": _save(out, f"images/{rid}_mask.png", rec.mask),
             }
             extra = {} if slice_name is None else {"slice": slice_name}
+            if rec.category == "background":  # world_eval also accepts the backgrounds the instruction leaves open
+                extra["target_scene"] = scene_dict(rec.tgt_scene)
             if rec.candidates:
                 extra["candidates"] = [
                     {"target": _save(out, f"images/{rid}_cand{j}_tgt.png", tgt),
