@@ -122,15 +122,15 @@ def make_context(
     at most this often, and a preview is decoded at most this often (every step is still cached for the scrubber,
     over the latest preview)."""
 
-    def stream(image, instruction, options, mask, pixels):  # runs on the GPU worker under ZeroGPU
-        kw = {"user_mask": mask, "pixels": pixels, "preview_side": preview_side, "preview_budget": preview_budget,
-              "preview_interval": frame_interval}  # no more previews than the screen shows
+    def stream(image, instruction, options, mask, pixels, previews=True):  # runs on the GPU worker under ZeroGPU
+        kw = {"user_mask": mask, "pixels": pixels, "preview_side": preview_side, "preview_interval": frame_interval,
+              "preview_budget": preview_budget if previews else 0.0}  # no more previews than the screen shows
         yield from streaming.stream(editor, image, instruction, options, **kw)
 
     def sweep(image, instruction, options, lams, gammas, mask, pixels):  # runs on the GPU worker under ZeroGPU
         yield from streaming.sweep(editor, image, instruction, options, lams, gammas, user_mask=mask, pixels=pixels)
 
-    def stream_seconds(image, instruction, options, mask, pixels):  # ZeroGPU duration of one stream(...) call
+    def stream_seconds(image, instruction, options, mask, pixels, previews=True):  # ZeroGPU duration of a stream
         return gpu_seconds(options.steps, pixels or editor.settings.pixels)
 
     def sweep_seconds(image, instruction, options, lams, gammas, mask, pixels):

@@ -74,7 +74,7 @@ class Context:
     """What the handlers share: the editor and its (possibly ZeroGPU-wrapped) generators."""
 
     editor: Editor
-    stream: Callable[..., Iterator]  # (image, instruction, options, mask, pixels) -> Frame..., Final
+    stream: Callable[..., Iterator]  # (image, instruction, options, mask, pixels[, previews]) -> Frame..., Final
     sweep: Callable[..., Iterator]  # (image, instruction, options, lams, gammas, mask, pixels) -> CellStep | Cell
     preview_side: int
     frame_interval: float  # seconds between live frames sent to the browser
@@ -295,10 +295,12 @@ def api_edit(ctx: Context, image, instruction, mask=None, **knobs):
     every parameter in its metadata, {done: true, ...the parameters (seed included), held_fraction, warnings,
     notice}). The first update, {step: 0, num_steps, warnings, preview: null}, comes before the first decoding step:
     the run has started. warnings: downscale, mask and out-of-domain notices (also in that first update);
-    strict=True refuses out-of-domain inputs instead."""
+    strict=True refuses out-of-domain inputs instead; previews=False sends no preview images (every step's
+    preview is null)."""
     with user_errors():
+        previews = bool(knobs.pop("previews", True))
         img, warnings, user_mask, options, pixels = api_request(ctx, image, instruction, mask, knobs)
-        items = ctx.stream(img, instruction, options, user_mask, pixels)  # decoding starts now, in the background
+        items = ctx.stream(img, instruction, options, user_mask, pixels, previews)  # decoding starts now
         yield None, {"step": 0, "num_steps": options.steps, "held_fraction": 0.0, "preview": None,
                      "warnings": warnings}  # fmt: skip
         with contextlib.closing(items):
@@ -317,6 +319,7 @@ def api_sweep(ctx: Context, image, instruction, mask=None, lam_values="0, 0.2", 
     """Threshold exploration: one edit per (γ, λ) cell, all with one seed; the image and text are encoded once.
     Streams as cells finish: (gallery of (image, label)), {seed, cells: [{index, lam, gamma, held_fraction,
     change_outside}], done, warnings (as /edit's, plus a brush that makes λ irrelevant), notice})."""
+    knobs.pop("previews", None)  # /edit's: a sweep streams finished cells, no previews
     with user_errors():
         img, warnings, user_mask, options, pixels = api_request(ctx, image, instruction, mask, knobs)
         options = resolve_options(ctx.editor, options)

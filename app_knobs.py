@@ -34,7 +34,8 @@ def start_values(editor: Editor, api: bool = False) -> dict:
     d = default_options(editor)
     start, end = knobs.temperature_pair(d.temperature)
     values = {name: getattr(d, name) for name in knobs.SAMPLER}
-    values |= {"temperature_start": start, "temperature_end": end, "randomize": d.seed is None, "strict": False}
+    values |= {"temperature_start": start, "temperature_end": end, "randomize": d.seed is None, "strict": False,
+               "previews": True}
     if api:
         seed, side, layers = -1, 0, d.layers
         values["keywords"] = ", ".join(d.keywords)

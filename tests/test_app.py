@@ -327,3 +327,33 @@ def test_bundled_examples_are_valid_inputs():
 def test_the_api_offers_edit_and_sweep_only(client):
     """Page events (map view, chips, replay, restore, stop) are private: the API lists the two endpoints."""
     assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {"/edit", "/sweep"}
+
+
+def test_the_benchmarks_lean_client_reads_the_same_stream_as_gradio_client(client, url, files, tmp_path):
+    import httpx
+
+    from editmgt_core.bench import http_stream
+
+    http = httpx.Client(timeout=120)
+    endpoint = http_stream.Endpoint.of(http, url.rstrip("/"), "/edit")
+    assert endpoint.names[:2] == ["image", "instruction"] and "seed" in endpoint.names
+    lean = http_stream.call(http, endpoint, str(files / "photo.png"), "make the circle red", **FAST)
+    steps = [u[1].get("step") for u in lean.updates[:-1]]
+    assert steps[:4] == [0, 1, 2, 3] and lean.times == sorted(lean.times) and lean.total >= lean.times[-1]
+    done = lean.updates[-1][1]
+    assert done["done"] and done["seed"] == FAST["seed"] and done["steps"] == FAST["steps"]
+    png, info = run(client, files / "photo.png")[-1]  # the same call through gradio_client: the same result
+    keys = ("seed", "steps", "instruction")
+    assert {k: info[k] for k in keys} == {k: done[k] for k in keys}
+    downloaded = tmp_path / "lean.png"
+    downloaded.write_bytes(http.get(lean.updates[-1][0]["url"]).raise_for_status().content)
+    assert same(png, Image.open(downloaded))
+
+
+def test_previews_false_streams_the_steps_without_images(client, files):
+    with_previews = run(client, files / "photo.png", steps=4)
+    without = run(client, files / "photo.png", steps=4, previews=False)
+    assert any(info.get("preview") for _, info in with_previews[1:-1])
+    steps = [info for _, info in without[1:-1]]
+    assert [s["step"] for s in steps] == [1, 2, 3, 4] and all(s["preview"] is None for s in steps)
+    assert same(without[-1][0], Image.open(with_previews[-1][0]))  # the same edit: previews change no token
