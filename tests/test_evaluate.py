@@ -253,14 +253,14 @@ def test_world_eval_on_a_tiny_model(tmp_path, capsys):
 
 def test_a_background_edit_is_judged_against_every_background_its_instruction_allows(tmp_path):
     from editmgt_core.evaluation import metrics
-    from editmgt_core.evaluation.world_eval import _equivalent_targets
+    from editmgt_core.evaluation.world_eval import other_right_targets
 
     manifest = edit_world.write_dataset(tmp_path, 150, seed=4, size=64, log_every=1000)
     rows = [json.loads(line) for line in manifest.read_text().splitlines()]
     row = next(r for r in rows if r.get("target_scene", {}).get("background", {}).get("kind") == "stripes")
     src, tgt = (metrics.to_unit(Image.open(tmp_path / row[k]).convert("RGB")) for k in ("source", "target"))
     whole = np.ones(src.shape[:2], bool)
-    others = [metrics.to_unit(t) for t in _equivalent_targets(row, (64, 64))]
+    others = [metrics.to_unit(t) for t in other_right_targets(row, (64, 64))]
     assert len(others) == 31
     # the same stripes turned the other way: a right edit that the exact target alone calls a failure
     background = edit_world.scene_from_dict(row["target_scene"]).background
@@ -268,8 +268,8 @@ def test_a_background_edit_is_judged_against_every_background_its_instruction_al
     turned = next(o for o, b in zip(others, kinds, strict=True) if b.vertical != background.vertical)
     assert not metrics.edit_success(turned, src, tgt, whole)[0]
     assert any(metrics.edit_success(turned, src, t, whole)[0] for t in others)
-    assert _equivalent_targets({k: v for k, v in row.items() if k != "target_scene"}, (64, 64)) == []  # older rows
-    assert _equivalent_targets(next(r for r in rows if r["category"] == "recolor"), (64, 64)) == []
+    assert other_right_targets({k: v for k, v in row.items() if k != "target_scene"}, (64, 64)) == []  # older rows
+    assert other_right_targets(next(r for r in rows if r["category"] == "recolor"), (64, 64)) == []
 
 
 def test_tokenizer_ceiling_is_the_targets_round_trip(tmp_path):

@@ -198,9 +198,9 @@ def _streamed(client, image, instruction: str, knobs: dict) -> tuple[float, floa
     return seen[0][0], frame, time.perf_counter() - start, len(job.outputs())
 
 
-def _lean(http, endpoint, path: Path, instruction: str, seed: int | None) -> tuple[float, float, float, int]:
+def _lean(http, endpoint, path: Path, instruction: str, named: dict) -> tuple[float, float, float, int]:
     """The same through http_stream's lean client."""
-    out = http_stream.call(http, endpoint, str(path), instruction, **({} if seed is None else {"seed": seed}))
+    out = http_stream.call(http, endpoint, str(path), instruction, **named)
     info = [data[1] if data else {} for data in out.updates]
     frame = next(t for t, i in zip(out.times, info, strict=True) if i.get("step", 0) >= 1 or i.get("done"))
     return out.times[0], frame, out.total, len(out.times)
@@ -219,17 +219,18 @@ def bench_stream(args) -> dict:
                                    for p in (port, echo_port))  # fmt: skip
         path = Path(args.image or root / "assets" / "examples" / "recolor-yellow-circle.png")
         worker, local_edit = _edit_worker(args, root, env, path)
-        knobs = {"seed": 1, "api_name": "/edit"}
+        named = {"seed": 1} if args.previews else {"seed": 1, "previews": False}
+        knobs = {**named, "api_name": "/edit"}
         client.predict(handle_file(str(path)), args.instruction, **knobs)  # warm-up, all of them
         floor.predict(handle_file(str(path)), args.instruction, api_name="/edit")
-        _lean(http, endpoint, path, args.instruction, 1)
+        _lean(http, endpoint, path, args.instruction, named)
         local_edit()
         rows = {"in_process": [], "lean": [], "gradio_client": [], "floor_lean": [], "floor_gradio_client": []}
         for _ in range(args.runs):
             seconds, steps = local_edit()
             rows["in_process"].append(seconds)
-            rows["lean"].append(_lean(http, endpoint, path, args.instruction, 1))
-            rows["floor_lean"].append(_lean(http, echo_endpoint, path, args.instruction, None)[0])
+            rows["lean"].append(_lean(http, endpoint, path, args.instruction, named))
+            rows["floor_lean"].append(_lean(http, echo_endpoint, path, args.instruction, {})[0])
             rows["gradio_client"].append(_streamed(client, handle_file(str(path)), args.instruction, knobs))
             rows["floor_gradio_client"].append(_echo(floor, handle_file(str(path)), args.instruction))
         worker.stdin.close()
@@ -241,7 +242,7 @@ def bench_stream(args) -> dict:
     med = lambda xs: round(1000 * statistics.median(xs), 1)  # noqa: E731
     local = med(rows["in_process"])
     result = {"model": str(args.model), "threads": args.threads, "runs": args.runs, "steps": steps,
-              "in_process_ms": local}  # fmt: skip
+              "previews": args.previews, "in_process_ms": local}  # fmt: skip
     for name in ("lean", "gradio_client"):
         first, frame, total, updates = zip(*rows[name], strict=True)
         result[name] = {
@@ -351,6 +352,7 @@ def add_stream_and_browser(sub) -> None:
     st.add_argument("--instruction", default="Paint the yellow circle green")
     st.add_argument("--threads", type=int, default=2, help="torch CPU threads, here and in the server")
     st.add_argument("--runs", type=int, default=5, help="interleaved timed runs of each after one warm-up")
+    st.add_argument("--no-previews", dest="previews", action="store_false", help="stream with previews=False")
     br = sub.add_parser("browser", help="a 4000x3000 JPEG through the studio in headless Chromium: click to done")
     br.add_argument("--model", default="assets/default-model", help="model folder")
     br.add_argument("--instruction", default="make the red circle blue")

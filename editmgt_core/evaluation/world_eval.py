@@ -109,7 +109,7 @@ def evaluate_record(
     out = {"id": item.id, "category": category, "lam": on.lam, "seed": on.seed}
     cell = max(1, round(src_img.width / prepared.src_tokens.shape[-1]))  # one token, in pixels
     others = metrics.other_objects(src, mask, cell) if category in LOCAL_CATEGORIES else None
-    equivalents = [metrics.to_unit(t) for t in _equivalent_targets(row, src_img.size)]
+    equivalents = [metrics.to_unit(t) for t in other_right_targets(row, src_img.size)]
     for setting, result in results.items():
         pred = metrics.to_unit(result.image)
         ok, detail = metrics.edit_success(pred, src, tgt, mask, max_error=max_error, min_change=min_change)
@@ -142,7 +142,7 @@ def evaluate_record(
     return out, images
 
 
-def _equivalent_targets(row: dict, size: tuple[int, int]) -> list[np.ndarray]:
+def other_right_targets(row: dict, size: tuple[int, int]) -> list[np.ndarray]:
     """A background edit's other right answers (edit_world.equivalent_targets) when its row carries the target
     scene; none for other rows and for manifests written before rows carried it."""
     if "target_scene" not in row or size[0] != size[1]:
