@@ -350,10 +350,14 @@ def test_the_benchmarks_lean_client_reads_the_same_stream_as_gradio_client(clien
     assert same(png, Image.open(downloaded))
 
 
-def test_previews_false_streams_the_steps_without_images(client, files):
-    with_previews = run(client, files / "photo.png", steps=4)
-    without = run(client, files / "photo.png", steps=4, previews=False)
-    assert any(info.get("preview") for _, info in with_previews[1:-1])
-    steps = [info for _, info in without[1:-1]]
-    assert [s["step"] for s in steps] == [1, 2, 3, 4] and all(s["preview"] is None for s in steps)
-    assert same(without[-1][0], Image.open(with_previews[-1][0]))  # the same edit: previews change no token
+def test_previews_false_streams_the_steps_without_images(client, files, editor, tmp_path):
+    without = run(client, files / "photo.png", steps=4, previews=False)  # the parameter through the API
+    assert [info["step"] for _, info in without[1:-1]] == [1, 2, 3, 4]
+    assert all(info["preview"] is None for _, info in without[1:-1])
+    ctx = app.make_context(editor, preview_budget=1.0, frame_interval=0.0, out_dir=tmp_path)  # a preview every step
+    call = lambda **kw: list(app_handlers.api_edit(ctx, str(files / "photo.png"), "make the circle red",  # noqa: E731
+                                                   **{**FAST, "steps": 4}, **kw))  # fmt: skip
+    on, off = call(), call(previews=False)
+    assert all(info["preview"].startswith("data:image/jpeg") for _, info in on[1:-2])  # the last step is the result
+    assert all(info["preview"] is None for _, info in off[1:-1])
+    assert same(on[-1][0], Image.open(off[-1][0])) and same(without[-1][0], Image.open(on[-1][0]))
