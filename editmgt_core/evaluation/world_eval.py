@@ -8,7 +8,9 @@ Every record is encoded once (`prepare`) and decoded twice with the same seed: Î
 - success (metrics.edit_success): on the pixels the edit changes (inside the edit mask, source and target differ by
   more than 0.1 in some channel) the output is closer to the target than to the source, and over the whole edit mask
   the mean absolute error to the target is <= 0.1 (--max-error). Global categories (background, style) have the
-  whole image as edit mask.
+  whole image as edit mask. A background edit's instruction names kind and colours only, so it succeeds against any
+  rendering of its target under the backgrounds the instruction fits (edit_world.equivalent_backgrounds; rows that
+  carry `target_scene`); `success_exact_*` is the judge against the one drawn target.
 - leakage: mean absolute change from the source outside the edit mask (local categories only). `vq floor` is the
   same number for the VQ round trip of the source (decode(encode(source))): the best a decoded output can reach;
   with keep_pixels (the default) tokens the edit left as they were show the source's own pixels, so only the tokens
