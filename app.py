@@ -244,7 +244,8 @@ def wire_ui(ctx: Context, ui: dict) -> None:
     gpu = {"concurrency_id": "gpu", "show_progress": "minimal", "api_visibility": "private"}
     knobs = {name: ui[name] for name in KNOBS}
     run_event = ui["run_btn"].click(by_name(partial(run_edit, ctx), ui), [ui[n] for n in ("image_in", "instruction",
-                                    "history")], [ui[n] for n in EDIT_OUTPUTS], inputs_kwargs=knobs, **gpu)  # fmt: skip
+                                    "history")], [ui[n] for n in EDIT_OUTPUTS], inputs_kwargs=knobs,
+                                    trigger_mode="multiple", **gpu)  # fmt: skip
     sweep_inputs = [ui[n] for n in ("image_in", "instruction", "lam_values", "gamma_values")]
     sweep_event = ui["sweep_btn"].click(by_name(partial(run_sweep, ctx), ui), sweep_inputs,
                                         [ui[n] for n in SWEEP_OUTPUTS], inputs_kwargs=knobs, **gpu)  # fmt: skip
