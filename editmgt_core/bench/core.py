@@ -248,6 +248,9 @@ def bench_stream(args) -> dict:
         result[name] = {
             "first_update_ms": med(first), "first_frame_ms": med(frame), "streamed_ms": med(total),
             "updates": statistics.median(updates), "streamed_over_in_process": round(med(total) / local, 3),
+            # each streamed edit over the in-process edit run just before it: drift on a shared machine cancels
+            "paired_ratio": round(statistics.median(t / i for t, i in zip(total, rows["in_process"], strict=True)), 3),
+            "paired_ratios": [round(t / i, 3) for t, i in zip(total, rows["in_process"], strict=True)],
             "transport_floor_ms": med(rows["floor_" + name]),
         }  # fmt: skip
     return result
