@@ -128,6 +128,10 @@ class VQTokenizer:
 
     def __init__(self, vq, image_range: tuple[float, float] = (0.0, 1.0)):
         self.vq = vq.eval().float()
+        # the decoder's convolutions in channels-last layout: a quarter faster on CPU (oneDNN takes its fast path
+        # for every layer; measured on the bundle's decoder, 6.5 -> 4.9 ms), the same values to float rounding
+        for part in (self.vq.post_quant_conv, self.vq.decoder):
+            part.to(memory_format=torch.channels_last)
         self.image_range = image_range
         self.factor = 2 ** (len(vq.config.block_out_channels) - 1)
         self.codebook_size = vq.config.num_vq_embeddings
