@@ -40,7 +40,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def url(editor, tmp_path_factory):
-    demo = app.build_app(editor, concurrency=2, out_dir=tmp_path_factory.mktemp("downloads"))
+    demo = app.build_app(editor, concurrency=2, frame_interval=0.0, out_dir=tmp_path_factory.mktemp("downloads"))
     _, local_url, _ = app.launch(demo, "127.0.0.1", free_port(), prevent_thread_lock=True, quiet=True)
     yield local_url
     demo.close()
@@ -348,6 +348,16 @@ def test_the_benchmarks_lean_client_reads_the_same_stream_as_gradio_client(clien
     downloaded = tmp_path / "lean.png"
     downloaded.write_bytes(http.get(lean.updates[-1][0]["url"]).raise_for_status().content)
     assert same(png, Image.open(downloaded))
+
+
+def test_api_steps_come_at_most_once_per_frame_interval(editor, files, tmp_path):
+    ctx = app.make_context(editor, frame_interval=3600.0, out_dir=tmp_path)  # a frame an hour
+    out = list(app_handlers.api_edit(ctx, str(files / "photo.png"), "make the circle red", **{**FAST, "steps": 5}))
+    assert [info.get("step") for _, info in out[:-1]] == [0, 1]  # started, then the first step with its preview
+    assert out[1][1]["preview"].startswith("data:image/jpeg") and out[-1][1]["done"]
+    every = app.make_context(editor, frame_interval=0.0, out_dir=tmp_path)
+    out = list(app_handlers.api_edit(every, str(files / "photo.png"), "make the circle red", **{**FAST, "steps": 5}))
+    assert [info.get("step") for _, info in out[:-1]] == [0, 1, 2, 3, 4, 5]
 
 
 def test_previews_false_streams_the_steps_without_images(client, files, editor, tmp_path):

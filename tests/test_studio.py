@@ -64,6 +64,8 @@ def test_stream_is_cpu_data_and_matches_edit(editor):
     spaced = list(streaming.stream(editor, picture(), "make it red", many, preview_budget=1, preview_interval=3600))
     assert [f.preview is not None for f in every[:-1]] == [True] * 5 + [False]
     assert [f.preview is not None for f in spaced[:-1]] == [True] + [False] * 5  # at most one an hour: the first
+    meagre = list(streaming.stream(editor, picture(), "make it red", many, preview_budget=1e-9))
+    assert [f.preview is not None for f in meagre[:-1]] == [True] + [False] * 5  # the first step's, whatever it costs
     assert np.array_equal(np.asarray(every[-1].image), np.asarray(spaced[-1].image))  # previews change no token
     assert np.array_equal(
         np.asarray(final.image), np.asarray(edit(editor, picture(), "make the circle red", options).image)

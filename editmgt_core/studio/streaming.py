@@ -21,7 +21,7 @@ from ..model.loading import Editor
 from ..sampler.sampling import SamplerOptions
 from .studio_render import PREVIEW_SIDE, fit, mean_change_outside
 
-PREVIEW_BUDGET = 0.1  # share of an edit's time that decoding previews may take (on CPU a VQ decode can cost a step)
+PREVIEW_BUDGET = 0.03  # share of an edit's time that decoding previews may take after the first step's
 
 
 @dataclass(frozen=True)
@@ -87,21 +87,20 @@ def stream(
     """`edit_stream` as CPU data: a Frame per decoding step, then the Final. The map is made at λ = 0 too (show_map),
     so the app always shows where the model attends.
 
-    A preview costs a full VQ decode (on CPU up to a sampling step's time), so one is decoded only while decoding
-    stays within preview_budget of the time spent so far (1 = every step; the first estimate of its cost is the VQ
-    encode's time), and at most once per preview_interval seconds (a screen that shows a frame every 0.1 s gains
-    nothing from more). The first step always has one when the budget allows; the last has none: the Final's image
-    is that step decoded.
+    A preview costs a full VQ decode (on a 2-core CPU a fifth of the bundled model's step), so the first step has
+    one and later steps only while decoding stays within preview_budget of the time spent so far (1 = every
+    step, 0 = none at all), at most once per preview_interval seconds (a screen that shows a frame every 0.1 s
+    gains nothing from more). The last step has none: the Final's image is that step decoded.
     """
-    clock, spent, cost, last = time.perf_counter(), 0.0, None, None
+    clock, spent, cost, last = time.perf_counter(), 0.0, 0.0, None
     for item in edit_stream(editor, image, instruction, options, user_mask=user_mask, pixels=pixels, show_map=show_map):
         if not isinstance(item, Progress):
             yield _final(item, to_rgb(image))
             continue
-        cost = item.prepared.timings["encode"] if cost is None else cost
         now, preview = time.perf_counter(), None
         due = (last is None or now - last >= preview_interval) and item.record.step < item.record.num_steps - 1
-        if due and spent + cost <= preview_budget * (now - clock + cost):
+        affordable = last is None or spent + cost <= preview_budget * (now - clock + cost)
+        if due and preview_budget > 0 and affordable:
             last = now
             preview = fit(item.preview(editor), preview_side, enlarge=False)
             cost = time.perf_counter() - now
