@@ -229,8 +229,8 @@ def sweep_tab() -> dict:
         gamma_values = gr.Textbox("", label="γ values", info=HELP["gammas"])
     with gr.Row():
         sweep_btn = gr.Button("Explore", variant="primary", elem_id="sweep")
-        sweep_stop = gr.Button("Stop", variant="stop")
-    sweep_status = gr.Markdown("")
+        sweep_stop = gr.Button("Stop", variant="stop", elem_id="sweep-stop")
+    sweep_status = gr.Markdown("", elem_id="sweep-status")
     grid = gr.Gallery(label="Cells", columns=4, fit_columns=False, object_fit="contain", elem_id="grid")
     table = gr.Dataframe(headers=["λ", "γ", "% held", "Δ outside hold"], interactive=False)
     return {"lam_values": lam_values, "gamma_values": gamma_values, "sweep_btn": sweep_btn, "sweep_stop": sweep_stop,
@@ -248,7 +248,8 @@ def wire_ui(ctx: Context, ui: dict) -> None:
                                     trigger_mode="multiple", **gpu)  # fmt: skip
     sweep_inputs = [ui[n] for n in ("image_in", "instruction", "lam_values", "gamma_values")]
     sweep_event = ui["sweep_btn"].click(by_name(partial(run_sweep, ctx), ui), sweep_inputs,
-                                        [ui[n] for n in SWEEP_OUTPUTS], inputs_kwargs=knobs, **gpu)  # fmt: skip
+                                        [ui[n] for n in SWEEP_OUTPUTS], inputs_kwargs=knobs,
+                                        trigger_mode="multiple", **gpu)  # fmt: skip
     for btn in (ui["stop_btn"], ui["sweep_stop"]):
         btn.click(None, cancels=[run_event, sweep_event])
     ui["stop_btn"].click(stopped, ui["status"], ui["status"], **private)

@@ -190,6 +190,25 @@ def test_a_new_run_clears_the_old_result_and_stop_says_where_it_ended(page, monk
     status_has(page, "Done")
 
 
+def test_the_sweep_stops_and_explores_again(page, monkeypatch):
+    prefetch = app.compute.prefetch  # as above: steps take 0.2 s, time to press Stop
+    monkeypatch.setattr(app.compute, "prefetch", lambda items, depth=2: prefetch(time.sleep(0.2) or i for i in items))
+    upload(page, EXAMPLE)
+    page.locator("#instruction textarea").fill("make the circle red")
+    page.locator("#steps input[type=number]").fill("64")
+    page.get_by_role("tab", name="Threshold exploration").click()
+    page.locator("#sweep").click()
+    sweep_has = lambda text, timeout=120_000: page.wait_for_function(  # noqa: E731
+        "t => document.querySelector('#sweep-status').innerText.includes(t)", arg=text, timeout=timeout)
+    sweep_has("step ")
+    page.locator("#sweep-stop").click()
+    sweep_has("Stopped at", timeout=30_000)
+    page.locator("#steps input[type=number]").fill("1")
+    page.locator("#sweep").click()  # the page still takes sweeps
+    sweep_has("Done")
+    assert page.locator("#grid img").count() >= 4  # the default four λ values
+
+
 def test_history_restores_the_input_and_chips_follow_the_instruction(page):
     upload(page, EXAMPLE)
     page.locator("#instruction textarea").fill("Paint the yellow circle green")

@@ -108,3 +108,8 @@ def test_screen_helpers():
     assert studio_inputs.keep_keywords("", "make the red circle", ["red"]) == []
     assert studio_inputs.stopped_status("**Step 12/64** · 3% held").startswith("**Stopped** at step 12/64")
     assert studio_inputs.stopped_status("**Done** · 12 steps") is None and studio_inputs.stopped_status("") is None
+    sweep = "**Cell 2/4** (λ=0.1, γ=1) · step 5/64"
+    assert studio_inputs.stopped_status(sweep).startswith("**Stopped** at cell 2/4, step 5/64")
+    assert "Explore" in studio_inputs.stopped_status(sweep) and "Edit" not in studio_inputs.stopped_status(sweep)
+    between = studio_inputs.stopped_status("Cell 1 done (λ=0, γ=1) · 1 finished")
+    assert between.startswith("**Stopped** · cells finished: 1")

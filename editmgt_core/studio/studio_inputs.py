@@ -220,11 +220,19 @@ def keep_keywords(previous: str | None, instruction: str | None, chosen: Sequenc
 
 
 def stopped_status(status: str | None) -> str | None:
-    """The status after Stop: 'stopped at step k/N' when a run was streaming (None: nothing was running)."""
+    """The status after Stop: 'stopped at step k/N' when an edit was streaming, 'stopped at cell i/n, step k/N' when
+    a sweep was (None: nothing was running)."""
     found = re.search(r"[Ss]tep (\d+)/(\d+)", status or "")
-    if not found or status.startswith(("**Done**", "**Stopped**")):
+    finished = re.search(r"(\d+) finished", status or "")  # a sweep between cells
+    if (not found and not finished) or status.startswith(("**Done**", "**Stopped**")):
         return None
+    if not found:
+        return f"**Stopped** · cells finished: {finished[1]}, kept. Press **Explore** to run again."
     k, n = found.groups()
+    cell = re.search(r"Cell (\d+)/(\d+)", status)
+    if cell:
+        return f"**Stopped** at cell {cell[1]}/{cell[2]}, step {k}/{n}: the finished cells stay. Press **Explore** " \
+            "to run again."  # fmt: skip
     return f"**Stopped** at step {k}/{n}: the panels show that step; results and history are unchanged. Press " \
         "**Edit** to run again."  # fmt: skip
 
