@@ -87,8 +87,8 @@ def stream(
     """`edit_stream` as CPU data: a Frame per decoding step, then the Final. The map is made at λ = 0 too (show_map),
     so the app always shows where the model attends.
 
-    A preview costs a full VQ decode (on a 2-core CPU a fifth of the bundled model's step), so the first step has
-    one and later steps only while decoding stays within preview_budget of the time spent so far (1 = every
+    A preview costs a full VQ decode (on a 2-core CPU up to a fifth of the bundled model's step), so the first step
+    has one and later steps only while decoding stays within preview_budget of the time spent so far (1 = every
     step, 0 = none at all), at most once per preview_interval seconds (a screen that shows a frame every 0.1 s
     gains nothing from more). The last step has none: the Final's image is that step decoded.
     """
