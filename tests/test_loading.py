@@ -27,6 +27,11 @@ def test_load_and_encode(folder):
     assert decoded.shape == (2, 3, 32, 48) and decoded.min() >= 0 and decoded.max() <= 1
     # a decoded image re-encodes to (mostly) the same tokens: the wrapper's encode/decode are inverse paths
     assert (editor.vq.encode(decoded) == tokens).float().mean() > 0.5
+    # the decoder runs in channels-last layout (faster on CPU); the layout changes no value beyond float rounding
+    assert editor.vq.vq.decoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    for part in (editor.vq.vq.post_quant_conv, editor.vq.vq.decoder):
+        part.to(memory_format=torch.contiguous_format)
+    assert torch.allclose(editor.vq.decode(tokens), decoded, atol=1e-5)
 
 
 def test_keyword_offsets(folder):
