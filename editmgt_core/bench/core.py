@@ -245,12 +245,12 @@ def bench_stream(args) -> dict:
               "previews": args.previews, "in_process_ms": local}  # fmt: skip
     for name in ("lean", "gradio_client"):
         first, frame, total, updates = zip(*rows[name], strict=True)
+        # each streamed edit over the in-process edit run just before it: drift on a shared machine cancels
+        paired = [round(t / i, 3) for t, i in zip(total, rows["in_process"], strict=True)]
         result[name] = {
             "first_update_ms": med(first), "first_frame_ms": med(frame), "streamed_ms": med(total),
             "updates": statistics.median(updates), "streamed_over_in_process": round(med(total) / local, 3),
-            # each streamed edit over the in-process edit run just before it: drift on a shared machine cancels
-            "paired_ratio": round(statistics.median(t / i for t, i in zip(total, rows["in_process"], strict=True)), 3),
-            "paired_ratios": [round(t / i, 3) for t, i in zip(total, rows["in_process"], strict=True)],
+            "paired_ratio": statistics.median(paired), "paired_ratios": paired,
             "transport_floor_ms": med(rows["floor_" + name]),
         }  # fmt: skip
     return result

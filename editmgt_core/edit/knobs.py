@@ -190,8 +190,8 @@ KNOBS = {k.name: k for k in (
     Knob("strict", "Strict: refuse inputs the model was not trained on", "Refuse inputs outside what the model was "
          "trained on instead of editing them with a warning.", "bool", app="end", control="checkbox",
          elem_id="strict", api="checkbox", api_hint="refuse out-of-domain inputs instead of warning", sampler=False),
-    Knob("previews", "Live previews", "/edit: send a decoded preview image with the streamed steps (a few of them, "
-         "within a tenth of the edit's time); off: the steps' progress and the result only, a little sooner.", "bool",
+    Knob("previews", "Live previews", "/edit: send a decoded preview image with the streamed steps (the first "
+         "step's, then a few within 3% of the edit's time); off: the steps' progress and the result only.", "bool",
          api="checkbox", api_hint="decoded previews in /edit's streamed steps", sampler=False),
 )}  # fmt: skip
 SAMPLER = tuple(name for name, k in KNOBS.items() if k.sampler)  # the SamplerOptions fields, all of them
