@@ -113,8 +113,8 @@ def test_keep_source_pixels_blends_only_inside_kept_tokens():
     keep[:, 4:] = True  # the right half of the token grid (cells of 8 px)
     mixed = np.asarray(keep_source_pixels(out, source, keep))[..., 0]
     assert (mixed[:, :32] == 0).all()  # changed tokens: the output untouched
-    assert (mixed[:, 44:] == 250).all()  # kept, 1.5 cells in: the source exactly (image borders are not eroded)
-    assert (np.diff(mixed[:, 30:46].astype(int), axis=1) >= 0).all() and 0 < mixed[0, 36] < 250  # a smooth ramp
+    assert (mixed[:, 36:] == 250).all()  # kept, half a cell in: the source exactly
+    assert (np.diff(mixed[:, 30:40].astype(int), axis=1) >= 0).all() and 0 < mixed[0, 33] < 250  # a smooth ramp
     assert keep_source_pixels(out, source, torch.zeros(4, 8, dtype=torch.bool)) is out
     with pytest.raises(ValueError, match="differ in size"):
         keep_source_pixels(out, source.resize((32, 32)), keep)

@@ -218,11 +218,14 @@ def test_published_key_inventory(name, preset):
     assert sum(p.numel() for p in model.parameters()) == inventory["num_parameters"]
 
 
-def test_config_round_trip_and_errors():
+def test_config_round_trip_and_errors(caplog):
     config = PRESETS["editmgt"]
     assert TransformerConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
-    with pytest.raises(ValueError, match="unknown transformer config keys"):
-        TransformerConfig.from_dict({**config.to_dict(), "num_blocks": 3})
+    with caplog.at_level("WARNING", logger="editmgt.model"):  # the reference's loader warns and ignores them too
+        assert TransformerConfig.from_dict({**config.to_dict(), "num_blocks": 3, "sample_size": 64}) == config
+    assert [r.getMessage() for r in caplog.records] == [
+        "transformer config keys ['num_blocks', 'sample_size'] are not used by this architecture and are ignored"
+    ]
     with pytest.raises(ValueError, match="axes_dims_rope"):
         TransformerConfig(head_dim=64)
     with pytest.raises(ValueError, match="guidance_embeds"):

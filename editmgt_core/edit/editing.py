@@ -1,8 +1,12 @@
 """One edit, assembled in one place: `edit_stream` (used by the app, the CLI and the tests) and `edit`.
 
 PIL image + instruction -> working-size RGB -> VQ tokens -> text features -> streamed region-hold MaskGIT decoding
--> decoded image at the input's size, unchanged tokens showing the input's own pixels (options.keep_pixels), with
-every parameter actually used (seed included) to reproduce it.
+-> decoded image composited at the input's own (full) resolution, unchanged tokens showing the input's own pixels
+(options.keep_pixels, see composite), with every parameter actually used (seed included) to reproduce it.
+
+A reference-compatible run is the reference's `infer.py` for any input (see reference_io): the input squashed to
+the reference's square size with PIL's default filter, the instruction as written, the result decoded and rounded as
+the reference does and resized back to the input's size; no compositing.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -27,6 +30,8 @@ from ..sampler.consolidate import text_weights_for
 from ..sampler.hold import pixel_mask_to_tokens
 from ..sampler.reference_sampler import REFERENCE_VALUES
 from ..sampler.sampling import SamplerOptions, StepRecord, sample
+from . import reference_io
+from .composite import composite
 
 MAX_ASPECT = 8.0  # wider or taller images are refused rather than squeezed into a sliver of tokens
 
@@ -45,6 +50,8 @@ class EditResult:
     focus: float | None = None  # instruction focus at the first step (hold.focus), None when no map was made
     gated: bool = False  # region-hold by the map was skipped: focus below options.focus_gate (a whole-image edit)
     model: str = ""  # the model it was made with (hub id or folder; Editor.model_id)
+    revision: str | None = None  # the hub commit of the model's weights (Editor.revision); None: a local folder
+    input_size: tuple[int, int] = (0, 0)  # (width, height) of the upright input; the result has this size
 
     @property
     def held_fraction(self) -> float:
@@ -53,7 +60,19 @@ class EditResult:
     def parameters(self) -> dict:
         """JSON-able record of the edit (embedded in saved PNGs and sidecars)."""
         opts = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self.options).items()}
-        return {"model": self.model, "instruction": self.instruction, "work_size": list(self.work_size), **opts}
+        return {"model": self.model, "revision": self.revision, "instruction": self.instruction,
+                "work_size": list(self.work_size), "size": list(self.image.size), "resize": self.resize, **opts}
+
+    @property
+    def resize(self) -> str:
+        """How the working-size result became the returned image, in words (saved with it)."""
+        (w, h), (iw, ih) = self.work_size, self.input_size
+        if self.options.reference_compatible:
+            return f"as infer.py: input squashed to {w}x{h} (PIL bicubic), result resized back to {iw}x{ih} (bicubic)"
+        if self.options.keep_pixels:
+            return (f"full resolution {iw}x{ih}: the input's own pixels outside changed tokens, decoded tokens "
+                    f"upscaled (LANCZOS) and feathered over half a cell")  # fmt: skip
+        return f"decoded at {w}x{h}, resized to {iw}x{ih} (LANCZOS)"
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -98,25 +117,10 @@ def tensor_to_image(x: Tensor) -> Image.Image:
 
 
 def keep_source_pixels(out: Image.Image, source: Image.Image, keep: Tensor) -> Image.Image:
-    """The output with the input's own pixels wherever the edit left the source's token (held, or decoded to the
-    same token): decoding a source token gives only its VQ round trip (blurred at a small working size), so this
-    keeps what the edit did not touch exactly as it was, at the input's full resolution.
-
-    out, source: same-size RGB images; keep: bool [h, w] token grid. The kept region is eroded by half a token cell
-    and feathered with a Gaussian of a quarter cell, so the blend stays inside kept tokens (the changed ones are
-    untouched) and no seam shows where a kept token meets a changed one.
-    """
+    """`composite` for a same-size output: keep (bool [h, w]) marks the tokens that show the source's own pixels."""
     if out.size != source.size:
         raise ValueError(f"output {out.size} and source {source.size} differ in size")
-    if not bool(keep.any()):
-        return out
-    width, height = source.size
-    kept = cv2.resize(keep.numpy().astype(np.float32), (width, height), interpolation=cv2.INTER_NEAREST)
-    radius = max(1, int(min(width / keep.shape[1], height / keep.shape[0]) / 2))
-    core = cv2.erode(kept, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8))
-    alpha = np.minimum(cv2.GaussianBlur(core, (0, 0), radius / 2), kept)[..., None]
-    mixed = alpha * np.asarray(source, np.float32) + (1 - alpha) * np.asarray(out, np.float32)
-    return Image.fromarray(np.clip(mixed + 0.5, 0, 255).astype(np.uint8))
+    return composite(out, source, ~keep)
 
 
 @torch.inference_mode()
@@ -162,7 +166,7 @@ class Prepared:
     """An edit's inputs encoded once; runs that change only sampler knobs (λ, γ, seed, steps, ...) reuse it."""
 
     image: Image.Image  # the upright RGB input at its own size
-    instruction: str  # whitespace-normalized
+    instruction: str  # whitespace-normalized (reference-compatible: as written)
     work_size: tuple[int, int]  # (width, height) the model runs at
     src_pixels: Tensor  # [1, 3, H, W] working-size source in [0, 1]
     src_tokens: Tensor  # int64 [1, h, w]
@@ -196,6 +200,8 @@ def resolve_options(editor: Editor, options: SamplerOptions | None) -> SamplerOp
     options = default_options(editor) if options is None else options
     if options.seed is None:
         options = dataclasses.replace(options, seed=int(torch.randint(0, 2**31 - 1, ()).item()))
+    if options.reference_compatible and options.keep_pixels:  # infer.py saves the decoded image: say what runs
+        options = dataclasses.replace(options, keep_pixels=False)
     config = editor.transformer.config
     if options.reference_compatible and not options.layers:
         layers = editor.settings.reference_band  # the reference's capture: instruction -> target maps only
@@ -238,15 +244,23 @@ def prepare(
     user_mask: Image.Image | np.ndarray | None = None,
     pixels: int | None = None,
 ) -> Prepared:
-    """Orient, convert and resize the image, encode it to tokens, encode the text and pick the map's text rows."""
+    """Orient, convert and resize the image, encode it to tokens, encode the text and pick the map's text rows.
+    Reference-compatible: the input squashed to the reference's square, the instruction as written (reference_io)."""
     if not isinstance(instruction, str) or not instruction.strip():
         raise ValueError("the instruction is empty; describe the edit, e.g. 'make the red circle blue'")
-    instruction = " ".join(instruction.split())
+    ref = options.reference_compatible
+    instruction = instruction if ref else " ".join(instruction.split())
     clock = time.perf_counter()
     rgb = to_rgb(image)
-    size = work_size(*rgb.size, pixels or editor.settings.pixels, 2 * editor.vq.factor)
-    src_pixels = image_to_tensor(rgb.resize(size, Image.Resampling.LANCZOS)).to(editor.device)
-    feats = editor.text([options.negative_prompt, instruction])
+    pixels, multiple = pixels or editor.settings.pixels, 2 * editor.vq.factor
+    if ref:
+        size = reference_io.square_size(pixels, multiple)
+        src_pixels = image_to_tensor(reference_io.squash(rgb, size)).to(editor.device)
+        feats = reference_io.encode_text(editor.text, options.negative_prompt, instruction)
+    else:
+        size = work_size(*rgb.size, pixels, multiple)
+        src_pixels = image_to_tensor(rgb.resize(size, Image.Resampling.LANCZOS)).to(editor.device)
+        feats = editor.text([options.negative_prompt, instruction])
     weights = text_weights_for(feats.offsets[1:], feats.real[1:].cpu(), instruction, options.keywords)
     sync_device(editor.device)  # the stage timings are the device's, not the launch queue's
     text_time, clock = time.perf_counter() - clock, time.perf_counter()
@@ -269,6 +283,19 @@ def prepare(
     )
 
 
+def finish(editor: Editor, prepared: Prepared, options: SamplerOptions, tokens: Tensor) -> Image.Image:
+    """The final tokens [1, h, w] as the returned image, at the input's own size: reference-compatible as infer.py
+    saves it; otherwise composited at full resolution (keep_pixels) or the decoded image resized."""
+    size = prepared.image.size
+    if options.reference_compatible:
+        decoded = editor.vq.decode_reference(reference_io.decodable(tokens, editor.mask_id))
+        return reference_io.resize_back(reference_io.to_image(decoded), size)
+    decoded = tensor_to_image(editor.vq.decode(tokens))  # at the decoder's own size, which need not be the work size
+    if options.keep_pixels:
+        return composite(decoded, prepared.image, (tokens != prepared.src_tokens)[0].cpu())
+    return decoded.resize(size, Image.Resampling.LANCZOS)
+
+
 @torch.inference_mode()
 def run(
     editor: Editor, prepared: Prepared, options: SamplerOptions, *, show_map: bool = False
@@ -289,9 +316,7 @@ def run(
     sync_device(editor.device)
     sampling, clock = time.perf_counter() - clock, time.perf_counter()
     focus, gated = record.gate_of(0)
-    out = tensor_to_image(editor.vq.decode(record.tokens)).resize(p.image.size, Image.Resampling.LANCZOS)
-    if options.keep_pixels and not options.reference_compatible:
-        out = keep_source_pixels(out, p.image, (record.tokens == p.src_tokens)[0].cpu())
+    out = finish(editor, p, options, record.tokens)
     yield EditResult(
         image=out,
         instruction=p.instruction,
@@ -305,6 +330,8 @@ def run(
         focus=focus,
         gated=gated,
         model=editor.model_id,
+        revision=editor.revision,
+        input_size=p.image.size,
     )
 
 

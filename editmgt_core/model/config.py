@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,9 @@ _FIXED_KEYS = {"patch_size": 1, "guidance_embeds": False}
 # Keys that are accepted and ignored (the reference stores them but never reads them for the architecture).
 _IGNORED_KEYS = {"in_channels"}
 _CONNECTORS = ("linear", "none")
+# The reference scheduler's settings this implementation runs (sampler.schedule): the cosine masking schedule.
+SCHEDULES = ("cosine",)
+log = logging.getLogger("editmgt.model")
 # Precision of the transformer and the text encoders, as the CLI and the app offer it (loading.resolve_dtype reads it).
 DTYPE_CHOICES = ("fp32", "bf16", "fp16")
 DTYPE_HELP = (
@@ -87,7 +91,8 @@ class TransformerConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TransformerConfig:
-        """Build from the reference's constructor kwargs (diffusers `config.json`); `_`-prefixed keys are ignored."""
+        """Build from the reference's constructor kwargs (diffusers `config.json`); `_`-prefixed keys are ignored, and
+        so are keys the architecture does not take, with one warning naming them (as the reference's loader does)."""
         d = {k: v for k, v in d.items() if not k.startswith("_")}
         for key, want in _FIXED_KEYS.items():
             if key in d and d.pop(key) != want:
@@ -99,7 +104,8 @@ class TransformerConfig:
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - fields)
         if unknown:
-            raise ValueError(f"unknown transformer config keys {unknown}; expected a subset of {sorted(fields)}")
+            log.warning("transformer config keys %s are not used by this architecture and are ignored", unknown)
+            d = {k: v for k, v in d.items() if k in fields}
         if "axes_dims_rope" in d:
             d["axes_dims_rope"] = tuple(d["axes_dims_rope"])
         return cls(**d)
@@ -129,6 +135,20 @@ class TransformerConfig:
     @classmethod
     def from_json(cls, path: str | Path) -> TransformerConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def check_scheduler(path: str | Path, config: TransformerConfig) -> dict:
+    """Read a reference `scheduler_config.json` and check it against the transformer: its mask id must be the
+    transformer's (the last embedding row) and its schedule one this sampler runs. Returns the file's dict."""
+    d = json.loads(Path(path).read_text())
+    mask = d.get("mask_token_id", config.mask_id)
+    if mask != config.mask_id:
+        raise ValueError(f"{path}: mask_token_id {mask!r} differs from the transformer's mask id {config.mask_id} "
+                         f"(vocab_size {config.vocab_size} - 1)")  # fmt: skip
+    schedule = d.get("masking_schedule", "cosine")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"{path}: masking_schedule {schedule!r} is not supported; expected one of {SCHEDULES}")
+    return d
 
 
 PRESETS: dict[str, TransformerConfig] = {

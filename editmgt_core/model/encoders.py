@@ -157,6 +157,20 @@ class VQTokenizer:
         return self.vq.quantize(latents)[2][2].reshape(b, h, w)
 
     @torch.inference_mode()
+    def decode_reference(self, tokens: Tensor) -> Tensor:
+        """`decode` in the reference's arithmetic: the decoder's default (NCHW) layout, whose float sums round as the
+        reference's do (channels-last moves about 0.5% of 8-bit values by 1). The weights change layout for the
+        call and back, a copy of the decoder's weights each way."""
+        parts = (self.vq.post_quant_conv, self.vq.decoder)
+        for part in parts:
+            part.to(memory_format=torch.contiguous_format)
+        try:
+            return self.decode(tokens)
+        finally:
+            for part in parts:
+                part.to(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
     def decode(self, tokens: Tensor) -> Tensor:
         b, h, w = tokens.shape
         shape = (b, h, w, self.vq.config.latent_channels)

@@ -16,25 +16,30 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from . import entries
-from .checkpoint import load_transformer
-from .config import COMPILE_MODES, DTYPE_CHOICES
+from .checkpoint import WEIGHTS_NAME, load_transformer
+from .config import COMPILE_MODES, DTYPE_CHOICES, check_scheduler
 from .encoders import ClipGemmaTextEncoder, SingleTextEncoder, VQTokenizer
+from .sources import (  # noqa: F401 (the loader's public names, re-exported)
+    DOWNLOAD_HINT,
+    DOWNLOAD_PATTERNS,
+    PICKLE_PATTERNS,
+    PUBLISHED_ID,
+    SUBFOLDERS,
+    ModelNotFoundError,
+    PickledWeightsError,
+    require_safetensors,
+    resolve,
+    snapshot_commit,
+)
 from .transformer import EditMGTTransformer
 
 SETTINGS_NAME = "editmgt_studio.json"
-PUBLISHED_ID = "WeiChow/EditMGT"
-SUBFOLDERS = ("editmgt", "vqvae", "text_encoder", "tokenizer", "llm_encoder")
-# what a hub download may fetch: the subfolders' configs, tokenizer files and safetensors, never pickled weights
-DOWNLOAD_PATTERNS = [f"{s}/*" for s in SUBFOLDERS] + ["*.json"]
-PICKLE_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle", "*.msgpack", "*.h5"]
-DOWNLOAD_HINT = f"hf download {PUBLISHED_ID} " + " ".join(f'--exclude "{p}"' for p in PICKLE_PATTERNS)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -43,10 +48,6 @@ def resolve_dtype(name: str) -> torch.dtype:
     if name not in DTYPES:
         raise ValueError(f"dtype {name!r}; expected one of {', '.join(DTYPE_CHOICES)}")
     return DTYPES[name]
-
-
-class ModelNotFoundError(FileNotFoundError):
-    """The model folder or hub snapshot is not available; the message says what to download and where."""
 
 
 @dataclass(frozen=True)
@@ -105,37 +106,11 @@ class Editor:
     root: Path
     device: torch.device
     model_id: str = ""  # what it was loaded from (hub id or folder), saved with every edit
+    revision: str | None = None  # the hub commit the weights are from (None: a local folder), saved with every edit
 
     @property
     def mask_id(self) -> int:
         return self.transformer.config.mask_id
-
-
-def resolve(path_or_id: str | Path) -> Path:
-    """A local folder as is; otherwise a hub repo id from the local cache (downloaded unless HF_HUB_OFFLINE=1)."""
-    path = Path(path_or_id).expanduser()
-    if path.is_dir():
-        return path
-    repo_id = str(path_or_id)
-    if repo_id.count("/") != 1 or path.exists() or repo_id.startswith((".", "/", "~")):
-        raise ModelNotFoundError(f"model folder {path_or_id!r} does not exist")
-    from huggingface_hub import snapshot_download
-
-    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
-    try:
-        return Path(
-            snapshot_download(
-                repo_id, allow_patterns=DOWNLOAD_PATTERNS, ignore_patterns=PICKLE_PATTERNS, local_files_only=offline
-            )
-        )
-    except Exception as err:  # offline, not cached, gated, no network: one message that says what to do
-        hint = DOWNLOAD_HINT.replace(PUBLISHED_ID, repo_id)
-        raise ModelNotFoundError(
-            f"model {repo_id!r} is not available here ({type(err).__name__}). Download it once on a machine with "
-            f"internet access: `{hint}` (it lands in the hub cache, "
-            f"{os.environ.get('HF_HOME', '~/.cache/huggingface')}), or pass a local folder with the subfolders "
-            f"{', '.join(SUBFOLDERS[:2])} and the text encoders."
-        ) from err
 
 
 def _text_encoder(root: Path, spec: dict, device: torch.device, dtype: torch.dtype, offload: bool):
@@ -151,6 +126,8 @@ def _text_encoder(root: Path, spec: dict, device: torch.device, dtype: torch.dty
         for sub in ("text_encoder", "tokenizer", "llm_encoder"):
             if not (root / sub).is_dir():
                 raise ModelNotFoundError(f"{root} has no {sub}/ folder (needed by the CLIP + Gemma-2 text stack)")
+        require_safetensors(root / "text_encoder", "model.safetensors")
+        require_safetensors(root / "llm_encoder", "model.safetensors")
         clip = CLIPTextModelWithProjection.from_pretrained(root / "text_encoder", use_safetensors=True, dtype=dtype)
         gemma = AutoModel.from_pretrained(root / "llm_encoder", use_safetensors=True, dtype=dtype)
         return ClipGemmaTextEncoder(
@@ -173,6 +150,8 @@ def _text_encoder(root: Path, spec: dict, device: torch.device, dtype: torch.dty
             path = Path(found.origin).parent / spec.get("subpath", "")
         else:
             path = root / spec.get("path", "text_encoder")
+            if spec.get("safetensors", True):
+                require_safetensors(path, "model.safetensors")
         model = AutoModel.from_pretrained(path, use_safetensors=spec.get("safetensors", True), dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(path)
         return SingleTextEncoder(model.to(home), tokenizer, spec.get("max_length", 32), device=device, offload=offload)
@@ -185,28 +164,38 @@ def load_editor(
     dtype: torch.dtype | str = torch.float32,
     offload: bool = False,
     compile: str = "off",
+    revision: str | None = None,
 ) -> Editor:
     """Load transformer and text encoder (in `dtype`, a torch dtype or a name for `resolve_dtype`) and the VQ
     tokenizer (always float32) from a model folder or hub id. offload: the text encoders stay on the CPU and visit
     `device` only while they encode. compile: 'off' or a torch.compile mode for the transformer's blocks
-    (`compile_transformer`; the first edits pay for compiling)."""
+    (`compile_transformer`; the first edits pay for compiling). revision: a hub id's branch, tag or commit (default
+    main); the commit it resolved to is `Editor.revision`.
+
+    As the reference's loader: config keys the architecture does not take are ignored with a warning; missing,
+    unexpected or mis-shaped weights are refused, naming the keys; `scheduler/scheduler_config.json`, when present,
+    must agree with the transformer (mask id, schedule)."""
     from diffusers import VQModel
 
-    root = resolve(path_or_id)
+    root = resolve(path_or_id, revision)
     device = torch.device(device)
     dtype = resolve_dtype(dtype) if isinstance(dtype, str) else dtype
     for sub in SUBFOLDERS[:2]:
         if not (root / sub).is_dir():
             raise ModelNotFoundError(f"{root} is not an EditMGT model folder: it has no {sub}/ subfolder")
     settings = Settings.read(root)
+    for sub in SUBFOLDERS[:2]:
+        require_safetensors(root / sub, WEIGHTS_NAME)
     transformer = load_transformer(root / "editmgt", device=device, dtype=dtype)
+    if (root / "scheduler" / "scheduler_config.json").is_file():
+        check_scheduler(root / "scheduler" / "scheduler_config.json", transformer.config)
     if compile != "off":
         compile_transformer(transformer, compile)
     # float32 always: in bf16 about 10% of token assignments change
     vq = VQModel.from_pretrained(root / "vqvae", use_safetensors=True).to(device)
     text = _text_encoder(root, settings.text, device, dtype, offload)
     vq = VQTokenizer(vq, settings.image_range)
-    return Editor(transformer, vq, text, settings, root, device, model_id=str(path_or_id))
+    return Editor(transformer, vq, text, settings, root, device, str(path_or_id), snapshot_commit(root))
 
 
 CPU_FLOPS = 1e11  # sustained float32 FLOP/s assumed for the estimate below (a desktop CPU, 8 cores, AVX2)
