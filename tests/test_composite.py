@@ -29,7 +29,7 @@ def test_the_decoded_image_may_have_any_size():
         assert (out[px] == (255, 0, 255)).all()  # changed tokens: all decoded
         far = far_from(px, 25)  # half a cell of 50 px
         assert np.array_equal(out[far], np.asarray(original)[far])  # the rest: the original's own pixels
-        assert 0 < (~px & ~far).sum() and (out[~px & ~far] != np.asarray(original)[~px & ~far]).any()  # the feather
+        assert (~px & ~far).sum() > 0 and (out[~px & ~far] != np.asarray(original)[~px & ~far]).any()  # the feather
 
 
 def test_no_change_returns_the_original_and_all_changed_the_decoded():

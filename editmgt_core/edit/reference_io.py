@@ -25,7 +25,6 @@ from torch import Tensor
 
 from ..model.encoders import TextFeatures
 
-
 PILLOW_PASS_ORDER = 13  # the first Pillow major version that picks the pass order itself
 VERTICAL_FIRST = 0.9  # an older Pillow goes vertical first when height's scale is below this share of width's
 
