@@ -341,6 +341,12 @@ def default_model(device: str) -> str:
     return str(DEFAULT_MODEL)
 
 
+def space_revision(model: str) -> str | None:
+    """EDITMGT_REVISION (a Space variable `deploy-space` writes) for the hub model EDITMGT_MODEL names, else None."""
+    chosen = os.environ.get("EDITMGT_MODEL", "").strip()
+    return (os.environ.get("EDITMGT_REVISION", "").strip() or None) if chosen and model == chosen else None
+
+
 def load(
     model: str | Path,
     device: str,
@@ -348,6 +354,7 @@ def load(
     offload: bool = False,
     fallback: bool = False,
     compile: str = "off",
+    revision: str | None = None,
 ) -> Editor:
     """load_editor, or one clear message (no traceback) when the model is missing or broken. fallback: when `model`
     (a default from EDITMGT_MODEL) cannot be loaded, say why and load the bundle instead (a Space that is offline)."""
@@ -359,7 +366,8 @@ def load(
         )
     try:
         # on the compute thread, where the edits run (compute: one thread's OpenMP team in the process)
-        editor = compute.call(load_editor, model, device=device, dtype=dtype, offload=offload, compile=compile)
+        editor = compute.call(load_editor, model, device=device, dtype=dtype, offload=offload, compile=compile,
+                              revision=revision)  # fmt: skip
     except torch.cuda.OutOfMemoryError:
         raise SystemExit(
             f"EditMGT Studio: the model {str(model)!r} does not fit in {device}'s memory at {dtype}; try "
@@ -400,7 +408,8 @@ def make_demo(args: argparse.Namespace) -> gr.Blocks:
     """The app over the model `args` name (without --model: EDITMGT_MODEL on a GPU, else the bundle)."""
     device = args.device or default_device()
     model = args.model or default_model(device)
-    editor = load(model, device, args.dtype, args.offload, fallback=args.model is None, compile=args.compile)
+    editor = load(model, device, args.dtype, args.offload, fallback=args.model is None, compile=args.compile,
+                  revision=args.revision or space_revision(model))  # fmt: skip
     return build_app(editor, concurrency=args.concurrency)
 
 

@@ -36,7 +36,10 @@ COMPILE_HELP = (
 
 
 def add_runtime_args(group) -> None:
-    """--dtype, --compile and --offload on an argparse parser or group: one declaration for the app and the CLI."""
+    """--revision, --dtype, --compile and --offload on an argparse parser or group: one declaration for the app and
+    the CLI."""
+    group.add_argument("--revision", default=None, help="a hub model's branch, tag or commit (default: main); the "
+                       "commit it resolves to is saved with every result")  # fmt: skip
     group.add_argument("--dtype", choices=DTYPE_CHOICES, default="fp32", help=DTYPE_HELP)
     group.add_argument("--compile", choices=("off", *COMPILE_MODES), default="off", help=COMPILE_HELP)
     group.add_argument("--offload", action="store_true", help="keep the text encoders on the CPU between encodings "
