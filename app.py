@@ -50,7 +50,7 @@ from editmgt_core.edit.editing import default_options
 from editmgt_core.model import entries
 from editmgt_core.model.config import add_runtime_args
 from editmgt_core.model.loading import Editor, ModelNotFoundError, cpu_warning, load_editor
-from editmgt_core.studio import compute, domain, streaming, studio_inputs, studio_render
+from editmgt_core.studio import compute, domain, gpu_calls, streaming, studio_inputs, studio_render
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_MODEL = ROOT / "assets" / "default-model"
@@ -91,13 +91,20 @@ SWEEP_HELP = (
 # during the edit and a smaller GPU slice (docs/published-model.md).
 GPU_STEP_SECONDS = 0.5
 GPU_START_SECONDS = 10  # text encoders, VQ encode and decode, hand-over
-GPU_MAX_SECONDS = 300  # the most one call may ask for
+# The most one call asks for: ZeroGPU refuses a call beyond the visitor's limit ("The requested GPU duration is
+# larger than the maximum allowed"), reported from about 120 s for visitors who are not logged in; a sweep that
+# needs more runs as several calls (gpu_calls.sweep_plan).
+GPU_MAX_SECONDS = 120
+
+
+def gpu_need(steps: int, pixels: int, cells: int = 1) -> float:
+    """Seconds `cells` edits of `steps` steps at `pixels` working pixels need on a ZeroGPU slice, uncapped."""
+    return GPU_START_SECONDS + cells * (steps * GPU_STEP_SECONDS * max(pixels, 64 * 64) / 2**20 + 2)
 
 
 def gpu_seconds(steps: int, pixels: int, cells: int = 1) -> int:
-    """Seconds to ask ZeroGPU for: `cells` edits of `steps` steps at `pixels` working pixels (at least 15 s)."""
-    need = GPU_START_SECONDS + cells * (steps * GPU_STEP_SECONDS * max(pixels, 64 * 64) / 2**20 + 2)
-    return int(min(GPU_MAX_SECONDS, max(15, round(need))))
+    """Seconds to ask ZeroGPU for: `gpu_need`, at least 15 s and at most GPU_MAX_SECONDS."""
+    return int(min(GPU_MAX_SECONDS, max(15, round(gpu_need(steps, pixels, cells)))))
 
 
 def gpu_wrapper():
@@ -106,7 +113,6 @@ def gpu_wrapper():
     if not ZERO_GPU:
         return lambda fn, duration: fn
     return lambda fn, duration: spaces.GPU(duration=duration)(fn)
-
 
 
 def make_context(
@@ -120,20 +126,23 @@ def make_context(
     """The handlers' context; the edit and sweep generators are wrapped for ZeroGPU when `spaces` is importable.
     preview_budget: share of an edit's time spent decoding previews; frame_interval: a live frame goes to the browser
     at most this often, and a preview is decoded at most this often (every step is still cached for the scrubber,
-    over the latest preview)."""
+    over the latest preview). Closing a stream or sweep (Stop) ends its GPU work within one decoding step
+    (gpu_calls.StopBoard, made here before any GPU worker exists)."""
+    board = gpu_calls.StopBoard()
 
-    def stream(image, instruction, options, mask, pixels, previews=True):  # runs on the GPU worker under ZeroGPU
+    def stream(image, instruction, options, mask, pixels, previews, run):  # on the GPU worker under ZeroGPU
         kw = {"user_mask": mask, "pixels": pixels, "preview_side": preview_side, "preview_interval": frame_interval,
               "preview_budget": preview_budget if previews else 0.0}  # no more previews than the screen shows
-        yield from streaming.stream(editor, image, instruction, options, **kw)
+        yield from gpu_calls.until_stopped(streaming.stream(editor, image, instruction, options, **kw), board, run)
 
-    def sweep(image, instruction, options, lams, gammas, mask, pixels):  # runs on the GPU worker under ZeroGPU
-        yield from streaming.sweep(editor, image, instruction, options, lams, gammas, user_mask=mask, pixels=pixels)
+    def sweep(image, instruction, options, lams, gammas, mask, pixels, run):  # on the GPU worker under ZeroGPU
+        cells = streaming.sweep(editor, image, instruction, options, lams, gammas, user_mask=mask, pixels=pixels)
+        yield from gpu_calls.until_stopped(cells, board, run)
 
-    def stream_seconds(image, instruction, options, mask, pixels, previews=True):  # ZeroGPU duration of a stream
+    def stream_seconds(image, instruction, options, mask, pixels, previews, run):  # ZeroGPU duration of a stream
         return gpu_seconds(options.steps, pixels or editor.settings.pixels)
 
-    def sweep_seconds(image, instruction, options, lams, gammas, mask, pixels):
+    def sweep_seconds(image, instruction, options, lams, gammas, mask, pixels, run):
         return gpu_seconds(options.steps, pixels or editor.settings.pixels, len(lams) * max(1, len(gammas or ())))
 
     def check(image, instruction, pixels):  # a VQ round trip: on the GPU worker under ZeroGPU too
@@ -141,17 +150,33 @@ def make_context(
 
     on_gpu = gpu_wrapper()
     gpu_stream, gpu_sweep = on_gpu(stream, stream_seconds), on_gpu(sweep, sweep_seconds)
+
+    def start_stream(image, instruction, options, mask, pixels, previews=True):
+        run = board.open()  # the sampler runs ahead while a step is rendered and sent
+        return gpu_calls.StoppableRun(compute.prefetch(gpu_stream(image, instruction, options, mask, pixels,
+                                                                  previews, run)), board, run)  # fmt: skip
+
+    def start_sweep(image, instruction, options, lams, gammas, mask, pixels):
+        run, steps, px = board.open(), options.steps, pixels or editor.settings.pixels
+        plan = gpu_calls.sweep_plan(lams, gammas, lambda cells: gpu_need(steps, px, cells) <= GPU_MAX_SECONDS)
+        def call(gammas_part, lams_part):  # one ZeroGPU call per part; none once stopped
+            if board.stopped(run):
+                return iter(())
+            return gpu_sweep(image, instruction, options, lams_part, gammas_part, mask, pixels, run)
+
+        items = gpu_calls.chained(plan, call, len(lams) * max(1, len(gammas or ())))
+        return gpu_calls.StoppableRun(compute.prefetch(items), board, run)
+
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="editmgt-studio-"))
     return Context(
         editor,
-        lambda *args: compute.prefetch(gpu_stream(*args)),  # the sampler runs ahead while a step is rendered and sent
-        lambda *args: compute.prefetch(gpu_sweep(*args)),
+        start_stream,
+        start_sweep,
         preview_side,
         frame_interval,
         out_dir,
         partial(compute.call, on_gpu(check, 30)) if domain.domain_of(editor) else lambda *args: [],
     )
-
 
 
 # ---------------------------------------------------------------------------------------------------- layout
@@ -245,11 +270,11 @@ def wire_ui(ctx: Context, ui: dict) -> None:
     knobs = {name: ui[name] for name in KNOBS}
     run_event = ui["run_btn"].click(by_name(partial(run_edit, ctx), ui), [ui[n] for n in ("image_in", "instruction",
                                     "history")], [ui[n] for n in EDIT_OUTPUTS], inputs_kwargs=knobs,
-                                    trigger_mode="multiple", **gpu)  # fmt: skip
+                                    trigger_mode="once", **gpu)  # fmt: skip
     sweep_inputs = [ui[n] for n in ("image_in", "instruction", "lam_values", "gamma_values")]
     sweep_event = ui["sweep_btn"].click(by_name(partial(run_sweep, ctx), ui), sweep_inputs,
                                         [ui[n] for n in SWEEP_OUTPUTS], inputs_kwargs=knobs,
-                                        trigger_mode="multiple", **gpu)  # fmt: skip
+                                        trigger_mode="once", **gpu)  # fmt: skip
     for btn in (ui["stop_btn"], ui["sweep_stop"]):
         btn.click(None, cancels=[run_event, sweep_event])
     ui["stop_btn"].click(stopped, ui["status"], ui["status"], **private)

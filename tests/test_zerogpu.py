@@ -1,4 +1,5 @@
-"""ZeroGPU start-up order and durations, with a stand-in `spaces` (tests/zerogpu_standin) in a fresh interpreter.
+"""ZeroGPU start-up order, durations, Stop and call limits, with a stand-in `spaces` (tests/zerogpu_standin, which
+behaves as the real package: a worker drives a generator to its end) in a fresh interpreter.
 
 CUDA cannot be initialised on a CPU-only machine, so the driver patches torch.cuda.init / is_initialized to a flag:
 "initialising CUDA" sets it, and the stand-in refuses to import once it is set, as the real package does.
@@ -20,13 +21,14 @@ torch.cuda.is_initialized = lambda: state["cuda"]
 """
 
 
-def run(body: str, tmp_path: Path, zero_gpu: bool = True):
+def run(body: str, tmp_path: Path, zero_gpu: bool = True, limit: int = 120):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "zerogpu_standin"), str(ROOT)])}
     env.pop("SPACES_ZERO_GPU", None)
     env.pop("EDITMGT_MODEL", None)
     if zero_gpu:
         env["SPACES_ZERO_GPU"] = "true"
     env["ZEROGPU_RECORD"] = str(tmp_path / "durations.jsonl")
+    env["ZEROGPU_MAX_SECONDS"] = str(limit)
     code = PATCH + textwrap.dedent(body)
     return subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=600)  # fmt: skip
@@ -96,3 +98,112 @@ def test_off_zerogpu_an_installed_spaces_changes_nothing(tmp_path):
     )
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-3000:]
     assert not (tmp_path / "durations.jsonl").exists()  # nothing went through spaces.GPU
+
+
+def test_the_stand_in_drives_a_generator_to_its_end_in_a_worker_whatever_the_consumer_does(tmp_path):
+    out = run(
+        """
+        import threading, spaces
+        produced, seen = [], []
+        def seconds(n, label=""):
+            seen.append((n, label))
+            return 20
+        @spaces.GPU(duration=seconds)
+        def count(n, label=""):
+            for i in range(n):
+                produced.append(threading.current_thread().name)
+                yield i
+        items = count(50, label="x")
+        assert next(items) == 0
+        items.close()                                     # the consumer stops after one item
+        assert len(produced) == 50 and set(produced) == {"gpu"}, produced   # the worker ran it to the end
+        assert seen == [(50, "x")] and spaces.RECORDED == [20]              # the duration saw the same arguments
+        try:
+            list(count(2, label=threading.Lock()))        # arguments cross pickled, as to a forked process
+            raise SystemExit("an unpicklable argument crossed")
+        except TypeError:
+            pass
+        @spaces.GPU(duration=121)
+        def too_long():
+            yield 1
+        try:
+            list(too_long())
+            raise SystemExit("a call beyond the maximum ran")
+        except RuntimeError as err:
+            assert "larger than the maximum allowed" in str(err)
+        print("ok")
+        """,
+        tmp_path,
+    )
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-3000:]
+
+
+def test_stop_ends_the_gpu_work_within_a_step_and_the_next_edit_completes(tmp_path):
+    """Stop after step 2 of a 64-step edit: the worker finishes the step it is in and no other (the transformer's
+    calls are counted); the step in progress is held until Stop is pressed, so what the count shows is not a race."""
+    out = run(
+        """
+        import dataclasses, threading, time
+        import app
+        from PIL import Image
+        from editmgt_core.edit.editing import default_options, resolve_options
+        from editmgt_core.studio.streaming import Final, Frame
+        editor = app.load(app.DEFAULT_MODEL, "cpu")
+        ctx = app.make_context(editor)
+        calls, runs = [], []
+        def held(module, args):
+            calls.append(threading.current_thread().name)
+            if len(calls) == 4:                    # step 3: in progress when Stop comes
+                deadline = time.monotonic() + 120  # a bound on a hang, not a timing
+                while not runs[0].board.stopped(runs[0].run) and time.monotonic() < deadline:
+                    time.sleep(0.001)
+        editor.transformer.register_forward_pre_hook(held)
+        image = Image.open(app.EXAMPLES / "recolor-yellow-circle.png")
+        options = resolve_options(editor, dataclasses.replace(default_options(editor), steps=64, seed=555))
+        items = ctx.stream(image, "make the yellow circle blue", options, None, None)
+        runs.append(items)
+        for item in items:
+            if isinstance(item, Frame) and item.step == 2:
+                break
+        at_stop = item.step + 1                    # steps 0-2 done; step 3 (held) may have begun or not
+        items.close()                              # Stop
+        second = list(ctx.stream(image, "make the yellow circle blue", dataclasses.replace(options, steps=2),
+                                 None, None))
+        assert isinstance(second[-1], Final) and len([f for f in second if isinstance(f, Frame)]) == 2
+        after_stop = len(calls) - 2 - at_stop      # less the second edit's two steps, run after the first ended
+        assert at_stop == 3 and after_stop <= 1, (at_stop, after_stop)
+        assert set(calls) == {"gpu"}               # every step ran on the worker
+        print("ok", at_stop, after_stop)
+        """,
+        tmp_path,
+    )
+    assert out.returncode == 0 and "ok 3" in out.stdout, out.stderr[-3000:]
+
+
+def test_a_sweep_beyond_a_calls_limit_runs_as_several_calls(tmp_path):
+    out = run(
+        """
+        import dataclasses, json
+        import app
+        from PIL import Image
+        from editmgt_core.edit.editing import default_options, resolve_options
+        from editmgt_core.studio.streaming import Cell, CellStep
+        app.GPU_MAX_SECONDS = 20                   # with the stand-in's ZEROGPU_MAX_SECONDS=20: six cells need 22 s
+        editor = app.load(app.DEFAULT_MODEL, "cpu")
+        ctx = app.make_context(editor)
+        image = Image.open(app.EXAMPLES / "recolor-yellow-circle.png")
+        options = resolve_options(editor, dataclasses.replace(default_options(editor), steps=2, seed=777))
+        items = list(ctx.sweep(image, "make the yellow circle blue", options, [0.0, 0.2, 0.4], [1.0, 1.5], None, None))
+        cells = [i for i in items if isinstance(i, Cell)]
+        assert [(c.index, c.gamma, c.lam) for c in cells] == [(0, 1.0, 0.0), (1, 1.0, 0.2), (2, 1.0, 0.4),
+                                                               (3, 1.5, 0.0), (4, 1.5, 0.2), (5, 1.5, 0.4)]
+        assert {i.cells for i in items if isinstance(i, CellStep)} == {6}
+        print(json.dumps(app.gpu_need(2, editor.settings.pixels, 6)))
+        """,
+        tmp_path,
+        limit=20,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) > 20  # one call would have been refused
+    recorded = [json.loads(line) for line in (tmp_path / "durations.jsonl").read_text().splitlines()]
+    assert len(recorded) == 2 and all(s <= 20 for s in recorded)  # one call per γ row, each within the limit
