@@ -3,6 +3,7 @@
 import re
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -24,17 +25,32 @@ def clone(tmp_path_factory):
     return path
 
 
-class FakeHub:
-    """Records what deploy() asks of an HfApi; the Space already holds one file the tree no longer has."""
+MODEL_FILES = [
+    "README.md", "model_index.json", "editmgt/config.json", "editmgt/diffusion_pytorch_model.safetensors",
+    "editmgt/diffusion_pytorch_model.bin", "vqvae/config.json", "vqvae/diffusion_pytorch_model.safetensors",
+    "text_encoder/config.json", "text_encoder/model.safetensors", "text_encoder/pytorch_model.bin",
+    "tokenizer/vocab.json", "tokenizer/merges.txt", "llm_encoder/model-00001-of-00002.safetensors",
+    "llm_encoder/model-00002-of-00002.safetensors", "llm_encoder/tokenizer.json", "llm_encoder/training_args.pt",
+    "scheduler/scheduler_config.json", "demo/infer.py",
+]  # fmt: skip
 
-    def __init__(self, existing=("README.md", "old_module.py")):
-        self.calls, self.existing = [], list(existing)
+
+class FakeHub:
+    """Records what deploy() asks of an HfApi; the Space (when it exists) holds one file the tree no longer has, and
+    the model repo holds the published layout with pickles beside the safetensors."""
+
+    def __init__(self, existing=("README.md", "old_module.py"), exists=False):
+        self.calls, self.existing, self.exists = [], list(existing), exists
 
     def __getattr__(self, name):
         def record(*args, **kwargs):
             self.calls.append((name, args, kwargs))
             if name == "list_repo_files":
-                return self.existing
+                return self.existing if kwargs.get("repo_type") == "space" else MODEL_FILES
+            if name == "repo_exists":
+                return self.exists
+            if name == "model_info":
+                return SimpleNamespace(sha="c0ffee" * 6 + "c0ff")
             if name == "create_commit":
                 return "https://huggingface.co/spaces/me/studio/commit/abc"
             return None
@@ -65,13 +81,11 @@ def test_dry_run_on_a_clean_clone_routes_every_binary_through_xet(clone, capsys)
 
 
 def test_deploy_uploads_through_the_hub_api(clone, capsys):
-    hub = FakeHub()
-    files = deploy.deploy(hub, "me/studio", clone, hardware="zero-a10g")
+    hub = FakeHub(exists=True)
+    files = deploy.deploy(hub, "me/studio", clone)
     assert [n for n, _, _ in hub.calls] == [
-        "create_repo", "request_space_hardware", "add_space_variable", "list_repo_files", "create_commit"
+        "repo_exists", "add_space_variable", "list_repo_files", "create_commit"
     ]  # fmt: skip
-    (args, kw), = hub.called("create_repo")
-    assert args == ("me/studio",) and kw["repo_type"] == "space" and kw["space_sdk"] == "gradio" and kw["exist_ok"]
     assert hub.called("add_space_variable")[0][0] == ("me/studio", "EDITMGT_MODEL", "WeiChow/EditMGT")
     (_, kw), = hub.called("create_commit")
     ops = {op.path_in_repo: op for op in kw["operations"]}
@@ -81,10 +95,51 @@ def test_deploy_uploads_through_the_hub_api(clone, capsys):
     readme = ops["README.md"].path_or_fileobj.decode()
     assert readme.startswith(deploy.render_front_matter(deploy.front_matter(clone)))
     assert readme.count("\n---\n") >= 1 and "# EditMGT Studio" in readme  # one front matter, the body kept
+    assert "preload_from_hub" not in readme  # hardware not given: nothing says it is a GPU
     rules = ops[".gitattributes"].path_or_fileobj.decode()
     assert "*.safetensors filter=lfs" in rules and "*.png filter=lfs" in rules and "*.py" not in rules
     assert ops["app.py"].path_or_fileobj == str(clone / "app.py")  # files go as paths: the client streams them
     assert "uploaded" in capsys.readouterr().out
+
+
+def test_a_zerogpu_space_gets_buildable_requirements_a_preload_and_its_hardware_in_one_call(clone, capsys):
+    hub = FakeHub(exists=False)
+    deploy.deploy(hub, "me/studio", clone, hardware="zero-a10g", revision="v1")
+    assert [n for n, _, _ in hub.calls] == [
+        "list_repo_files", "model_info", "repo_exists", "create_repo", "list_repo_files", "create_commit"
+    ]  # fmt: skip
+    (args, kw), = hub.called("create_repo")  # hardware and variables with the Space itself: one build, on them
+    assert args == ("me/studio",) and kw["repo_type"] == "space" and kw["space_sdk"] == "gradio"
+    assert kw["space_hardware"] == "zero-a10g"
+    assert kw["space_variables"] == [{"key": "EDITMGT_MODEL", "value": "WeiChow/EditMGT"},
+                                     {"key": "EDITMGT_REVISION", "value": "v1"}]  # fmt: skip
+    (_, kw), = hub.called("create_commit")
+    ops = {op.path_in_repo: op.path_or_fileobj for op in kw["operations"] if hasattr(op, "path_or_fileobj")}
+    requirements = ops["requirements.txt"].decode().splitlines()
+    assert "torch" in requirements and not any(re.match(r"torch\s*[=<>~]", line) for line in requirements)
+    assert "gradio==" + deploy.pinned("gradio", clone) in requirements  # every other pin kept
+    readme = ops["README.md"].decode()
+    preload = re.search(r"^preload_from_hub:\n  - (\S+) (\S+) (\S+)\n", readme, flags=re.MULTILINE)
+    assert preload, readme[:1500]
+    model, listed, commit = preload.groups()
+    assert model == "WeiChow/EditMGT" and commit == "c0ffee" * 6 + "c0ff"
+    listed = set(listed.split(","))
+    assert {"editmgt/diffusion_pytorch_model.safetensors", "llm_encoder/model-00002-of-00002.safetensors",
+            "tokenizer/merges.txt", "scheduler/scheduler_config.json", "model_index.json"} <= listed  # fmt: skip
+    assert not any(p.endswith((".bin", ".pt")) or p.startswith("demo/") for p in listed)  # what the app never reads
+
+
+def test_dry_run_prints_it_all_and_a_cpu_space_preloads_nothing(clone, capsys):
+    deploy.deploy(FakeHub(), "me/studio", clone, hardware="zero-a10g", dry_run=True)
+    out = capsys.readouterr().out
+    assert "hardware: zero-a10g" in out and "EDITMGT_MODEL=WeiChow/EditMGT" in out
+    assert "preload_from_hub:\n  - WeiChow/EditMGT editmgt/config.json," in out
+    assert re.search(r"^  torch$", out, flags=re.MULTILINE) and "requirements.txt as the Space gets it" in out
+    hub = FakeHub()
+    deploy.deploy(hub, "me/studio", clone, hardware="cpu-basic", dry_run=True)
+    out = capsys.readouterr().out
+    assert "preload_from_hub" not in out.split("README.md front matter:")[1].split("---\n", 2)[1]
+    assert hub.calls == []  # nothing listed, nothing created
 
 
 def test_readme_front_matter_is_what_deploy_writes():

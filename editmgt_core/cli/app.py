@@ -28,14 +28,13 @@ def cmd_app(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy_space(args: argparse.Namespace) -> int:
+    from huggingface_hub import HfApi
+
     from ..studio import deploy
 
-    api = None
-    if not args.dry_run:
-        from huggingface_hub import HfApi
-
-        api = HfApi()
-    kw = {"hardware": args.hardware, "private": args.private, "model": args.space_model, "dry_run": args.dry_run}
+    api = HfApi()  # a dry run only reads: the model's file list for preload_from_hub
+    kw = {"hardware": args.hardware, "private": args.private, "model": args.space_model,
+          "revision": args.space_revision, "dry_run": args.dry_run}  # fmt: skip
     deploy.deploy(api, args.repo, deploy.ROOT, **kw)
     return 0
 
@@ -69,4 +68,6 @@ def add_deploy_space(sub) -> None:
         default=PUBLISHED,
         help=f"the model the Space loads on GPU hardware (its EDITMGT_MODEL variable; default {PUBLISHED})",
     )
+    p.add_argument("--space-revision", help="pin the model to this branch, tag or commit (the Space's EDITMGT_REVISION "
+                   "and the preloaded files' commit; default: main)")  # fmt: skip
     p.set_defaults(run=cmd_deploy_space)

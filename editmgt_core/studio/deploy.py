@@ -10,6 +10,13 @@ needed. The commit also carries a `.gitattributes` that marks those files as LFS
 pushed back, and the README with the front matter `front_matter` writes. Files the tree no longer has are deleted.
 The Space variable EDITMGT_MODEL (default the published model) is what the app loads when it runs on a GPU; on CPU
 hardware the app keeps the bundled model.
+
+What ZeroGPU builds: the Space's `requirements.txt` leaves torch unpinned, because ZeroGPU installs only the torch
+versions on its supported list and fails the build on any other pin ("No candidate PyTorch version found for
+ZeroGPU"); on GPU hardware the front matter's `preload_from_hub` names the model files the app reads (safetensors and
+JSON, never pickles), so they are fetched when the Space is built, not at every cold start; a new Space gets its
+hardware and variables in its one `create_repo` call, so its first build already runs on them. A gated model needs a
+Space secret HF_TOKEN (README).
 """
 
 from __future__ import annotations
@@ -19,13 +26,14 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..model.loading import PUBLISHED_ID
+from ..model.sources import DOWNLOAD_PATTERNS, PICKLE_PATTERNS, PUBLISHED_ID
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON_VERSION = "3.12"  # ZeroGPU offers 3.10 and 3.12; the pins need >= 3.11 (numpy 2.4, scipy 1.17)
 SKIPPED = ("tests/", ".ci/")  # in the repository, not needed by a Space (the test fixtures are 30 MB of binaries)
 LFS_SIZE = 10 * 2**20  # the Hub stores text files above this size through Xet/LFS too
 MODEL_VARIABLE = "EDITMGT_MODEL"
+REVISION_VARIABLE = "EDITMGT_REVISION"
 
 
 @dataclass(frozen=True)
@@ -44,8 +52,10 @@ def pinned(name: str, root: Path = ROOT) -> str:
     raise ValueError(f"requirements.txt pins no {name!r} (expected a line '{name}==VERSION')")
 
 
-def front_matter(root: Path = ROOT) -> dict:
-    """The Space's README front matter: the SDK at the pinned gradio, a Python that ZeroGPU offers."""
+def front_matter(root: Path = ROOT, preload: str | None = None) -> dict:
+    """The Space's README front matter: the SDK at the pinned gradio, a Python that ZeroGPU offers; preload: a
+    `preload_from_hub` entry ('REPO FILE,FILE,... [COMMIT]') for GPU hardware."""
+    extra = {"preload_from_hub": [preload]} if preload else {}
     return {
         "title": "EditMGT Studio",
         "emoji": "🎨",
@@ -59,11 +69,45 @@ def front_matter(root: Path = ROOT) -> dict:
         "models": f"[{PUBLISHED_ID}]",
         "pinned": "false",
         "short_description": "Instruction-driven image editing, decoded token by token",
+        **extra,
     }
 
 
+def space_requirements(root: Path = ROOT) -> str:
+    """requirements.txt as the Space installs it: torch unpinned (ZeroGPU installs a torch from its supported list
+    and refuses any other pin; other hardware gets pip's newest), every other pin kept."""
+    pinned("torch", root)  # the file must pin it: the line replaced is that one
+    lines = []
+    for line in (root / "requirements.txt").read_text().splitlines():
+        if re.fullmatch(r"\s*torch\s*==.*", line, flags=re.IGNORECASE):
+            lines.append("# torch unpinned: ZeroGPU installs a version from its supported list (a pin outside it fails")
+            lines.append("# the build); the repository's requirements.txt pins the version the tests ran with")
+            line = "torch"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def is_gpu(hardware: str | None) -> bool:
+    return hardware is not None and not hardware.startswith("cpu")
+
+
+def preload_entry(api, model: str, revision: str | None = None) -> str:
+    """'MODEL FILE,FILE,... [COMMIT]': the files of `model` the app reads (its loader's download patterns, no
+    pickles), listed on the Hub, at the commit `revision` resolves to (none: main)."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    files = api.list_repo_files(model, revision=revision)
+    wanted = sorted(filter_repo_objects(files, allow_patterns=DOWNLOAD_PATTERNS, ignore_patterns=PICKLE_PATTERNS))
+    if not wanted:
+        raise ValueError(f"{model} has no files the app reads ({', '.join(DOWNLOAD_PATTERNS)})")
+    commit = getattr(api.model_info(model, revision=revision), "sha", None) if revision else None
+    return f"{model} {','.join(wanted)}" + (f" {commit}" if commit else "")
+
+
 def render_front_matter(fields: dict) -> str:
-    return "---\n" + "".join(f"{k}: {v}\n" for k, v in fields.items()) + "---\n"
+    """YAML front matter; a list value becomes a block list."""
+    line = lambda k, v: f"{k}:\n" + "".join(f"  - {i}\n" for i in v) if isinstance(v, list) else f"{k}: {v}\n"
+    return "---\n" + "".join(line(k, v) for k, v in fields.items()) + "---\n"
 
 
 def with_front_matter(readme: str, fields: dict) -> str:
@@ -121,16 +165,22 @@ def _size(n: int) -> str:
     return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.1f} kB"
 
 
-def describe(files: list[Planned], fields: dict, repo_id: str, hardware: str | None, model: str) -> str:
+def describe(files: list[Planned], fields: dict, repo_id: str, hardware: str | None, variables: dict,
+             requirements: str) -> str:  # fmt: skip
     lfs = [f for f in files if f.lfs]
     lines = [
-        f"Space {repo_id} (hardware: {hardware or 'unchanged; a new Space starts on cpu-basic'}); "
-        f"variable {MODEL_VARIABLE}={model} (loaded on GPU hardware; CPU hardware keeps the bundled model)",
+        f"Space {repo_id} (hardware: {hardware or 'unchanged; a new Space starts on cpu-basic'}); variables "
+        + ", ".join(f"{k}={v}" for k, v in variables.items())
+        + " (the model is loaded on GPU hardware; CPU hardware keeps the bundled model)",
         "README.md front matter:",
         render_front_matter(fields).rstrip(),
+        *([] if "preload_from_hub" in fields else ["(no preload_from_hub: not GPU hardware, or --hardware not given)"]),
+        "requirements.txt as the Space gets it:",
+        *(f"  {line}" for line in requirements.splitlines()),
         "files:",
         *(f"  {'xet/lfs' if f.lfs else 'git':8} {_size(f.size):>9}  {f.path}" for f in files),
         "  git      (made)     .gitattributes (LFS rules for the binaries)",
+        "  git      (made)     requirements.txt (above), README.md (front matter above)",
         f"{len(files) + 1} files: {len(lfs)} through Xet/LFS ({_size(sum(f.size for f in lfs))}), "
         f"{len(files) + 1 - len(lfs)} as regular files; not uploaded: {', '.join(SKIPPED)}",
     ]
@@ -145,11 +195,14 @@ def deploy(
     hardware: str | None = None,
     private: bool = False,
     model: str = PUBLISHED_ID,
+    revision: str | None = None,
     dry_run: bool = False,
     log=print,
 ) -> list[Planned]:
     """Create or update the Space `repo_id` from the working tree at `root`; `api` is a `huggingface_hub.HfApi`
-    (or anything with the same methods). dry_run: only log what would be uploaded; `api` is not touched."""
+    (or anything with the same methods). On GPU hardware the model's files are listed on the Hub for
+    `preload_from_hub` (at `revision`, also set as the Space's EDITMGT_REVISION). dry_run: only log what would be
+    uploaded; `api` is only read (the model's file list), and may be None (the preload is then shown unlisted)."""
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id):
         raise ValueError(f"--repo {repo_id!r}: expected a Space id USER/NAME")
     from huggingface_hub import SpaceHardware
@@ -158,30 +211,45 @@ def deploy(
     if hardware is not None and hardware not in known:
         raise ValueError(f"--hardware {hardware!r}: expected one of {', '.join(known)}")
     files = plan(root)
-    fields = front_matter(root)
-    log(describe(files, fields, repo_id, hardware, model))
+    preload = None
+    if is_gpu(hardware) and not Path(model).exists():
+        try:
+            preload = preload_entry(api, model, revision)
+        except Exception as err:  # a dry run shows what it could not list; a deploy stops here
+            if not dry_run:
+                raise
+            preload = f"{model} (files not listed: {type(err).__name__}: {err})"
+    fields = front_matter(root, preload)
+    variables = {MODEL_VARIABLE: model, **({REVISION_VARIABLE: revision} if revision else {})}
+    requirements = space_requirements(root)
+    log(describe(files, fields, repo_id, hardware, variables, requirements))
     if dry_run:
         return files
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
-    api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
-    if hardware:
-        api.request_space_hardware(repo_id, hardware)
-    api.add_space_variable(repo_id, MODEL_VARIABLE, model, description="model the app loads on GPU hardware")
+    if not api.repo_exists(repo_id, repo_type="space"):  # one call: the first build runs on its hardware and model
+        api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, space_hardware=hardware,
+                        space_variables=[{"key": k, "value": v} for k, v in variables.items()])  # fmt: skip
+    else:
+        if hardware:
+            api.request_space_hardware(repo_id, hardware)
+        for key, value in variables.items():
+            api.add_space_variable(repo_id, key, value)
     readme = with_front_matter((root / "README.md").read_text(), fields)
     ops = [CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=str(root / f.path)) for f in files]
-    ops = [op for op in ops if op.path_in_repo != "README.md"]
+    ops = [op for op in ops if op.path_in_repo not in ("README.md", "requirements.txt")]
     ops += [
         CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=readme.encode()),
+        CommitOperationAdd(path_in_repo="requirements.txt", path_or_fileobj=requirements.encode()),
         CommitOperationAdd(path_in_repo=".gitattributes", path_or_fileobj=gitattributes(files).encode()),
     ]
-    keep = {f.path for f in files} | {"README.md", ".gitattributes"}
+    keep = {f.path for f in files} | {"README.md", "requirements.txt", ".gitattributes"}
     stale = [p for p in api.list_repo_files(repo_id, repo_type="space") if p not in keep]
     ops += [CommitOperationDelete(path_in_repo=p) for p in stale]
     info = api.create_commit(
         repo_id=repo_id, repo_type="space", operations=ops, commit_message=f"Deploy EditMGT Studio ({_revision(root)})"
     )
-    log(f"uploaded {len(files) + 2} files, deleted {len(stale)}: {getattr(info, 'commit_url', info)}")
+    log(f"uploaded {len(files) + 3} files, deleted {len(stale)}: {getattr(info, 'commit_url', info)}")
     return files
 
 
