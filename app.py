@@ -31,6 +31,7 @@ import gradio as gr
 import torch
 from PIL import Image
 
+import app_handlers
 import app_knobs
 from app_handlers import (
     Context,
@@ -55,11 +56,14 @@ from editmgt_core.studio import compute, domain, gpu_calls, streaming, studio_in
 ROOT = Path(__file__).resolve().parent
 DEFAULT_MODEL = ROOT / "assets" / "default-model"
 EXAMPLES = ROOT / "assets" / "examples"
-# Uploads are prepared in the browser before the image editor sees them: decoded once, downscaled to the side the
-# model can use (a 4000x3000 photo would otherwise be re-encoded at full size in the page and sent as tens of MB,
-# which can exceed the upload limit and leave the page waiting), refused with a visible note when undecodable or
-# beyond the pixel limit. The script runs as the note's gr.HTML js_on_load (`element` is the note).
+# Uploads are prepared in the browser before the image editor sees them: decoded once, refused with a visible note
+# when undecodable or beyond the full-resolution pixel limit, else handed on at their own size (the result comes
+# back at it). The script runs as the note's gr.HTML js_on_load (`element` is the note).
 UPLOAD_JS = (ROOT / "assets" / "upload.js").read_text()
+# Full resolution: the page downscales nothing up to app_handlers.FULL_RESOLUTION_PIXELS (no side limit of its own),
+# and a 16 MP picture sent on as PNG by the image editor can take 50 MB.
+FULL_RESOLUTION_SIDE = 1 << 16
+MAX_FILE_SIZE = "100mb"
 KNOBS = app_knobs.SHOWN  # the UI's controls (editmgt_core/edit/knobs.py), named as studio_inputs.request takes them
 # what each handler that returns {name: value} may update (build_app names the components)
 EDIT_OUTPUTS = ("canvas", "overlay", "status", "result", "changed", "scrubber", "files", "used_seed", "frames", "last",
@@ -206,7 +210,8 @@ def input_panel(editor: Editor) -> dict:
         layers=False, transforms=(), brush=gr.Brush(colors=[("#ff2d7a", 0.6)], color_mode="fixed"), height=420,
         elem_id="image-in",
     )  # fmt: skip
-    limits = f'data-side="{studio_inputs.browser_side(editor)}" data-pixels="{studio_inputs.HARD_PIXELS}"'
+    # the page hands uploads on at their own size (results come back at it) and refuses larger ones with a note
+    limits = f'data-side="{FULL_RESOLUTION_SIDE}" data-pixels="{app_handlers.FULL_RESOLUTION_PIXELS}"'
     gr.HTML(f'<div id="upload-note" {limits} role="status"></div>', js_on_load=UPLOAD_JS, padding=False)
     instruction = gr.Textbox(label="Instruction", info=HELP["instruction"], lines=2, elem_id="instruction")
     views = entries.map_views(editor.settings.attention_layers, editor.settings.reference_band)
@@ -411,7 +416,7 @@ def load(
 
 def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None, **kwargs):
     """Serve the app; binds loopback unless told otherwise (Spaces set GRADIO_SERVER_NAME=0.0.0.0)."""
-    kwargs = {"max_file_size": "25mb", "allowed_paths": [str(EXAMPLES)], "show_error": True, **kwargs}
+    kwargs = {"max_file_size": MAX_FILE_SIZE, "allowed_paths": [str(EXAMPLES)], "show_error": True, **kwargs}
     return demo.launch(server_name=host, server_port=port, **kwargs)
 
 

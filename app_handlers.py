@@ -22,12 +22,15 @@ from PIL import Image
 
 import app_knobs
 from editmgt_core.edit import knobs
-from editmgt_core.edit.editing import resolve_options
+from editmgt_core.edit.editing import resolve_options, to_rgb
 from editmgt_core.model import entries
 from editmgt_core.model.loading import Editor
 from editmgt_core.studio import domain, streaming, studio_inputs, studio_render
 
 HISTORY = 12  # results kept per session
+# Uploads up to this are edited and returned at their own resolution (a 12 MP photo comes back at 12 MP: the edit is
+# composited onto it, edit/composite.py); the page refuses larger ones with a message, and so does the server.
+FULL_RESOLUTION_PIXELS = 16_000_000
 SKIP = gr.skip()
 NO_IMAGE = ("no image: upload, paste or capture an image first (an uploaded file that shows nothing here could not "
             "be decoded as an image: use PNG, JPEG, WebP, BMP, GIF or TIFF)")  # fmt: skip
@@ -89,11 +92,25 @@ class Context:
 # ---------------------------------------------------------------------------------------------------- UI handlers
 
 
+def full_resolution(image: Image.Image | None) -> tuple[Image.Image, str | None]:
+    """An upload as upright RGB at its own resolution (results come back at this size), after the input checks;
+    ValueError beyond FULL_RESOLUTION_PIXELS. The notice is None: nothing is downscaled."""
+    checked, notice = studio_inputs.check_image(image)  # the limits; its downscaled copy serves only big uploads
+    if notice is None:
+        return checked, None
+    if image.width * image.height > FULL_RESOLUTION_PIXELS:
+        raise ValueError(f"the image is {image.width}x{image.height} ({image.width * image.height / 1e6:.0f} "
+                         f"megapixels); images up to {FULL_RESOLUTION_PIXELS / 1e6:.0f} megapixels are edited at "
+                         "their own resolution: downscale it first")  # fmt: skip
+    return to_rgb(image), None
+
+
 def editor_image(value) -> tuple[Image.Image, str | None, object]:
-    """gr.ImageEditor value -> (RGB image within the limits, downscale notice, brush mask at its size or None)."""
+    """gr.ImageEditor value -> (RGB image at its own resolution, within the limits; a notice or None; brush mask at
+    its size or None)."""
     if not value or value.get("background") is None:
         raise ValueError(NO_IMAGE)
-    image, notice = studio_inputs.check_image(value["background"])
+    image, notice = full_resolution(value["background"])
     return image, notice, studio_inputs.brush_mask(value.get("layers"), image.size)
 
 
@@ -279,7 +296,7 @@ def api_request(ctx: Context, image, instruction, mask, knobs: dict):
         raise ValueError("no image: pass an image file")
     strict = knobs.pop("strict", False)
     original = studio_inputs.open_upload(image)
-    img, notice = studio_inputs.check_image(original)
+    img, notice = full_resolution(original)
     studio_inputs.check_instruction(instruction)
     user_mask, mask_notice = None, None
     if mask:

@@ -142,11 +142,15 @@ def test_unusual_pixel_formats_are_edited(client, files, name):
     assert info["done"] and Image.open(png).mode == "RGB" and Image.open(png).size == (32, 32)
 
 
-def test_large_image_is_downscaled_with_a_notice(client, tmp_path, monkeypatch):
+def test_a_large_image_comes_back_at_its_own_resolution_within_the_limit(client, tmp_path, monkeypatch):
     monkeypatch.setattr(studio_inputs, "SOFT_PIXELS", 48 * 48)  # the server runs in this process
     picture(96, 64).save(tmp_path / "large.png")
     png, info = run(client, tmp_path / "large.png", **QUICK)[-1]
-    assert "downscaled" in info["notice"] and Image.open(png).width * Image.open(png).height <= 48 * 48
+    assert Image.open(png).size == (96, 64) and info["notice"] is None and info["size"] == [96, 64]
+    assert "full resolution 96x64" in read_parameters(png)["resize"]  # the download says so
+    monkeypatch.setattr(app_handlers, "FULL_RESOLUTION_PIXELS", 64 * 64)
+    with pytest.raises(AppError, match="edited at their own resolution: downscale it first"):
+        run(client, tmp_path / "large.png", **QUICK)
 
 
 def test_sweep_rejects_bad_grids(client, files):
