@@ -52,6 +52,7 @@ from editmgt_core.model import entries
 from editmgt_core.model.config import add_runtime_args
 from editmgt_core.model.loading import Editor, ModelNotFoundError, cpu_warning, load_editor
 from editmgt_core.studio import compute, domain, gpu_calls, streaming, studio_inputs, studio_render
+from editmgt_core.studio.gpu_calls import GPU_MAX_SECONDS, gpu_need, gpu_seconds  # noqa: F401 (ZeroGPU durations)
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_MODEL = ROOT / "assets" / "default-model"
@@ -88,27 +89,6 @@ SWEEP_HELP = (
 
 # ---------------------------------------------------------------------------------------------------- ZeroGPU
 
-
-
-# ZeroGPU durations: a visitor's quota must cover the duration asked for, so ask for what a call needs. Per step at
-# 1024x1024 working pixels: 2.7x the 0.19 s an fp32 step of the 1B model took on an H200, for the previews decoded
-# during the edit and a smaller GPU slice (docs/published-model.md).
-GPU_STEP_SECONDS = 0.5
-GPU_START_SECONDS = 10  # text encoders, VQ encode and decode, hand-over
-# The most one call asks for: ZeroGPU refuses a call beyond the visitor's limit ("The requested GPU duration is
-# larger than the maximum allowed"), reported from about 120 s for visitors who are not logged in; a sweep that
-# needs more runs as several calls (gpu_calls.sweep_plan).
-GPU_MAX_SECONDS = 120
-
-
-def gpu_need(steps: int, pixels: int, cells: int = 1) -> float:
-    """Seconds `cells` edits of `steps` steps at `pixels` working pixels need on a ZeroGPU slice, uncapped."""
-    return GPU_START_SECONDS + cells * (steps * GPU_STEP_SECONDS * max(pixels, 64 * 64) / 2**20 + 2)
-
-
-def gpu_seconds(steps: int, pixels: int, cells: int = 1) -> int:
-    """Seconds to ask ZeroGPU for: `gpu_need`, at least 15 s and at most GPU_MAX_SECONDS."""
-    return int(min(GPU_MAX_SECONDS, max(15, round(gpu_need(steps, pixels, cells)))))
 
 
 def gpu_wrapper():
@@ -155,21 +135,15 @@ def make_context(
     on_gpu = gpu_wrapper()
     gpu_stream, gpu_sweep = on_gpu(stream, stream_seconds), on_gpu(sweep, sweep_seconds)
 
-    def start_stream(image, instruction, options, mask, pixels, previews=True):
-        run = board.open()  # the sampler runs ahead while a step is rendered and sent
-        return gpu_calls.StoppableRun(compute.prefetch(gpu_stream(image, instruction, options, mask, pixels,
-                                                                  previews, run)), board, run)  # fmt: skip
+    def start_stream(image, instruction, options, mask, pixels, previews=True):  # the sampler runs ahead (prefetch)
+        args = (image, instruction, options, mask, pixels, previews)
+        return gpu_calls.start(board, compute.prefetch, gpu_stream, *args)
 
     def start_sweep(image, instruction, options, lams, gammas, mask, pixels):
-        run, steps, px = board.open(), options.steps, pixels or editor.settings.pixels
-        plan = gpu_calls.sweep_plan(lams, gammas, lambda cells: gpu_need(steps, px, cells) <= GPU_MAX_SECONDS)
-        def call(gammas_part, lams_part):  # one ZeroGPU call per part; none once stopped
-            if board.stopped(run):
-                return iter(())
-            return gpu_sweep(image, instruction, options, lams_part, gammas_part, mask, pixels, run)
-
-        items = gpu_calls.chained(plan, call, len(lams) * max(1, len(gammas or ())))
-        return gpu_calls.StoppableRun(compute.prefetch(items), board, run)
+        steps, px = options.steps, pixels or editor.settings.pixels
+        fits = lambda cells: gpu_calls.gpu_need(steps, px, cells) <= gpu_calls.GPU_MAX_SECONDS  # noqa: E731
+        args = (image, instruction, options, lams, gammas, mask, pixels)
+        return gpu_calls.start_sweep(board, compute.prefetch, gpu_sweep, fits, *args)
 
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="editmgt-studio-"))
     return Context(
@@ -273,13 +247,15 @@ def wire_ui(ctx: Context, ui: dict) -> None:
     private = {"api_visibility": "private", "queue": False, "show_progress": "hidden"}
     gpu = {"concurrency_id": "gpu", "show_progress": "minimal", "api_visibility": "private"}
     knobs = {name: ui[name] for name in KNOBS}
+    # trigger_mode "once": a second click on Edit while an edit runs is ignored, not queued behind it
     run_event = ui["run_btn"].click(by_name(partial(run_edit, ctx), ui), [ui[n] for n in ("image_in", "instruction",
                                     "history")], [ui[n] for n in EDIT_OUTPUTS], inputs_kwargs=knobs,
                                     trigger_mode="once", **gpu)  # fmt: skip
     sweep_inputs = [ui[n] for n in ("image_in", "instruction", "lam_values", "gamma_values")]
+    # "once" here too would keep a stopped sweep pending in gradio 6.31's page, and Explore would not run again
     sweep_event = ui["sweep_btn"].click(by_name(partial(run_sweep, ctx), ui), sweep_inputs,
                                         [ui[n] for n in SWEEP_OUTPUTS], inputs_kwargs=knobs,
-                                        trigger_mode="once", **gpu)  # fmt: skip
+                                        trigger_mode="multiple", **gpu)  # fmt: skip
     for btn in (ui["stop_btn"], ui["sweep_stop"]):
         btn.click(None, cancels=[run_event, sweep_event])
     ui["stop_btn"].click(stopped, ui["status"], ui["status"], **private)

@@ -275,8 +275,8 @@ def run_sweep(ctx: Context, value, instruction, lam_values, gamma_values, strict
     warn = "".join(f"\n\n⚠ {text}" for text in [*[brush] * bool(brush), *notices])
     yield {"grid": [], "table": [], "sweep_status": f"**Encoding** the image and the instruction…{warn}"}
     cells, last = [], 0.0
-    with user_errors():
-        for item in ctx.sweep(image, instruction, options, lams, gammas, mask, pixels):
+    with user_errors(), contextlib.closing(ctx.sweep(image, instruction, options, lams, gammas, mask, pixels)) as items:
+        for item in items:  # closed on Stop: the GPU work ends within a step
             if isinstance(item, streaming.Cell):
                 cells.append(item)
                 status = f"Cell {item.index + 1} done (λ={item.lam:g}, γ={item.gamma:g}) · {len(cells)} finished"
@@ -351,12 +351,14 @@ def api_sweep(ctx: Context, image, instruction, mask=None, lam_values="0, 0.2", 
         brush = studio_inputs.brush_note(user_mask, options) if len(lams) > 1 else None
         warnings += [brush] * bool(brush)
         cells = []
-        for item in ctx.sweep(img, instruction, options, lams, gammas, user_mask, pixels):
-            if isinstance(item, streaming.Cell):
-                cells.append(item)
-                done = len(cells) == len(lams) * len(gammas)
-                summary = {"seed": options.seed, "cells": [c.summary() for c in cells], "done": done}
-                yield cell_gallery(cells), {**summary, "warnings": warnings, "notice": " ".join(warnings) or None}
+        # closed when the client goes: the GPU work ends within a step
+        with contextlib.closing(ctx.sweep(img, instruction, options, lams, gammas, user_mask, pixels)) as items:
+            for item in items:
+                if isinstance(item, streaming.Cell):
+                    cells.append(item)
+                    done = len(cells) == len(lams) * len(gammas)
+                    summary = {"seed": options.seed, "cells": [c.summary() for c in cells], "done": done}
+                    yield cell_gallery(cells), {**summary, "warnings": warnings, "notice": " ".join(warnings) or None}
 
 
 # ---------------------------------------------------------------------------------------------------- small helpers

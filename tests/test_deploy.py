@@ -95,7 +95,7 @@ def test_deploy_uploads_through_the_hub_api(clone, capsys):
     readme = ops["README.md"].path_or_fileobj.decode()
     assert readme.startswith(deploy.render_front_matter(deploy.front_matter(clone)))
     assert readme.count("\n---\n") >= 1 and "# EditMGT Studio" in readme  # one front matter, the body kept
-    assert "preload_from_hub" not in readme  # hardware not given: nothing says it is a GPU
+    assert "preload_from_hub" not in readme.split("---\n")[1]  # hardware not given: nothing says it is a GPU
     rules = ops[".gitattributes"].path_or_fileobj.decode()
     assert "*.safetensors filter=lfs" in rules and "*.png filter=lfs" in rules and "*.py" not in rules
     assert ops["app.py"].path_or_fileobj == str(clone / "app.py")  # files go as paths: the client streams them

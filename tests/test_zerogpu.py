@@ -188,7 +188,8 @@ def test_a_sweep_beyond_a_calls_limit_runs_as_several_calls(tmp_path):
         from PIL import Image
         from editmgt_core.edit.editing import default_options, resolve_options
         from editmgt_core.studio.streaming import Cell, CellStep
-        app.GPU_MAX_SECONDS = 20                   # with the stand-in's ZEROGPU_MAX_SECONDS=20: six cells need 22 s
+        from editmgt_core.studio import gpu_calls
+        gpu_calls.GPU_MAX_SECONDS = 20             # with the stand-in's ZEROGPU_MAX_SECONDS=20: six cells need 22 s
         editor = app.load(app.DEFAULT_MODEL, "cpu")
         ctx = app.make_context(editor)
         image = Image.open(app.EXAMPLES / "recolor-yellow-circle.png")

@@ -227,14 +227,7 @@ def deploy(
         return files
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
-    if not api.repo_exists(repo_id, repo_type="space"):  # one call: the first build runs on its hardware and model
-        api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, space_hardware=hardware,
-                        space_variables=[{"key": k, "value": v} for k, v in variables.items()])  # fmt: skip
-    else:
-        if hardware:
-            api.request_space_hardware(repo_id, hardware)
-        for key, value in variables.items():
-            api.add_space_variable(repo_id, key, value)
+    create_or_update(api, repo_id, hardware, variables, private)
     readme = with_front_matter((root / "README.md").read_text(), fields)
     ops = [CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=str(root / f.path)) for f in files]
     ops = [op for op in ops if op.path_in_repo not in ("README.md", "requirements.txt")]
@@ -251,6 +244,19 @@ def deploy(
     )
     log(f"uploaded {len(files) + 3} files, deleted {len(stale)}: {getattr(info, 'commit_url', info)}")
     return files
+
+
+def create_or_update(api, repo_id: str, hardware: str | None, variables: dict, private: bool) -> None:
+    """A new Space in one call with its hardware and variables (its first build runs on them); an existing one
+    updated: hardware requested, variables set."""
+    if not api.repo_exists(repo_id, repo_type="space"):
+        api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, space_hardware=hardware,
+                        space_variables=[{"key": k, "value": v} for k, v in variables.items()])  # fmt: skip
+        return
+    if hardware:
+        api.request_space_hardware(repo_id, hardware)
+    for key, value in variables.items():
+        api.add_space_variable(repo_id, key, value)
 
 
 def _revision(root: Path) -> str:

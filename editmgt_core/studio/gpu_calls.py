@@ -20,6 +20,24 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 SLOTS = 256  # runs marked at once; a run's slot is its id modulo this
+# ZeroGPU durations: a visitor's quota must cover the duration asked for, so ask for what a call needs. Per step at
+# 1024x1024 working pixels: 2.7x the 0.19 s an fp32 step of the 1B model took on an H200, for the previews decoded
+# during the edit and a smaller GPU slice (docs/published-model.md).
+GPU_STEP_SECONDS = 0.5
+GPU_START_SECONDS = 10  # text encoders, VQ encode and decode, hand-over
+# The most one call asks for: ZeroGPU refuses a call beyond the visitor's limit ("The requested GPU duration is
+# larger than the maximum allowed"), reported from about 120 s for visitors who are not logged in.
+GPU_MAX_SECONDS = 120
+
+
+def gpu_need(steps: int, pixels: int, cells: int = 1) -> float:
+    """Seconds `cells` edits of `steps` steps at `pixels` working pixels need on a ZeroGPU slice, uncapped."""
+    return GPU_START_SECONDS + cells * (steps * GPU_STEP_SECONDS * max(pixels, 64 * 64) / 2**20 + 2)
+
+
+def gpu_seconds(steps: int, pixels: int, cells: int = 1) -> int:
+    """Seconds to ask ZeroGPU for: `gpu_need`, at least 15 s and at most GPU_MAX_SECONDS."""
+    return int(min(GPU_MAX_SECONDS, max(15, round(gpu_need(steps, pixels, cells)))))
 
 
 class StopBoard:
@@ -81,6 +99,27 @@ class StoppableRun:
 
     def __del__(self) -> None:
         self.close()
+
+
+def start(board: StopBoard, prefetch: Callable, gpu_fn: Callable, *args) -> StoppableRun:
+    """A run of `gpu_fn(*args, run)` (the run's id last), stepped ahead by `prefetch`, stoppable."""
+    run = board.open()
+    return StoppableRun(prefetch(gpu_fn(*args, run)), board, run)
+
+
+def start_sweep(board: StopBoard, prefetch: Callable, gpu_sweep: Callable, fits: Callable[[int], bool],
+                image, instruction, options, lams, gammas, mask, pixels) -> StoppableRun:  # fmt: skip
+    """A sweep as one or more calls of `gpu_sweep(image, instruction, options, lams, gammas, mask, pixels, run)`
+    (`sweep_plan` with `fits`), its cells numbered in the whole grid, stoppable between any two steps."""
+    run = board.open()
+
+    def call(gammas_part, lams_part):  # one ZeroGPU call per part; none once stopped
+        if board.stopped(run):
+            return iter(())
+        return gpu_sweep(image, instruction, options, lams_part, gammas_part, mask, pixels, run)
+
+    items = chained(sweep_plan(lams, gammas, fits), call, len(lams) * len(gammas))
+    return StoppableRun(prefetch(items), board, run)
 
 
 def sweep_plan(lams: Sequence[float], gammas: Sequence[float], fits: Callable[[int], bool]) -> list[tuple]:
