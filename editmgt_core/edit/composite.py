@@ -28,7 +28,8 @@ def cell_grid(changed: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def feather(changed_px: np.ndarray, width: float) -> np.ndarray:
     """float32 [H, W] weight of the decoded image: 1 on changed pixels, falling smoothly to 0 at `width` pixels from
     them, and exactly 0 beyond."""
-    distance = cv2.distanceTransform((~changed_px).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    # the 5x5 chamfer distance: within 2% of the Euclidean one and a fraction of the exact transform's time at 12 MP
+    distance = cv2.distanceTransform((~changed_px).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
     a = np.clip(1.0 - distance / width, 0.0, 1.0)
     return a * a * (3.0 - 2.0 * a)  # smoothstep: no visible ramp ends
 
@@ -49,9 +50,10 @@ def composite(decoded: Image.Image, original: Image.Image, changed: Tensor | np.
     px = cell_grid(changed, original.size)
     width = max(1.0, min(original.width / changed.shape[1], original.height / changed.shape[0]) / 2)
     alpha = feather(px, width)
-    out = np.array(original, dtype=np.uint8)
-    near = alpha > 0  # blend only there: a 12 MP photo with a small edit touches few pixels
-    a = alpha[near][:, None]
-    mixed = a * np.asarray(decoded)[near].astype(np.float32) + (1 - a) * out[near].astype(np.float32)
-    out[near] = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+    out, decoded = np.array(original, dtype=np.uint8), np.asarray(decoded)
+    np.copyto(out, decoded, where=(alpha >= 1)[..., None])  # the changed tokens: decoded pixels as they are
+    band = (alpha > 0) & (alpha < 1)  # blend only the feather band: few pixels even at 12 MP
+    a = alpha[band][:, None]
+    mixed = a * decoded[band].astype(np.float32) + (1 - a) * out[band].astype(np.float32)
+    out[band] = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
     return Image.fromarray(out)
