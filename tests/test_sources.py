@@ -163,3 +163,20 @@ def test_revision_reaches_load_editor_from_the_cli_and_the_app(monkeypatch):
         app.make_demo(app.parse_args(["--device", "cuda"]))
     assert asked[:3] == [("some/model", "abc123"), ("some/model", "v2"), ("some/model", "f00d")]
     assert asked[3] == (app.DEFAULT_MODEL, None)  # the Space's fallback: the bundle, no revision
+
+
+@needs_layout
+@pytest.mark.parametrize("sub, weights", [("vqvae", "diffusion_pytorch_model.safetensors"),
+                                          ("text_encoder", "model.safetensors"), ("llm_encoder", "model.safetensors")])
+def test_the_vq_and_text_encoders_refuse_weights_that_do_not_fit(folder, sub, weights):
+    """transformers and diffusers only warn and initialise missing weights at random; the loader refuses."""
+    path = folder / sub / weights
+    state = load_file(path)
+    key = sorted(state)[1]
+    del state[key]
+    state["extra.weight"] = torch.zeros(2)
+    save_file(state, path, metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match="missing keys") as err:
+        load_editor(folder)
+    message = str(err.value)
+    assert key.split(".")[-2] in message and "extra.weight" in message and str(folder / sub) in message

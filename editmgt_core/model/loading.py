@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from . import entries
-from .checkpoint import WEIGHTS_NAME, load_transformer
+from .checkpoint import WEIGHTS_NAME, CheckpointError, load_transformer
 from .config import COMPILE_MODES, DTYPE_CHOICES, check_scheduler
 from .encoders import ClipGemmaTextEncoder, SingleTextEncoder, VQTokenizer
 from .sources import (  # noqa: F401 (the loader's public names, re-exported)
@@ -113,6 +113,23 @@ class Editor:
         return self.transformer.config.mask_id
 
 
+def strict_pretrained(cls, folder: Path, tolerated: tuple[str, ...] = (), **kwargs):
+    """`cls.from_pretrained(folder)` from safetensors, refusing weights that do not fit as `load_transformer` does:
+    CheckpointError naming missing, unexpected (except those starting with `tolerated`) and mis-shaped keys, where
+    transformers and diffusers would only warn and initialise the missing ones at random."""
+    model, info = cls.from_pretrained(folder, use_safetensors=True, output_loading_info=True, **kwargs)
+    found = {
+        "missing keys": sorted(info.get("missing_keys") or ()),
+        "unexpected keys": sorted(k for k in info.get("unexpected_keys") or () if not k.startswith(tolerated)),
+        "shape mismatches": sorted(str(k) for k in info.get("mismatched_keys") or ()),
+    }
+    problems = [f"{label} ({len(keys)}): {', '.join(keys[:20])}{' ...' if len(keys) > 20 else ''}"
+                for label, keys in found.items() if keys]  # fmt: skip
+    if problems:
+        raise CheckpointError(f"{folder}: the weights do not match the model: " + "; ".join(problems))
+    return model
+
+
 def _text_encoder(root: Path, spec: dict, device: torch.device, dtype: torch.dtype, offload: bool):
     """The text stack `spec` names, in `dtype`, on `device` (on the CPU between calls with `offload`)."""
     from transformers import AutoModel, AutoTokenizer
@@ -128,8 +145,9 @@ def _text_encoder(root: Path, spec: dict, device: torch.device, dtype: torch.dty
                 raise ModelNotFoundError(f"{root} has no {sub}/ folder (needed by the CLIP + Gemma-2 text stack)")
         require_safetensors(root / "text_encoder", "model.safetensors")
         require_safetensors(root / "llm_encoder", "model.safetensors")
-        clip = CLIPTextModelWithProjection.from_pretrained(root / "text_encoder", use_safetensors=True, dtype=dtype)
-        gemma = AutoModel.from_pretrained(root / "llm_encoder", use_safetensors=True, dtype=dtype)
+        clip = strict_pretrained(CLIPTextModelWithProjection, root / "text_encoder", dtype=dtype)
+        # the reference loads Gemma-2 as a causal LM; its output head is not needed for hidden states
+        gemma = strict_pretrained(AutoModel, root / "llm_encoder", tolerated=("lm_head.",), dtype=dtype)
         return ClipGemmaTextEncoder(
             clip.to(home),
             CLIPTokenizer.from_pretrained(root / "tokenizer"),
@@ -192,7 +210,7 @@ def load_editor(
     if compile != "off":
         compile_transformer(transformer, compile)
     # float32 always: in bf16 about 10% of token assignments change
-    vq = VQModel.from_pretrained(root / "vqvae", use_safetensors=True).to(device)
+    vq = strict_pretrained(VQModel, root / "vqvae").to(device)
     text = _text_encoder(root, settings.text, device, dtype, offload)
     vq = VQTokenizer(vq, settings.image_range)
     return Editor(transformer, vq, text, settings, root, device, str(path_or_id), snapshot_commit(root))
