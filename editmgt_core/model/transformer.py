@@ -169,9 +169,12 @@ class EditMGTTransformer(nn.Module):
         x = torch.cat([txt, img], dim=1)
         last = self.config.depth - 1
         for j, block in enumerate(self.single_transformer_blocks, start=self.config.num_layers):
-            x, c, probs = block(x, n_txt, vec, freqs, c, vec_cond, bias, capture=kinds(j), last=j == last)
+            if j == last and not kinds(j):  # only the image rows are read from here on
+                x = block.image_rows(x, n_txt, vec, freqs, c, vec_cond, bias)
+                break
+            x, c, probs = block(x, n_txt, vec, freqs, c, vec_cond, bias, capture=kinds(j))
             keep(j, probs)
-        return self.head(x[:, -img.shape[1] :], grid), maps  # the last block may return the image rows only
+        return self.head(x[:, -img.shape[1] :], grid), maps  # image rows are last
 
     def _check(self, tokens: Tensor, cond: Tensor | None, gamma: float, capture: Iterable[int | str]):
         """Validate the inputs; returns {block: [(entry, parsed entry)]} to capture."""
