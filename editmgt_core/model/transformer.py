@@ -144,7 +144,6 @@ class EditMGTTransformer(nn.Module):
         # t * 1000 in float32 even for bf16 weights: bf16 rounds 5000 to 4992 and scrambles the sinusoid
         vec = self.time_text_embed(timestep.float(), pooled)
         img, grid = self.embed_tokens(tokens)
-
         ids = grid_ids(*grid, device=img.device)
         rows = [torch.zeros(txt.shape[1], 3, device=img.device), ids]  # text ids are zero: no rotation
         vec_cond = bias = c = None
@@ -154,7 +153,6 @@ class EditMGTTransformer(nn.Module):
             rows.append(ids)  # cond rows sit at the same positions as the target
             bias = gamma_bias(txt.shape[1] + img.shape[1], c.shape[1], gamma, img.dtype, img.device)
         freqs = rope(torch.cat(rows), self.config.axes_dims_rope)
-
         maps = {}
 
         def keep(i: int, probs) -> None:

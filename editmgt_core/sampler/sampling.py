@@ -7,6 +7,28 @@ the region hold's pure functions in hold, and the reference scheduler step, bit 
 
 Conventions (the reference's): timestep t = N-1-step (N-1 first, 0 last); tokens [B, H, W] hold `mask_id` where still
 masked; one generator serves every draw (see schedule).
+
+logits_fn(tokens, timestep, capture) -> (logits [n, K, H, W], {block: maps [n, heads, T, I]}): with guidance
+(guidance_scale != 1; the reference's rule > 1 when reference_compatible) n = 2B, the sampler passes [tokens,
+tokens] and the closure lays rows out as [uncond (B), cond (B)]; the sampler combines u + g (c - u) and keeps the
+cond maps. Without guidance n = B. capture is True when the step needs maps (lam > 0 or show_map, and not a
+'replace' brush; show_map makes the map at lam = 0 too, for display, and changes no token); the map (on the
+model's attention grid, see map_grid, upsampled to (H, W)) of step k's forward decides the hold of step k,
+recomputed every step as the reference does. text_weights [B, T] (see consolidate.text_weights_for)
+picks the text rows of the map. Logit entries in options.layers ('change', 'kl'; see entries) are made from the
+first step's logits (the instruction's row, and the negative prompt's for 'kl') and kept for every step; with
+attention entries too the map is the mean of the two (mix_maps); with logit entries alone logits_fn is asked
+for no maps.
+options.grow widens the map's edit region (grow_map) before it meets the brush and λ; a row whose focus at the
+first step is below options.focus_gate holds nothing by the map (see focus, gated_rows). The yielded scores are
+the map as made, before both. user_mask bool [B, H, W] (True = editable) combines with the map per
+options.mask_mode (see combine_hold). hold.hold_scores chains the three.
+
+Normal mode: held tokens are committed to src and never re-masked (so they never change), and exactly the
+scheduled number of open tokens is re-masked, the schedule running over the tokens not held (edit_step).
+reference_compatible: every step is exactly `reference_step` (reference_sampler.reference_update; holds may be
+re-masked, as in the reference); it takes no brush. One generator, seeded from options.seed, on src's device
+serves all steps, as the reference pipeline's.
 """
 
 from __future__ import annotations
@@ -131,6 +153,18 @@ def _guided(logits_fn: LogitsFn, tokens: Tensor, timestep: int, attend: bool, sc
     return uncond + scale * (cond - uncond), uncond, cond, {layer: m.chunk(2)[1] for layer, m in maps.items()}
 
 
+def _map_and_hold(maps, weights, grid, logit_map, gated, options: SamplerOptions, user_mask, capture: bool):
+    """One normal step's (scores the hold compares with λ or None, the map as shown or None): the map as made, the
+    hold's scores after grow, gate and brush (none without λ or a brush), the shown map with the brush applied."""
+    scores = mix_maps(maps, weights, grid, logit_map) if capture else None  # the map as made
+    held_by = None  # show_map at λ = 0 without a brush holds nothing
+    if options.lam > 0 or user_mask is not None:
+        held_by = hold_scores(scores, grow=options.grow, gated=gated, user_mask=user_mask, mode=options.mask_mode)
+    if user_mask is not None:  # shown and scored: the map with the brush, before grow and gate
+        scores = combine_hold(scores, user_mask, options.mask_mode)
+    return held_by, scores
+
+
 def _check_inputs(src, mask_id, text_weights, user_mask, options, capture):
     if src.ndim != 3 or src.dtype != torch.long:
         raise ValueError(f"src must be int64 [B, H, W]; got {src.dtype} {tuple(src.shape)}")
@@ -176,26 +210,9 @@ def sample(
     """Edit src (int64 [B, H, W] source tokens) in options.steps steps, yielding a StepRecord after each.
 
     logits_fn(tokens, timestep, capture) -> (logits [n, K, H, W], {block: maps [n, heads, T, I]}): with guidance
-    (guidance_scale != 1; the reference's rule > 1 when reference_compatible) n = 2B, the sampler passes [tokens,
-    tokens] and the closure lays rows out as [uncond (B), cond (B)]; the sampler combines u + g (c - u) and keeps the
-    cond maps. Without guidance n = B. capture is True when the step needs maps (lam > 0 or show_map, and not a
-    'replace' brush; show_map makes the map at lam = 0 too, for display, and changes no token); the map (on the
-    model's attention grid, see map_grid, upsampled to (H, W)) of step k's forward decides the hold of step k,
-    recomputed every step as the reference does. text_weights [B, T] (see consolidate.text_weights_for)
-    picks the text rows of the map. Logit entries in options.layers ('change', 'kl'; see entries) are made from the
-    first step's logits (the instruction's row, and the negative prompt's for 'kl') and kept for every step; with
-    attention entries too the map is the mean of the two (mix_maps); with logit entries alone logits_fn is asked
-    for no maps.
-    options.grow widens the map's edit region (grow_map) before it meets the brush and λ; a row whose focus at the
-    first step is below options.focus_gate holds nothing by the map (see focus, gated_rows). The yielded scores are
-    the map as made, before both. user_mask bool [B, H, W] (True = editable) combines with the map per
-    options.mask_mode (see combine_hold). hold.hold_scores chains the three.
-
-    Normal mode: held tokens are committed to src and never re-masked (so they never change), and exactly the
-    scheduled number of open tokens is re-masked, the schedule running over the tokens not held (edit_step).
-    reference_compatible: every step is exactly `reference_step` (reference_sampler.reference_update; holds may be
-    re-masked, as in the reference); it takes no brush. One generator, seeded from options.seed, on src's device
-    serves all steps, as the reference pipeline's.
+    n = 2B, rows laid out [uncond (B), cond (B)]; without, n = B. text_weights [B, T] (consolidate.text_weights_for)
+    picks the map's text rows; user_mask bool [B, H, W] (True = editable) is the brush; show_map makes the map at
+    λ = 0 too, for display (it changes no token). The module's docstring says how a step runs.
     """
     ref = options.reference_compatible
     guided = options.guidance_scale > 1.0 if ref else options.guidance_scale != 1.0
@@ -223,16 +240,10 @@ def sample(
                 step=step, num_steps=n, lam=options.lam, mask_id=mask_id,
             )  # fmt: skip
         else:
-            scores = mix_maps(maps, weights, (h, w), logit_map) if capture else None  # the map as made
             if capture and step == 0 and maps:
                 first_focus = focus(maps, weights)
                 gated = gated_rows(first_focus, options.focus_gate)
-            held_by = None  # the scores the hold compares with λ (show_map at λ = 0 without a brush: none)
-            if holding:
-                held_by = hold_scores(scores, grow=options.grow, gated=gated, user_mask=user_mask,
-                                      mode=options.mask_mode)  # fmt: skip
-            if user_mask is not None:  # shown and scored: the map with the brush, before grow and gate
-                scores = combine_hold(scores, user_mask, options.mask_mode)
+            held_by, scores = _map_and_hold(maps, weights, (h, w), logit_map, gated, options, user_mask, capture)
             share = cosine_schedule((torch.tensor([[step]]) + 1) / n) if step < n - 1 else None  # as mask_len
             new, probs, hold = edit_step(
                 logits, tokens, src, generator, temperature=temps[step], schedule=share, scores=held_by,
