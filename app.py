@@ -51,7 +51,8 @@ from editmgt_core.edit.editing import default_options
 from editmgt_core.model import entries
 from editmgt_core.model.config import add_runtime_args
 from editmgt_core.model.loading import Editor, ModelNotFoundError, cpu_warning, load_editor
-from editmgt_core.studio import compute, domain, gpu_calls, streaming, studio_inputs, studio_render
+from editmgt_core.studio import domain, gpu_calls, streaming, studio_inputs, studio_render
+from editmgt_core.studio.compute import ComputeThread
 from editmgt_core.studio.gpu_calls import GPU_MAX_SECONDS, gpu_need, gpu_seconds  # noqa: F401 (ZeroGPU durations)
 
 ROOT = Path(__file__).resolve().parent
@@ -106,12 +107,15 @@ def make_context(
     preview_budget: float = streaming.PREVIEW_BUDGET,
     frame_interval: float = 0.1,
     out_dir: Path | None = None,
+    compute: ComputeThread | None = None,
 ) -> Context:
     """The handlers' context; the edit and sweep generators are wrapped for ZeroGPU when `spaces` is importable.
     preview_budget: share of an edit's time spent decoding previews; frame_interval: a live frame goes to the browser
     at most this often, and a preview is decoded at most this often (every step is still cached for the scrubber,
     over the latest preview). Closing a stream or sweep (Stop) ends its GPU work within one decoding step
-    (gpu_calls.StopBoard, made here before any GPU worker exists)."""
+    (gpu_calls.StopBoard, made here before any GPU worker exists). compute: the thread the model runs on (the one
+    it was loaded on; default a new one)."""
+    compute = compute or ComputeThread()
     board = gpu_calls.StopBoard()
 
     def stream(image, instruction, options, mask, pixels, previews, run):  # on the GPU worker under ZeroGPU
@@ -361,9 +365,12 @@ def load(
     fallback: bool = False,
     compile: str = "off",
     revision: str | None = None,
+    compute: ComputeThread | None = None,
 ) -> Editor:
     """load_editor, or one clear message (no traceback) when the model is missing or broken. fallback: when `model`
-    (a default from EDITMGT_MODEL) cannot be loaded, say why and load the bundle instead (a Space that is offline)."""
+    (a default from EDITMGT_MODEL) cannot be loaded, say why and load the bundle instead (a Space that is offline).
+    compute: the thread the app will run the model on (load it there: one OpenMP team in the process)."""
+    compute = compute or ComputeThread()
     if Path(model).expanduser().resolve() == DEFAULT_MODEL and not DEFAULT_MODEL.is_dir():
         raise SystemExit(
             f"EditMGT Studio: the bundled default model is missing ({DEFAULT_MODEL}). Export it with "
@@ -382,7 +389,7 @@ def load(
     except (ModelNotFoundError, ValueError, OSError) as err:
         if fallback and Path(str(model)).resolve() != DEFAULT_MODEL:
             log.warning("cannot load %s (%s); loading the bundled model instead", model, err)
-            return load(DEFAULT_MODEL, device, dtype, offload, compile=compile)
+            return load(DEFAULT_MODEL, device, dtype, offload, compile=compile, compute=compute)
         raise SystemExit(f"EditMGT Studio: cannot load the model {str(model)!r}: {err}") from None
     warning = cpu_warning(editor, default_options(editor).steps)
     if warning:
@@ -414,9 +421,10 @@ def make_demo(args: argparse.Namespace) -> gr.Blocks:
     """The app over the model `args` name (without --model: EDITMGT_MODEL on a GPU, else the bundle)."""
     device = args.device or default_device()
     model = args.model or default_model(device)
+    compute = ComputeThread()  # the model is loaded and run on this one thread
     editor = load(model, device, args.dtype, args.offload, fallback=args.model is None, compile=args.compile,
-                  revision=args.revision or space_revision(model))  # fmt: skip
-    return build_app(editor, concurrency=args.concurrency)
+                  revision=args.revision or space_revision(model), compute=compute)  # fmt: skip
+    return build_app(editor, concurrency=args.concurrency, compute=compute)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,11 +5,11 @@ import json
 import pytest
 from tiny_model import make_model_folder
 
-from editmgt_core.bench import core
+from editmgt_core.bench import cli
 
 
 def test_forward_bench_reports_timings_and_memory(capsys):
-    core.main(["forward", "--config", "tiny", "--grid", "8", "--text-len", "16", "--capture-from", "2",
+    cli.main(["forward", "--config", "tiny", "--grid", "8", "--text-len", "16", "--capture-from", "2",
                 "--capture-count", "2", "--repeats", "1"])  # fmt: skip
     out = json.loads(capsys.readouterr().out)
     assert out["capture_layers"] == [2, 3]
@@ -18,7 +18,7 @@ def test_forward_bench_reports_timings_and_memory(capsys):
 
 def test_edit_bench_splits_stages(tmp_path, capsys):
     folder = make_model_folder(tmp_path / "tiny")
-    core.main(["edit", "--model", str(folder), "--steps", "3", "--repeats", "1", "--instruction", "make it red"])
+    cli.main(["edit", "--model", str(folder), "--steps", "3", "--repeats", "1", "--instruction", "make it red"])
     out = json.loads(capsys.readouterr().out)
     assert set(out["plain"]["parts_ms"]) == {"text", "encode", "sampling", "decode"}
     assert out["hold"]["lam"] == 0.3 and "hold_overhead_sampling" in out
@@ -27,7 +27,7 @@ def test_edit_bench_splits_stages(tmp_path, capsys):
 def test_random_weights_edit_bench_reports_the_published_runs_fields(capsys):
     """The GPU benchmark's CPU smoke run: whole edits of a tiny random editor in bf16, map and hold on, with the
     split, the streamed run, a profile and the eager float32 comparison (no timing asserted)."""
-    core.main(["edit", "--random-weights", "--config", "tiny", "--dtype", "bf16", "--steps", "3", "--repeats", "1",
+    cli.main(["edit", "--random-weights", "--config", "tiny", "--dtype", "bf16", "--steps", "3", "--repeats", "1",
                 "--threads", "1"])  # fmt: skip
     out = json.loads(capsys.readouterr().out)
     run = out["run"]
@@ -37,7 +37,7 @@ def test_random_weights_edit_bench_reports_the_published_runs_fields(capsys):
     assert run["stream"]["first_frame_after_text_ms"] < run["stream"]["first_frame_ms"]
     assert run["profile"] and all(row["self_ms"] >= 0 for row in run["profile"])
     assert out["eager_fp32"]["dtype"] == "float32" and out["speedup_over_eager_fp32"] > 0
-    core.main(["edit", "--random-weights", "--config", "tiny", "--dtype", "bf16", "--steps", "2", "--repeats", "1",
+    cli.main(["edit", "--random-weights", "--config", "tiny", "--dtype", "bf16", "--steps", "2", "--repeats", "1",
                "--threads", "1", "--quick", "--no-fp32"])  # fmt: skip
     captured = capsys.readouterr()
     quick = json.loads(captured.out)
@@ -78,7 +78,7 @@ def test_compiled_blocks_match_eager_and_compile_each_capture_once():
     this CPU); outputs and captured maps equal the uncompiled model's, with and without capture."""
     import torch
 
-    from editmgt_core.bench.core import random_transformer
+    from editmgt_core.bench.common import random_transformer
     from editmgt_core.model.loading import compile_transformer
 
     model = random_transformer("tiny", "cpu", torch.float32)
@@ -106,7 +106,7 @@ def test_cuda_graph_compile_copies_each_blocks_outputs():
     output."""
     import torch
 
-    from editmgt_core.bench.core import random_transformer
+    from editmgt_core.bench.common import random_transformer
     from editmgt_core.model.loading import compile_transformer, outputs_copied
 
     kept = [torch.ones(3), {"map": torch.zeros(2)}, 7]

@@ -19,6 +19,7 @@ from tiny_model import make_model_folder
 
 import app
 from editmgt_core.model.loading import load_editor
+from editmgt_core.studio.compute import ComputeThread
 
 pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore:::gradio.queueing")]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -172,9 +173,14 @@ def test_an_undecodable_upload_says_so(page, tmp_path):
     page.wait_for_function("() => document.querySelector('#upload-note').innerText.includes('could not be decoded')")
 
 
+def slow_steps(monkeypatch):
+    prefetch = ComputeThread.prefetch
+    slow = lambda self, items, depth=2: prefetch(self, (time.sleep(0.2) or i for i in items), depth)  # noqa: E731
+    monkeypatch.setattr(ComputeThread, "prefetch", slow)
+
+
 def test_a_new_run_clears_the_old_result_and_stop_says_where_it_ended(page, monkeypatch):
-    prefetch = app.compute.prefetch  # (the server runs in this process) steps take 0.2 s: time to press Stop
-    monkeypatch.setattr(app.compute, "prefetch", lambda items, depth=2: prefetch(time.sleep(0.2) or i for i in items))
+    slow_steps(monkeypatch)  # (the server runs in this process) steps take 0.2 s: time to press Stop
     upload(page, EXAMPLE)
     page.locator("#instruction textarea").fill("make the circle red")
     page.locator("#steps input[type=number]").fill("2")
@@ -193,8 +199,7 @@ def test_a_new_run_clears_the_old_result_and_stop_says_where_it_ended(page, monk
 
 
 def test_the_sweep_stops_and_explores_again(page, monkeypatch):
-    prefetch = app.compute.prefetch  # as above: steps take 0.2 s, time to press Stop
-    monkeypatch.setattr(app.compute, "prefetch", lambda items, depth=2: prefetch(time.sleep(0.2) or i for i in items))
+    slow_steps(monkeypatch)  # (the server runs in this process) steps take 0.2 s: time to press Stop
     upload(page, EXAMPLE)
     page.locator("#instruction textarea").fill("make the circle red")
     page.locator("#steps input[type=number]").fill("64")

@@ -18,8 +18,38 @@ def test_console_script_and_version(capsys):
     with pytest.raises(SystemExit) as stop:
         cli.main(["--version"])
     assert stop.value.code == 0 and capsys.readouterr().out.strip() == f"editmgt {editmgt_core.__version__}"
-    dynamic = project["tool"]["setuptools"]["dynamic"]
-    assert dynamic["dependencies"] == {"file": ["requirements.txt"]}  # `pip install .` installs what the app needs
+
+
+def pins(path: Path) -> dict[str, str]:
+    """name -> version of each `name==version` line (comments, blank and `-r` lines skipped)."""
+    lines = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
+    return dict(canonical(line).split("==") for line in lines if "==" in line)
+
+
+def canonical(text: str) -> str:
+    return text.lower().replace("_", "-")
+
+
+def test_dependency_ranges_admit_the_pinned_set():
+    """`pip install .` takes ranges; requirements*.txt pin one set inside them (the Space's and CI's)."""
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pinned = pins(ROOT / "requirements.txt") | pins(ROOT / "requirements-dev.txt")
+    groups = {"": project["dependencies"], "dev": project["optional-dependencies"]["dev"]}
+    for group, lines in groups.items():
+        for line in lines:
+            req = Requirement(line)
+            assert "==" not in str(req.specifier), f"{line}: a range, not a pin"
+            assert canonical(req.name) in pinned, f"{req.name} ({group or 'core'}) is not pinned in requirements"
+            assert req.specifier.contains(pinned[canonical(req.name)]), f"{line} excludes the pinned version"
+    core = {canonical(Requirement(line).name) for line in groups[""]}
+    assert {"torch", "gradio", "diffusers", "transformers", "safetensors"} <= core
+
+
+def test_citation_names_this_version():
+    citation = (ROOT / "CITATION.cff").read_text()
+    assert f"version: {editmgt_core.__version__}\n" in citation and "arXiv:2512.11715" in citation
 
 
 def test_app_command_passes_its_options_to_app_py(monkeypatch):

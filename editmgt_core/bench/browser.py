@@ -42,7 +42,7 @@ def photo(path: Path, width: int = 4000, height: int = 3000) -> Path:
 def bench_browser(args) -> dict:
     from playwright.sync_api import sync_playwright
 
-    from .core import studio_process
+    from .common import studio_process
 
     root = Path(__file__).resolve().parents[2]
     big = photo(Path(tempfile.mkdtemp(prefix="editmgt-bench-")) / "photo.jpg")

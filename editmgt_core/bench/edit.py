@@ -23,6 +23,7 @@ from PIL import Image
 
 from ..edit.editing import default_options, edit, sync_device
 from ..model.loading import compile_transformer
+from .common import DTYPES, peak_rss_gb
 from .random_model import SHAPES, random_editor
 
 
@@ -122,7 +123,6 @@ def _run(args, dtype: torch.dtype, compile_mode: str, repeats: int, full: bool) 
 
 
 def bench_random_edit(args) -> dict:
-    from .core import DTYPES
 
     if args.config not in SHAPES:
         raise SystemExit(f"--config {args.config!r}: random editors exist for {', '.join(SHAPES)}")
@@ -138,4 +138,34 @@ def bench_random_edit(args) -> dict:
         fp32 = _run(args, torch.float32, "off", max(2, args.repeats // 2), full=False)
         result["eager_fp32"] = fp32
         result["speedup_over_eager_fp32"] = round(fp32["edit"]["median_ms"] / result["run"]["edit"]["median_ms"], 2)
+    return result
+
+
+def bench_edit(args) -> dict:
+    if args.random_weights:
+        return bench_random_edit(args)
+    from PIL import Image
+
+    from ..edit.editing import default_options, edit
+    from ..model.loading import load_editor
+
+    torch.set_num_threads(args.threads)
+    editor = load_editor(args.model, device=args.device)
+    rng = torch.Generator().manual_seed(0)
+    side = int(editor.settings.pixels**0.5)
+    image = Image.fromarray((torch.rand(side, side, 3, generator=rng) * 255).byte().numpy())
+    result = {"model": str(args.model), "threads": args.threads, "work_pixels": editor.settings.pixels}
+    default_lam = default_options(editor).lam
+    hold_lam = args.lam if args.lam is not None else default_lam if default_lam > 0 else 0.3
+    for name, lam in (("plain", 0.0), ("hold", hold_lam)):
+        options = default_options(editor, lam=lam, seed=0, **({"steps": args.steps} if args.steps else {}))
+        runs = [edit(editor, image, args.instruction, options) for _ in range(args.repeats + 1)][1:]
+        parts = {k: round(1000 * statistics.median(r.timings[k] for r in runs), 1) for k in runs[0].timings}
+        total = [sum(r.timings.values()) for r in runs]
+        result[name] = {"lam": lam, "steps": options.steps, "median_ms": round(1000 * statistics.median(total), 1),
+                        "parts_ms": parts}  # fmt: skip
+    result["hold_overhead_sampling"] = round(
+        result["hold"]["parts_ms"]["sampling"] / result["plain"]["parts_ms"]["sampling"] - 1, 4
+    )
+    result["peak_rss_gb"] = round(peak_rss_gb(), 3)
     return result

@@ -18,7 +18,7 @@ import torch
 
 from ..model.config import TransformerConfig
 from ..model.encoders import visiting
-from .core import random_transformer, time_forward
+from .common import random_transformer, time_forward
 
 GiB = 2**30
 

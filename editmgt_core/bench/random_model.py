@@ -100,7 +100,7 @@ def random_editor(
     """An Editor of random weights at `config`'s shapes (see SHAPES). dtype: transformer and text encoders (the VQ
     stays float32, as load_editor keeps it); side: working side in pixels (default the preset's); layers: the map's
     entries (default: the published band 28-36 when the model has them, else its last two blocks)."""
-    from .core import random_transformer
+    from .common import random_transformer
 
     if config not in SHAPES:
         raise ValueError(f"config {config!r}; random editors exist for {', '.join(SHAPES)}")

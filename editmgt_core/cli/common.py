@@ -12,7 +12,7 @@ from ..model.config import add_runtime_args
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: app.py and assets/ sit next to the package
 DEFAULT_MODEL = ROOT / "assets" / "default-model"
 PUBLISHED = "WeiChow/EditMGT"
-KNOBS = tuple(name for name, knob in knobs.KNOBS.items() if knob.sampler)  # SamplerOptions fields the CLI sets
+KNOBS = knobs.SAMPLER  # the SamplerOptions fields the CLI sets
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -32,23 +32,22 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 class _Help:
-    """A knob's help, worded when --help is printed: it names the demo's default, which needs torch (`editmgt
-    convert --input ...` should not pay for that). argparse fills '%(knob_help)s' from the action's attributes."""
+    """A knob's help, worded when --help is printed (argparse fills '%(knob_help)s' from the action's attributes)."""
 
-    def __init__(self, knob: knobs.Knob):
-        self.knob = knob
+    def __init__(self, name: str):
+        self.name = name
 
     def __str__(self) -> str:
-        return knobs.cli_help(self.knob)
+        return knobs.cli_help(self.name)
 
 
 def add_sampler_args(p: argparse.ArgumentParser, what: str = "the edit") -> None:
-    """The sampler knobs (knobs.KNOBS with CLI flags) as options; unset ones are None (sampler_overrides)."""
+    """The knobs with command-line flags (knobs.KNOBS) as options; unset ones are None (sampler_overrides)."""
     g = p.add_argument_group(f"sampler knobs for {what} (default: the model's settings, else the published demo's)")
-    for knob in knobs.KNOBS.values():
+    for name, knob in knobs.KNOBS.items():
         if knob.flags:
-            action = g.add_argument(*knob.flags, dest=knob.name, help="%(knob_help)s", **knob.cli_options())
-            action.knob_help = _Help(knob)
+            action = g.add_argument(*knob.flags, dest=name, help="%(knob_help)s", **knobs.cli_options(name))
+            action.knob_help = _Help(name)
 
 
 def sampler_overrides(args: argparse.Namespace) -> dict:

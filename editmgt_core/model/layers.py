@@ -212,21 +212,11 @@ class SingleBlock(nn.Module):
         self.proj_out = nn.Linear(dim + mlp_ratio * dim, dim)
         self.attn = Attention(dim, heads, context=False)
 
-    def forward(self, x, n_txt, vec, freqs, cond=None, vec_cond=None, bias=None, capture=frozenset(), last=False):
+    def forward(self, x, n_txt, vec, freqs, cond=None, vec_cond=None, bias=None, capture=frozenset()):
         """x [B, T + I, D] (text first), cond [B, R, D] or None; every row shares the same weights.
-
-        last: only the image rows' output is wanted (the final block): returns x [B, I, D] and no cond, and text and
-        cond rows get keys and values only (unless capturing, which needs the text queries).
-        """
+        Returns x [B, T + I, D], cond and the captured attention."""
         n_main = x.shape[1]
-        shift, scale, gate = self.norm(vec)
-        rows = [(x, shift, scale)]
-        if cond is not None:
-            c_shift, c_scale, c_gate = self.norm(vec_cond)
-            rows.append((cond, c_shift, c_scale))
-        h = modulate_rows(*rows)
-        if last and not capture:
-            return self._image_rows(x, h, slice(n_txt, n_main), gate, freqs, bias), None, None
+        h, gate, c_gate = self._modulated(x, vec, cond, vec_cond)
         mlp = gelu_tanh(self.proj_mlp(h))
         q, k, v = self.attn.qkv(h)
         q, k = apply_rope(q, freqs), apply_rope(k, freqs)
@@ -237,11 +227,24 @@ class SingleBlock(nn.Module):
             cond = gated(cond, c_gate, out[:, n_main:])
         return x, cond, probs
 
-    def _image_rows(self, x, h, rows: slice, gate, freqs, bias) -> Tensor:
+    def image_rows(self, x, n_txt, vec, freqs, cond=None, vec_cond=None, bias=None) -> Tensor:
+        """The image rows of forward's x, [B, I, D], and nothing else: what the final block needs when no map is
+        captured there. Text and cond rows give keys and values only (no queries, no MLP)."""
+        rows = slice(n_txt, x.shape[1])
+        h, gate, _ = self._modulated(x, vec, cond, vec_cond)
         q, k, v = self.attn.qkv(h, q_rows=rows)
         q, k = apply_rope(q, freqs[rows]), apply_rope(k, freqs)
         out = attention(q, k, v, None if bias is None else bias[rows])
         return gated(x[:, rows], gate, self._proj_out(out, gelu_tanh(self.proj_mlp(h[:, rows]))))
+
+    def _modulated(self, x, vec, cond, vec_cond) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The normed, modulated rows [x, cond] and the gates of x and cond."""
+        shift, scale, gate = self.norm(vec)
+        rows, c_gate = [(x, shift, scale)], None
+        if cond is not None:
+            c_shift, c_scale, c_gate = self.norm(vec_cond)
+            rows.append((cond, c_shift, c_scale))
+        return modulate_rows(*rows), gate, c_gate
 
     def _proj_out(self, attn: Tensor, mlp: Tensor) -> Tensor:
         """proj_out(cat([attn, mlp])) as two products summed in one GEMM call, without building the concatenation."""

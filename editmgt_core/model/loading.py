@@ -258,10 +258,15 @@ def compile_transformer(
     of the hidden states per block)."""
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile mode {mode!r}; expected one of {', '.join(COMPILE_MODES)}")
+
+    def compiled(fn):
+        fn = torch.compile(fn, mode=None if backend != "inductor" else mode, backend=backend, dynamic=False)
+        return outputs_copied(fn) if mode == "reduce-overhead" else fn
+
     for block in (*transformer.transformer_blocks, *transformer.single_transformer_blocks):
-        compiled = torch.compile(block.forward, mode=None if backend != "inductor" else mode, backend=backend,
-                                 dynamic=False)  # fmt: skip
-        block.forward = outputs_copied(compiled) if mode == "reduce-overhead" else compiled
+        block.forward = compiled(block.forward)
+    for block in transformer.single_transformer_blocks[-1:]:  # its image rows alone when it captures nothing
+        block.image_rows = compiled(block.image_rows)
     return transformer
 
 

@@ -144,7 +144,6 @@ class EditMGTTransformer(nn.Module):
         # t * 1000 in float32 even for bf16 weights: bf16 rounds 5000 to 4992 and scrambles the sinusoid
         vec = self.time_text_embed(timestep.float(), pooled)
         img, grid = self.embed_tokens(tokens)
-
         ids = grid_ids(*grid, device=img.device)
         rows = [torch.zeros(txt.shape[1], 3, device=img.device), ids]  # text ids are zero: no rotation
         vec_cond = bias = c = None
@@ -154,7 +153,6 @@ class EditMGTTransformer(nn.Module):
             rows.append(ids)  # cond rows sit at the same positions as the target
             bias = gamma_bias(txt.shape[1] + img.shape[1], c.shape[1], gamma, img.dtype, img.device)
         freqs = rope(torch.cat(rows), self.config.axes_dims_rope)
-
         maps = {}
 
         def keep(i: int, probs) -> None:
@@ -169,9 +167,12 @@ class EditMGTTransformer(nn.Module):
         x = torch.cat([txt, img], dim=1)
         last = self.config.depth - 1
         for j, block in enumerate(self.single_transformer_blocks, start=self.config.num_layers):
-            x, c, probs = block(x, n_txt, vec, freqs, c, vec_cond, bias, capture=kinds(j), last=j == last)
+            if j == last and not kinds(j):  # only the image rows are read from here on
+                x = block.image_rows(x, n_txt, vec, freqs, c, vec_cond, bias)
+                break
+            x, c, probs = block(x, n_txt, vec, freqs, c, vec_cond, bias, capture=kinds(j))
             keep(j, probs)
-        return self.head(x[:, -img.shape[1] :], grid), maps  # the last block may return the image rows only
+        return self.head(x[:, -img.shape[1] :], grid), maps  # image rows are last
 
     def _check(self, tokens: Tensor, cond: Tensor | None, gamma: float, capture: Iterable[int | str]):
         """Validate the inputs; returns {block: [(entry, parsed entry)]} to capture."""

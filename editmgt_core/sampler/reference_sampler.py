@@ -9,17 +9,14 @@ then exactly that step. Bit-exactness holds for the same torch build on the same
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from ..model import entries
 from .consolidate import adaptive_filter, attention_scores, map_grid, min_max, upsample
+from .options import SamplerOptions
 from .schedule import cosine_schedule, draw_tokens, gumbel_confidence
-
-if TYPE_CHECKING:
-    from .sampling import SamplerOptions
 
 # Knobs of ours the reference sampler lacks, at the values that leave its behaviour unchanged.
 REFERENCE_VALUES = {"grow": 0, "focus_gate": 0.0, "token_temperature": 1.0}

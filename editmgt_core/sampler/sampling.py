@@ -7,6 +7,28 @@ the region hold's pure functions in hold, and the reference scheduler step, bit 
 
 Conventions (the reference's): timestep t = N-1-step (N-1 first, 0 last); tokens [B, H, W] hold `mask_id` where still
 masked; one generator serves every draw (see schedule).
+
+logits_fn(tokens, timestep, capture) -> (logits [n, K, H, W], {block: maps [n, heads, T, I]}): with guidance
+(guidance_scale != 1; the reference's rule > 1 when reference_compatible) n = 2B, the sampler passes [tokens,
+tokens] and the closure lays rows out as [uncond (B), cond (B)]; the sampler combines u + g (c - u) and keeps the
+cond maps. Without guidance n = B. capture is True when the step needs maps (lam > 0 or show_map, and not a
+'replace' brush; show_map makes the map at lam = 0 too, for display, and changes no token); the map (on the
+model's attention grid, see map_grid, upsampled to (H, W)) of step k's forward decides the hold of step k,
+recomputed every step as the reference does. text_weights [B, T] (see consolidate.text_weights_for)
+picks the text rows of the map. Logit entries in options.layers ('change', 'kl'; see entries) are made from the
+first step's logits (the instruction's row, and the negative prompt's for 'kl') and kept for every step; with
+attention entries too the map is the mean of the two (mix_maps); with logit entries alone logits_fn is asked
+for no maps.
+options.grow widens the map's edit region (grow_map) before it meets the brush and λ; a row whose focus at the
+first step is below options.focus_gate holds nothing by the map (see focus, gated_rows). The yielded scores are
+the map as made, before both. user_mask bool [B, H, W] (True = editable) combines with the map per
+options.mask_mode (see combine_hold). hold.hold_scores chains the three.
+
+Normal mode: held tokens are committed to src and never re-masked (so they never change), and exactly the
+scheduled number of open tokens is re-masked, the schedule running over the tokens not held (edit_step).
+reference_compatible: every step is exactly `reference_step` (reference_sampler.reference_update; holds may be
+re-masked, as in the reference); it takes no brush. One generator, seeded from options.seed, on src's device
+serves all steps, as the reference pipeline's.
 """
 
 from __future__ import annotations
@@ -21,83 +43,15 @@ from torch import Tensor
 
 from editmgt_core.model import entries
 from editmgt_core.sampler.consolidate import check_text_weights, consolidate_unchecked, logit_maps, map_grid
-from editmgt_core.sampler.hold import MASK_MODES, combine_hold, focus, gated_rows, hold_scores, hold_tokens
+from editmgt_core.sampler.hold import combine_hold, focus, gated_rows, hold_scores, hold_tokens
+from editmgt_core.sampler.options import DEMO_NEGATIVE_PROMPT, SamplerOptions
 from editmgt_core.sampler.reference_sampler import check_reference_options, reference_update
 from editmgt_core.sampler.schedule import cosine_schedule, draw_tokens, gumbel_confidence, temperatures
 
-# src/v2_model.py `negative_prompt`, which the published demo (infer.py) passes.
-DEMO_NEGATIVE_PROMPT = (
-    "worst quality, low quality, low res, blurry, distortion, watermark, logo, signature, text, jpeg artifacts, "
-    "signature, sketch, duplicate, ugly, identifying mark"
-)
+__all__ = ["DEMO_NEGATIVE_PROMPT", "LogitsFn", "SamplerOptions", "StepRecord", "edit_step", "sample", "sample_to_end"]
 
 # logits_fn(tokens [n, H, W], timestep, capture) -> (logits [n, K, H, W], {block: attention [n, heads, T, I]})
 LogitsFn = Callable[[Tensor, int, bool], tuple[Tensor, dict[int | str, Tensor]]]
-
-
-@dataclass(frozen=True)
-class SamplerOptions:
-    """Sampler knobs; defaults are the published demo's (infer.py) and, where it is silent, the reference pipeline's.
-
-    `sample` reads steps, guidance_scale, lam, grow, focus_gate, temperature, token_temperature, seed, mask_mode and
-    reference_compatible; gamma, keywords, layers and negative_prompt are for whoever builds logits_fn and
-    text_weights, keep_pixels for whoever decodes the result (the editing engine).
-    """
-
-    steps: int = 36  # decoding steps N; infer.py num_inference_steps=36 (Pipeline.__call__ default: 12)
-    guidance_scale: float = 6.0  # CFG scale g, logits u + g(c - u); infer.py guidance_scale=6 (Pipeline default: 10)
-    gamma: float = 1.1  # source-attention strength γ, for logits_fn; infer.py reference_strength=1.1; 1 = no bias
-    lam: float = 0.0  # region-hold threshold λ in [0, 1]; Pipeline.local_guidance=0 (off), infer.py suggests 0.01
-    keywords: tuple[str, ...] = ()  # words whose text rows form the map; Pipeline.local_query_text=None (all rows)
-    temperature: float | tuple[float, float] = (2.0, 0.0)  # Gumbel scale of re-masking; Pipeline/set_timesteps (2, 0)
-    token_temperature: float = 1.0  # tokens are drawn from softmax(logits / this); 1 = the reference's draw
-    seed: int | None = None  # generator seed; None = fresh entropy (infer.py passes no generator)
-    layers: tuple[int | str, ...] | None = None  # map entries (see entries); None = the model's (infer.py: 28..36)
-    negative_prompt: str = DEMO_NEGATIVE_PROMPT  # unconditional text of the CFG pair; infer.py v2_model.negative_prompt
-    mask_mode: str = "replace"  # brush mask with the map: 'union' | 'intersection' | 'replace' (not in the reference)
-    grow: int = 0  # grow the map's edit region by this many tokens before holding (see grow_map; not in the reference)
-    focus_gate: float = 0.0  # hold only rows whose instruction focus (see focus) reaches this; 0 = always (not in ref.)
-    keep_pixels: bool = True  # unchanged tokens show the input's own pixels in the output (editing; not in the ref.)
-    reference_compatible: bool = False  # every step exactly the reference's Scheduler.step (see sample)
-
-    def __post_init__(self):
-        def bad(name, allowed):
-            raise ValueError(f"{name}={getattr(self, name)!r}; allowed: {allowed}")
-
-        integer = lambda x: isinstance(x, int) and not isinstance(x, bool)
-        number = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-        if not integer(self.steps) or self.steps < 1:
-            bad("steps", "an integer >= 1")
-        if not number(self.guidance_scale) or self.guidance_scale < 0:
-            bad("guidance_scale", "a finite number >= 0 (1 = no guidance)")
-        if not number(self.gamma) or self.gamma < 0:
-            bad("gamma", "a finite number >= 0 (1 = no bias)")
-        if not number(self.lam) or not 0 <= self.lam <= 1:
-            bad("lam", "[0, 1]")
-        if not isinstance(self.keywords, tuple) or not all(isinstance(k, str) and k.strip() for k in self.keywords):
-            bad("keywords", "a tuple of non-empty strings")
-        t = self.temperature
-        if not (number(t) and t >= 0 or isinstance(t, tuple) and len(t) == 2 and all(number(x) and x >= 0 for x in t)):
-            bad("temperature", "a number >= 0 or a pair (start, end) of numbers >= 0")
-        if not number(self.token_temperature) or self.token_temperature <= 0:
-            bad("token_temperature", "a finite number > 0 (1 = the reference's draw; lower = more confident tokens)")
-        if self.seed is not None and (not integer(self.seed) or not 0 <= self.seed < 2**64):
-            bad("seed", "None or an integer in [0, 2**64)")
-        if self.layers is not None and not entries.valid(self.layers):
-            bad("layers", "None or a tuple of distinct map entries (block indices >= 0, 's<i>', 'r<i>', 'rs<i>', "
-                "'change', 'kl'; see entries), at least one not read from the source stream alone")  # fmt: skip
-        if not isinstance(self.negative_prompt, str):
-            bad("negative_prompt", "a string")
-        if self.mask_mode not in MASK_MODES:
-            bad("mask_mode", MASK_MODES)
-        if not integer(self.grow) or self.grow < 0:
-            bad("grow", "an integer >= 0 (tokens)")
-        if not number(self.focus_gate) or not 0 <= self.focus_gate <= 1:
-            bad("focus_gate", "[0, 1] (0 = always hold)")
-        if not isinstance(self.keep_pixels, bool):
-            bad("keep_pixels", "True or False")
-        if not isinstance(self.reference_compatible, bool):
-            bad("reference_compatible", "True or False")
 
 
 @dataclass(frozen=True)
@@ -126,10 +80,25 @@ class StepRecord:
         return 0.0 if self.hold is None else self.hold.float().mean().item()
 
 
-def _edit_step(logits, tokens, src, generator, temperature, schedule, scores, lam, mask_id, token_temperature=1.0,
-               held=None):  # fmt: skip
+def edit_step(
+    logits: Tensor,
+    tokens: Tensor,
+    src: Tensor,
+    generator: torch.Generator,
+    *,
+    temperature: Tensor,
+    schedule: Tensor | None,
+    scores: Tensor | None,
+    lam: float,
+    mask_id: int,
+    token_temperature: float = 1.0,
+    held: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor | None]:
     """One step of the normal mode; schedule None = last step. Returns (tokens, token_probs, hold) on the grid.
 
+    logits [B, K, H, W] (guidance applied), tokens and src int64 [B, H, W], temperature this step's Gumbel scale,
+    scores [B, H, W] the map the hold compares with `lam` (None: no hold by the map), held bool [B, H, W] the tokens
+    committed to src by earlier steps.
     As the reference, except: held tokens are committed (never re-masked), the cosine schedule (`schedule`, the
     float32 share still masked after this step) runs over the tokens the edit may change (all but the held ones,
     `held` from earlier steps and this step's), so a hold that keeps most of the image still gives the edit every
@@ -171,6 +140,29 @@ def mix_maps(maps: dict[int | str, Tensor], weights: Tensor, out_grid: tuple[int
     if logit_map is None:
         return att
     return logit_map if att is None else 0.5 * (att + logit_map)
+
+
+def _guided(logits_fn: LogitsFn, tokens: Tensor, timestep: int, attend: bool, scale: float, guided: bool):
+    """One forward -> (logits with guidance applied, uncond logits or None, cond logits, the cond rows' maps)."""
+    logits, maps = logits_fn(torch.cat([tokens, tokens]) if guided else tokens, timestep, attend)
+    if attend and not maps:
+        raise ValueError("logits_fn returned no attention maps although capture=True")
+    if not guided:
+        return logits, None, logits, maps
+    uncond, cond = logits.chunk(2)
+    return uncond + scale * (cond - uncond), uncond, cond, {layer: m.chunk(2)[1] for layer, m in maps.items()}
+
+
+def _map_and_hold(maps, weights, grid, logit_map, gated, options: SamplerOptions, user_mask, capture: bool):
+    """One normal step's (scores the hold compares with λ or None, the map as shown or None): the map as made, the
+    hold's scores after grow, gate and brush (none without λ or a brush), the shown map with the brush applied."""
+    scores = mix_maps(maps, weights, grid, logit_map) if capture else None  # the map as made
+    held_by = None  # show_map at λ = 0 without a brush holds nothing
+    if options.lam > 0 or user_mask is not None:
+        held_by = hold_scores(scores, grow=options.grow, gated=gated, user_mask=user_mask, mode=options.mask_mode)
+    if user_mask is not None:  # shown and scored: the map with the brush, before grow and gate
+        scores = combine_hold(scores, user_mask, options.mask_mode)
+    return held_by, scores
 
 
 def _check_inputs(src, mask_id, text_weights, user_mask, options, capture):
@@ -218,26 +210,9 @@ def sample(
     """Edit src (int64 [B, H, W] source tokens) in options.steps steps, yielding a StepRecord after each.
 
     logits_fn(tokens, timestep, capture) -> (logits [n, K, H, W], {block: maps [n, heads, T, I]}): with guidance
-    (guidance_scale != 1; the reference's rule > 1 when reference_compatible) n = 2B, the sampler passes [tokens,
-    tokens] and the closure lays rows out as [uncond (B), cond (B)]; the sampler combines u + g (c - u) and keeps the
-    cond maps. Without guidance n = B. capture is True when the step needs maps (lam > 0 or show_map, and not a
-    'replace' brush; show_map makes the map at lam = 0 too, for display, and changes no token); the map (on the
-    model's attention grid, see map_grid, upsampled to (H, W)) of step k's forward decides the hold of step k,
-    recomputed every step as the reference does. text_weights [B, T] (see consolidate.text_weights_for)
-    picks the text rows of the map. Logit entries in options.layers ('change', 'kl'; see entries) are made from the
-    first step's logits (the instruction's row, and the negative prompt's for 'kl') and kept for every step; with
-    attention entries too the map is the mean of the two (mix_maps); with logit entries alone logits_fn is asked
-    for no maps.
-    options.grow widens the map's edit region (grow_map) before it meets the brush and λ; a row whose focus at the
-    first step is below options.focus_gate holds nothing by the map (see focus, gated_rows). The yielded scores are
-    the map as made, before both. user_mask bool [B, H, W] (True = editable) combines with the map per
-    options.mask_mode (see combine_hold). hold.hold_scores chains the three.
-
-    Normal mode: held tokens are committed to src and never re-masked (so they never change), and exactly the
-    scheduled number of open tokens is re-masked, the schedule running over the tokens not held (_edit_step).
-    reference_compatible: every step is exactly `reference_step` (reference_sampler.reference_update; holds may be
-    re-masked, as in the reference); it takes no brush. One generator, seeded from options.seed, on src's device
-    serves all steps, as the reference pipeline's.
+    n = 2B, rows laid out [uncond (B), cond (B)]; without, n = B. text_weights [B, T] (consolidate.text_weights_for)
+    picks the map's text rows; user_mask bool [B, H, W] (True = editable) is the brush; show_map makes the map at
+    λ = 0 too, for display (it changes no token). The module's docstring says how a step runs.
     """
     ref = options.reference_compatible
     guided = options.guidance_scale > 1.0 if ref else options.guidance_scale != 1.0
@@ -256,13 +231,7 @@ def sample(
     held = torch.zeros_like(src, dtype=torch.bool) if holding else None
     first_focus = gated = None
     for step in range(n):
-        logits, maps = logits_fn(torch.cat([tokens, tokens]) if guided else tokens, n - 1 - step, attend)
-        uncond, cond = logits.chunk(2) if guided else (None, logits)
-        if guided:
-            logits = uncond + options.guidance_scale * (cond - uncond)
-            maps = {layer: m.chunk(2)[1] for layer, m in maps.items()}
-        if attend and not maps:
-            raise ValueError("logits_fn returned no attention maps although capture=True")
+        logits, uncond, cond, maps = _guided(logits_fn, tokens, n - 1 - step, attend, options.guidance_scale, guided)
         if capture and logit_kinds and step == 0:
             logit_map = logit_maps(logit_kinds, cond, uncond, src)
         if ref:
@@ -271,19 +240,15 @@ def sample(
                 step=step, num_steps=n, lam=options.lam, mask_id=mask_id,
             )  # fmt: skip
         else:
-            scores = mix_maps(maps, weights, (h, w), logit_map) if capture else None  # the map as made
             if capture and step == 0 and maps:
                 first_focus = focus(maps, weights)
                 gated = gated_rows(first_focus, options.focus_gate)
-            held_by = None  # the scores the hold compares with λ (show_map at λ = 0 without a brush: none)
-            if holding:
-                knobs = dict(grow=options.grow, gated=gated, user_mask=user_mask, mode=options.mask_mode)
-                held_by = hold_scores(scores, **knobs)
-            if user_mask is not None:  # shown and scored: the map with the brush, before grow and gate
-                scores = combine_hold(scores, user_mask, options.mask_mode)
+            held_by, scores = _map_and_hold(maps, weights, (h, w), logit_map, gated, options, user_mask, capture)
             share = cosine_schedule((torch.tensor([[step]]) + 1) / n) if step < n - 1 else None  # as mask_len
-            step_args = (temps[step], share, held_by, options.lam, mask_id, options.token_temperature, held)
-            new, probs, hold = _edit_step(logits, tokens, src, generator, *step_args)
+            new, probs, hold = edit_step(
+                logits, tokens, src, generator, temperature=temps[step], schedule=share, scores=held_by,
+                lam=options.lam, mask_id=mask_id, token_temperature=options.token_temperature, held=held,
+            )  # fmt: skip
         decided = new != mask_id
         revealed = (tokens == mask_id) & decided
         if hold is not None:

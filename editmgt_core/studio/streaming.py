@@ -1,5 +1,5 @@
 """The streamed edit and the λ/γ sweep as CPU data: `stream` yields a Frame per decoding step then the Final,
-`sweep` one Cell per (γ, λ) value (the app runs either on its compute thread, `compute.prefetch`).
+`sweep` one Cell per (γ, λ) value (the app runs either on its compute thread, `ComputeThread.prefetch`).
 
 Everything here yields PIL images, numpy arrays and plain Python values: a GPU worker (ZeroGPU) runs `stream` /
 `sweep` and only CPU objects cross back to the web process. No gradio here; `app.py` is the UI, `studio_inputs`

@@ -144,7 +144,7 @@ def make_options(editor: Editor, **values) -> SamplerOptions:
         elif name == "layers":
             values[name] = parse_layers(value, editor.transformer.config.depth)
         else:
-            values[name] = knobs.KNOBS[name].check(value)
+            values[name] = knobs.parse(name, value)
     return default_options(editor, **values)
 
 
