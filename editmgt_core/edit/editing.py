@@ -1,8 +1,8 @@
 """One edit, assembled in one place: `edit_stream` (used by the app, the CLI and the tests) and `edit`.
 
 PIL image + instruction -> working-size RGB -> VQ tokens -> text features -> streamed region-hold MaskGIT decoding
--> decoded image at the input's size, unchanged tokens showing the input's own pixels (options.keep_pixels), with
-every parameter actually used (seed included) to reproduce it.
+-> decoded image at the input's size (or the decoder's, when larger), unchanged tokens showing the input's own pixels
+(options.keep_pixels), with every parameter actually used (seed included) to reproduce it.
 """
 
 from __future__ import annotations
@@ -119,14 +119,33 @@ def keep_source_pixels(out: Image.Image, source: Image.Image, keep: Tensor) -> I
     return Image.fromarray(np.clip(mixed + 0.5, 0, 255).astype(np.uint8))
 
 
+def output_image(decoded: Tensor, source: Image.Image, keep: Tensor | None) -> Image.Image:
+    """The decoded pixels [1, 3, H, W] as the edit's image: at the decoder's size when that is larger than the
+    input's (a super-resolving decoder; the input's aspect ratio restored), else at the input's size. keep: bool
+    [h, w] tokens whose source pixels are kept (`keep_source_pixels`; the input upsampled to the output's size
+    when it is smaller), or None."""
+    out = tensor_to_image(decoded)
+    scale = min(out.width / source.width, out.height / source.height)
+    size = (round(source.width * scale), round(source.height * scale)) if scale > 1 else source.size
+    if out.size != size:
+        out = out.resize(size, Image.Resampling.LANCZOS)
+    if keep is None:
+        return out
+    src = source if source.size == size else source.resize(size, Image.Resampling.BICUBIC)
+    return keep_source_pixels(out, src, keep)
+
+
 @torch.inference_mode()
 def preview(editor: Editor, record: StepRecord, src_tokens: Tensor, src_pixels: Tensor, dim: float = 0.4) -> Tensor:
     """Pixels [1, 3, H, W] in [0, 1] of a partially decoded state: decided tokens decoded, undecided ones shown as
     the dimmed source image (never black)."""
     masked = record.tokens == editor.mask_id
-    pixels = editor.vq.decode(torch.where(masked, src_tokens, record.tokens))
+    pixels = editor.vq.decode(torch.where(masked, src_tokens, record.tokens))  # at the decoder's size
     up = F.interpolate(masked[:, None].float(), size=pixels.shape[-2:], mode="nearest").bool()
-    return torch.where(up, src_pixels.to(pixels.device) * dim, pixels)
+    src_pixels = src_pixels.to(pixels.device)
+    if src_pixels.shape[-2:] != pixels.shape[-2:]:
+        src_pixels = F.interpolate(src_pixels, size=pixels.shape[-2:], mode="bilinear", align_corners=False)
+    return torch.where(up, src_pixels * dim, pixels)
 
 
 def logits_fn_for(editor: Editor, prepared: Prepared, gamma: float, layers: tuple[int, ...]):
@@ -183,7 +202,7 @@ class Progress:
     options: SamplerOptions
 
     def preview(self, editor: Editor, dim: float = 0.4) -> Image.Image:
-        """The partially decoded image at working size (undecided areas show the dimmed source)."""
+        """The partially decoded image at the decoder's size (undecided areas show the dimmed source)."""
         return tensor_to_image(preview(editor, self.record, self.prepared.src_tokens, self.prepared.src_pixels, dim))
 
 
@@ -289,9 +308,10 @@ def run(
     sync_device(editor.device)
     sampling, clock = time.perf_counter() - clock, time.perf_counter()
     focus, gated = record.gate_of(0)
-    out = tensor_to_image(editor.vq.decode(record.tokens)).resize(p.image.size, Image.Resampling.LANCZOS)
-    if options.keep_pixels and not options.reference_compatible:
-        out = keep_source_pixels(out, p.image, (record.tokens == p.src_tokens)[0].cpu())
+    kept = options.keep_pixels and not options.reference_compatible
+    out = output_image(
+        editor.vq.decode(record.tokens), p.image, (record.tokens == p.src_tokens)[0].cpu() if kept else None
+    )
     yield EditResult(
         image=out,
         instruction=p.instruction,
