@@ -46,6 +46,15 @@ def test_gradient_loss_sees_a_blurred_edge_that_a_shift_in_flat_colour_does_not(
     assert train_sr.gradient_l1(blurred, sharp) > 0
 
 
+def test_edge_energy_asks_for_a_sharp_edge_near_where_it_belongs():
+    x = torch.arange(32, dtype=torch.float32)
+    edge = lambda at, width: ((x - at) / width + 0.5).clamp(0, 1).expand(1, 1, 32, 32)  # a ramp of `width` pixels
+    sharp = edge(16, 1)
+    assert train_sr.edge_energy_l1(sharp, sharp, 8) == 0
+    near, blurred = train_sr.edge_energy_l1(edge(17, 1), sharp, 8), train_sr.edge_energy_l1(edge(16, 6), sharp, 8)
+    assert 0 < near < blurred  # one pixel off costs less than a six-pixel blur in the right place
+
+
 def test_crop_windows_line_up_with_the_large_image():
     small = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
     large = small.repeat_interleave(4, -1).repeat_interleave(4, -2)
