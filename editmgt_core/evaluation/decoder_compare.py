@@ -1,15 +1,16 @@
-"""Two VQ decoders on the same world edits, judged by the pixel judge and the shape judge.
+"""VQ decoders on the same world edits, judged by the pixel judge and the shape judge.
 
-    python -m editmgt_core.evaluation.decoder_compare --model assets/default-model --baseline OLD/vqvae \\
+    python -m editmgt_core.evaluation.decoder_compare --model assets/default-model --decoders base=OLD/vqvae \\
         --world-seed 555 --n 300 --out DIR
 
 A decoder changes no token (the encoder and codebook are shared), so each record is edited once, at the model's
 defaults (region hold at its λ, keep-pixels on) with seed `seed + index` as world-eval draws it, and the tokens are
-decoded by the model's own decoder (`new`) and by the baseline (`base`, a vqvae folder with the same encoder and
-codebook). Each output is judged as world-eval judges it: the pixel judge at the record's size (metrics.edit_success,
-background edits against every background their instruction allows) and the shape judge at the output's own size
-(shape_judge, rendering the scenes at that size). The tokenizer ceiling is the target's own tokens, decoded by each
-decoder and composited as an edit is. Writes decoder_compare.json (summary and rows) and decoder_compare.md.
+decoded by the model's own decoder (`model`) and by each of `--decoders` (NAME=vqvae folders with the same
+encoder and codebook). Each output is judged as world-eval judges it: the pixel judge at the record's size
+(metrics.edit_success, background edits against every background their instruction allows) and the shape judge
+at the output's own size (shape_judge, rendering the scenes at that size). The tokenizer ceiling is the target's own
+tokens, decoded by each decoder and composited as an edit is. Writes decoder_compare.json (summary and rows) and
+decoder_compare.md.
 """
 
 from __future__ import annotations
@@ -32,12 +33,11 @@ from . import metrics
 from .world_eval import at_size, other_right_targets, shape_columns, target_round_trip
 from .world_report import column_mean
 
-DECODERS = ("base", "new")
 COLUMNS = ("success", "shape", "shape_iou", "others_changed")  # per decoder, for the edit and the ceiling
 
 
-def load_baseline(editor: Editor, folder: Path) -> VQTokenizer:
-    """The baseline decoder (a vqvae folder) as a tokenizer; ValueError when its codebook differs from the model's."""
+def load_decoder(editor: Editor, folder: Path) -> VQTokenizer:
+    """A decoder to compare (a vqvae folder) as a tokenizer; ValueError when its codebook differs from the model's."""
     from diffusers import VQModel
 
     from ..model.upsampler import load_upsampler
@@ -59,7 +59,7 @@ def judged(row: dict, image, src, tgt, mask, suffix: str, equivalents) -> dict:
 @torch.inference_mode()
 def compare_record(editors: dict[str, Editor], item, root: Path, seed: int) -> dict:
     """Edit one record once and judge its tokens decoded by each editor's decoder (the editors share the rest)."""
-    row, editor = item.row, editors["new"]
+    row, editor = item.row, editors["model"]
     src_img = open_image(resolve_path(root, row["source"], "source")).convert("RGB")
     tgt_img = open_image(resolve_path(root, row["target"], "target")).convert("RGB")
     src, tgt = metrics.to_unit(src_img), metrics.to_unit(tgt_img)
@@ -83,17 +83,17 @@ def compare_record(editors: dict[str, Editor], item, root: Path, seed: int) -> d
     return out
 
 
-def summary_table(rows: list[dict]) -> tuple[dict, str]:
+def summary_table(rows: list[dict], decoders: list[str]) -> tuple[dict, str]:
     """Per category and overall: each decoder's column means (edit and ceiling); and the markdown table."""
     cats = [c for c in CATEGORIES if any(r["category"] == c for r in rows)]
     groups = [(c, [r for r in rows if r["category"] == c]) for c in cats] + [("overall", rows)]
     local = [r for r in rows if r["category"] not in GLOBAL_CATEGORIES]
     groups.append(("local categories", local))
-    keys = [f"{col}_{d}{vq}" for col in COLUMNS for d in DECODERS for vq in ("", "_vq")]
+    keys = [f"{col}_{d}{vq}" for col in COLUMNS for d in decoders for vq in ("", "_vq")]
     summary = {name: {"n": len(g), **{k: column_mean(g, k) for k in keys}} for name, g in groups}
     heads = [("success", "Pixel judge"), ("shape", "Shape judge"), ("others_changed", "Other object changed")]
     cols = [(f"{c}_{d}{vq}", f"{label}, {d}{' ceiling' if vq else ''}") for c, label in heads for vq in ("", "_vq")
-            for d in DECODERS]  # fmt: skip
+            for d in decoders]  # fmt: skip
     lines = ["| Category | N | " + " | ".join(h for _, h in cols) + " |", "|---|---:|" + "---:|" * len(cols)]
     fmt = lambda v: "–" if v is None else f"{100 * v:.1f}%"
     for name, s in summary.items():
@@ -109,13 +109,16 @@ def main(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     manifest = write_dataset(out / "world", args.n, args.world_seed, args.world_size)
-    new = load_editor(args.model)
-    editors = {"base": dataclasses.replace(new, vq=load_baseline(new, Path(args.baseline))), "new": new}
+    model = load_editor(args.model)
+    editors = {
+        name: dataclasses.replace(model, vq=load_decoder(model, Path(folder))) for name, folder in args.decoders
+    }
+    editors["model"] = model
     items = [it for it in read_manifest(manifest) if it.row is not None]
     rows = [compare_record(editors, it, manifest.parent, args.seed)
             for it in tqdm(items, desc="decoders", unit="record", file=sys.stderr, disable=args.quiet)]  # fmt: skip
-    summary, table = summary_table(rows)
-    report = {"model": str(args.model), "baseline": str(args.baseline), "world_seed": args.world_seed,
+    summary, table = summary_table(rows, list(editors))
+    report = {"model": str(args.model), "decoders": dict(args.decoders), "world_seed": args.world_seed,
               "summary": summary, "records": rows}  # fmt: skip
     write_json_atomic(out / "decoder_compare.json", report)
     write_bytes_atomic(out / "decoder_compare.md", table.encode())
@@ -123,10 +126,18 @@ def main(args: argparse.Namespace) -> dict:
     return report
 
 
+def _named(text: str) -> tuple[str, str]:
+    name, sep, folder = text.partition("=")
+    if not sep or not name or not folder or name == "model":
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=FOLDER (NAME not 'model')")
+    return name, folder
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Two VQ decoders on the same world edits, under both judges.")
-    p.add_argument("--model", default="assets/default-model", help="model folder (its decoder is 'new')")
-    p.add_argument("--baseline", required=True, help="vqvae folder of the decoder to compare against ('base')")
+    p = argparse.ArgumentParser(description="VQ decoders on the same world edits, under both judges.")
+    p.add_argument("--model", default="assets/default-model", help="model folder (its own decoder is 'model')")
+    p.add_argument("--decoders", nargs="+", type=_named, required=True,
+                   help="NAME=FOLDER: vqvae folders of the decoders to compare with the model's")  # fmt: skip
     p.add_argument("--world-seed", type=int, required=True, help="world seed of the generated records")
     p.add_argument("--n", type=int, default=300, help="records")
     p.add_argument("--world-size", type=int, default=64, help="records' side in pixels")
