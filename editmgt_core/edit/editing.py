@@ -119,14 +119,15 @@ def keep_source_pixels(out: Image.Image, source: Image.Image, keep: Tensor) -> I
     return Image.fromarray(np.clip(mixed + 0.5, 0, 255).astype(np.uint8))
 
 
-def output_image(decoded: Tensor, source: Image.Image, keep: Tensor | None) -> Image.Image:
-    """The decoded pixels [1, 3, H, W] as the edit's image: at the decoder's size when that is larger than the
-    input's (a super-resolving decoder; the input's aspect ratio restored), else at the input's size. keep: bool
-    [h, w] tokens whose source pixels are kept (`keep_source_pixels`; the input upsampled to the output's size
-    when it is smaller), or None."""
+def output_image(decoded: Tensor, source: Image.Image, keep: Tensor | None, work: tuple[int, int]) -> Image.Image:
+    """The decoded pixels [1, 3, H, W] as the edit's image: at the input's size, or, when the decoder draws more
+    pixels than the working size `work` (a super-resolving decoder) and more than the input has, at the decoder's
+    size (the input's aspect ratio restored). keep: bool [h, w] tokens whose source pixels are kept
+    (`keep_source_pixels`; the input upsampled to the output's size when it is smaller), or None."""
     out = tensor_to_image(decoded)
     scale = min(out.width / source.width, out.height / source.height)
-    size = (round(source.width * scale), round(source.height * scale)) if scale > 1 else source.size
+    larger = out.width > work[0] and scale > 1
+    size = (round(source.width * scale), round(source.height * scale)) if larger else source.size
     if out.size != size:
         out = out.resize(size, Image.Resampling.LANCZOS)
     if keep is None:
@@ -309,9 +310,8 @@ def run(
     sampling, clock = time.perf_counter() - clock, time.perf_counter()
     focus, gated = record.gate_of(0)
     kept = options.keep_pixels and not options.reference_compatible
-    out = output_image(
-        editor.vq.decode(record.tokens), p.image, (record.tokens == p.src_tokens)[0].cpu() if kept else None
-    )
+    keep = (record.tokens == p.src_tokens)[0].cpu() if kept else None
+    out = output_image(editor.vq.decode(record.tokens), p.image, keep, p.work_size)
     yield EditResult(
         image=out,
         instruction=p.instruction,

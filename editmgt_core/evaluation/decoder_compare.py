@@ -75,7 +75,7 @@ def compare_record(editors: dict[str, Editor], item, root: Path, seed: int) -> d
     equivalents = [metrics.to_unit(t) for t in other_right_targets(row, src_img.size)]
     out = {"id": item.id, "category": row["category"], "lam": options.lam}
     for name, ed in editors.items():
-        image = output_image(ed.vq.decode(result.tokens[None].to(ed.device)), prepared.image, kept)
+        image = output_image(ed.vq.decode(result.tokens[None].to(ed.device)), prepared.image, kept, prepared.work_size)
         out.update(judged(row, image, src, tgt, mask, name, equivalents))
         ceiling = target_round_trip(ed, prepared, tgt_img, keep)
         out.update(judged(row, ceiling, src, tgt, mask, f"{name}_vq", equivalents))
@@ -110,9 +110,7 @@ def main(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     manifest = write_dataset(out / "world", args.n, args.world_seed, args.world_size)
     model = load_editor(args.model)
-    editors = {
-        name: dataclasses.replace(model, vq=load_decoder(model, Path(folder))) for name, folder in args.decoders
-    }
+    editors = {name: dataclasses.replace(model, vq=load_decoder(model, Path(folder))) for name, folder in args.decoders}
     editors["model"] = model
     items = [it for it in read_manifest(manifest) if it.row is not None]
     rows = [compare_record(editors, it, manifest.parent, args.seed)

@@ -75,7 +75,7 @@ def target_round_trip(editor: Editor, prepared, target: Image.Image, keep_pixels
     pixels = image_to_tensor(target.resize(prepared.work_size, Image.Resampling.LANCZOS)).to(editor.device)
     tokens = editor.vq.encode(pixels)
     keep = (tokens == prepared.src_tokens)[0].cpu() if keep_pixels else None
-    return output_image(editor.vq.decode(tokens), prepared.image, keep)
+    return output_image(editor.vq.decode(tokens), prepared.image, keep, prepared.work_size)
 
 
 def at_size(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
