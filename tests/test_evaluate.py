@@ -245,6 +245,11 @@ def test_world_eval_on_a_tiny_model(tmp_path, capsys):
             assert 0 <= rec["leakage_vq"] <= 1 and 0 < rec["iou_grid"] <= 1
         else:
             assert "iou_grid" not in rec
+        # the shape judge, beside the pixel judge: its own verdict on local edits, the pixel judge's on global ones
+        assert isinstance(rec["shape_on"], bool) and isinstance(rec["shape_vq"], bool)
+        assert (rec["others_changed_on"] is not None) == local
+        assert local or (rec["shape_on"], rec["shape_vq"]) == (rec["success_on"], rec["success_vq"])
+    assert "| Shape judge λ=0 | Shape judge λ=0.3 |" in printed
     assert set(report["checks"]) >= {"success overall (λ on)", "leakage ratio on/off"}
     for name in ("world_eval.png", "world_examples.png"):
         Image.open(out / name).load()

@@ -148,11 +148,7 @@ def evaluate_record(
     out["focus"], out["gated_on"] = results["on"].focus, results["on"].gated
     out["vq_floor"] = metrics.leakage(vq_round_trip(editor, prepared, src_img.size), src, mask)
     keep = on.keep_pixels and not on.reference_compatible
-    ceiling_img = target_round_trip(editor, prepared, tgt_img, keep)
-    ceiling = at_size(ceiling_img, src_img.size)
-    out["success_vq"] = metrics.edit_success(ceiling, src, tgt, mask, max_error=max_error, min_change=min_change)[0]
-    out["leakage_vq"] = metrics.leakage(ceiling, src, mask)
-    out.update(shape_columns(row, ceiling_img, out["success_vq"], "vq"))
+    out.update(ceiling_columns(editor, prepared, row, tgt_img, (src, tgt, mask), keep, max_error, min_change))
     scores = results["on"].scores
     if category in LOCAL_CATEGORIES and scores is not None:
         out["iou_on"] = metrics.map_iou(scores.numpy(), mask, iou_threshold)
@@ -163,6 +159,17 @@ def evaluate_record(
     images = {"source": src_img, "target": Image.fromarray((tgt * 255 + 0.5).astype(np.uint8))}
     images.update(off=results["off"].image, on=results["on"].image, scores=scores, instruction=prepared.instruction)
     return out, images
+
+
+def ceiling_columns(editor: Editor, prepared, row: dict, tgt_img, judged, keep: bool, max_error, min_change) -> dict:
+    """The tokenizer ceiling's columns: the target's own tokens decoded (target_round_trip), judged by the pixel judge
+    at the record's size (`success_vq`, `leakage_vq`) and by the shape judge at the decoder's (`shape_vq`, ...).
+    judged: (source, target, mask) as the pixel judge takes them."""
+    src, tgt, mask = judged
+    image = target_round_trip(editor, prepared, tgt_img, keep)
+    ceiling = at_size(image, prepared.image.size)
+    ok, _ = metrics.edit_success(ceiling, src, tgt, mask, max_error=max_error, min_change=min_change)
+    return {"success_vq": ok, "leakage_vq": metrics.leakage(ceiling, src, mask), **shape_columns(row, image, ok, "vq")}
 
 
 def other_right_targets(row: dict, size: tuple[int, int]) -> list[np.ndarray]:
