@@ -10,6 +10,7 @@ from PIL import Image
 
 from editmgt_core.edit.editing import default_options, edit, image_to_tensor, tensor_to_image
 from editmgt_core.evaluation import metrics
+from editmgt_core.evaluation.world_eval import at_size, target_round_trip
 from editmgt_core.model.loading import load_editor
 from editmgt_core.world import edit_world
 
@@ -37,14 +38,19 @@ def test_region_hold_keeps_pixels_outside_the_edit(editor, index):
     options = default_options(editor, seed=index, mask_mode="replace")
     result = edit(editor, image, rec.instruction, options, user_mask=rec.mask)
     assert result.held_fraction > 0.5
+    # the output comes at the decoder's size (4x with the super-resolving head); kept pixels are the input's,
+    # upsampled to that size
+    size = result.image.size
+    up = lambda m: cv2.resize(m.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    source = np.asarray(image.resize(size, Image.Resampling.BICUBIC)) if size != image.size else rec.src
     # held tokens start within a token (4 px) of the mask; the blend then fades in over ~1.5 tokens
-    beyond_blend = ~cv2.dilate(rec.mask.astype(np.uint8), np.ones((25, 25), np.uint8)).astype(bool)
-    assert np.array_equal(np.asarray(result.image)[beyond_blend], rec.src[beyond_blend])
+    beyond_blend = up(~cv2.dilate(rec.mask.astype(np.uint8), np.ones((25, 25), np.uint8)).astype(bool))
+    assert np.array_equal(np.asarray(result.image)[beyond_blend], source[beyond_blend])
     decoded = edit(editor, image, rec.instruction, dataclasses.replace(options, keep_pixels=False), user_mask=rec.mask)
     assert np.array_equal(decoded.tokens, result.tokens)  # keep_pixels changes pixels only
     roundtrip = tensor_to_image(editor.vq.decode(editor.vq.encode(image_to_tensor(image))))
     # tokens outside the painted region are the source's; the decoder mixes pixels ~1 token (4 px) across edges
-    away = ~cv2.dilate(rec.mask.astype(np.uint8), np.ones((17, 17), np.uint8)).astype(bool)
+    away = up(~cv2.dilate(rec.mask.astype(np.uint8), np.ones((17, 17), np.uint8)).astype(bool))
     diff = np.abs(np.asarray(decoded.image, np.float32) - np.asarray(roundtrip, np.float32)) / 255
     assert diff[away].mean() < 0.01, diff[away].mean()
 
@@ -65,7 +71,7 @@ def test_bundle_edits_succeed_on_unseen_records(editor, phrasing):
         rec = edit_world.record(2026, index, 64, phrasing=phrasing)
         mask = np.ones_like(rec.mask) if rec.category in edit_world.GLOBAL_CATEGORIES else rec.mask
         result = edit(editor, Image.fromarray(rec.src), rec.instruction, default_options(editor, seed=index))
-        ok, _ = metrics.edit_success(unit(result.image), unit(rec.src), unit(rec.tgt), mask.astype(bool))
+        ok, _ = metrics.edit_success(at_size(result.image, (64, 64)), unit(rec.src), unit(rec.tgt), mask.astype(bool))
         wins.append(ok)
     assert sum(wins) >= MIN_SUCCESS, f"{sum(wins)}/{N_RECORDS} edits succeeded (measured {MEASURED[phrasing]})"
 
@@ -74,7 +80,6 @@ def test_tokenizer_ceiling_is_near_the_target(editor):
     """The bundled VQ's round trip of a world target (the best any edit can decode to) is nearer the target than
     the source is, inside the edit: the tokenizer can represent the world's edits."""
     from editmgt_core.edit.editing import prepare, resolve_options
-    from editmgt_core.evaluation.world_eval import target_round_trip
 
     unit = metrics.to_unit
     for index in range(6):
@@ -82,5 +87,9 @@ def test_tokenizer_ceiling_is_near_the_target(editor):
         mask = np.ones_like(rec.mask) if rec.category in edit_world.GLOBAL_CATEGORIES else rec.mask
         source, target = Image.fromarray(rec.src), Image.fromarray(rec.tgt)
         prepared = prepare(editor, source, rec.instruction, resolve_options(editor, None))
-        out, src, tgt = target_round_trip(editor, prepared, target, True), unit(rec.src), unit(rec.tgt)
+        out, src, tgt = (
+            at_size(target_round_trip(editor, prepared, target, True), (64, 64)),
+            unit(rec.src),
+            unit(rec.tgt),
+        )
         assert metrics.masked_l1(out, tgt, mask) < metrics.masked_l1(src, tgt, mask), rec.category

@@ -245,6 +245,11 @@ def test_world_eval_on_a_tiny_model(tmp_path, capsys):
             assert 0 <= rec["leakage_vq"] <= 1 and 0 < rec["iou_grid"] <= 1
         else:
             assert "iou_grid" not in rec
+        # the shape judge, beside the pixel judge: its own verdict on local edits, the pixel judge's on global ones
+        assert isinstance(rec["shape_on"], bool) and isinstance(rec["shape_vq"], bool)
+        assert (rec["others_changed_on"] is not None) == local
+        assert local or (rec["shape_on"], rec["shape_vq"]) == (rec["success_on"], rec["success_vq"])
+    assert "| Shape judge λ=0 | Shape judge λ=0.3 |" in printed
     assert set(report["checks"]) >= {"success overall (λ on)", "leakage ratio on/off"}
     for name in ("world_eval.png", "world_examples.png"):
         Image.open(out / name).load()
@@ -257,7 +262,8 @@ def test_a_background_edit_is_judged_against_every_background_its_instruction_al
 
     manifest = edit_world.write_dataset(tmp_path, 150, seed=4, size=64, log_every=1000)
     rows = [json.loads(line) for line in manifest.read_text().splitlines()]
-    row = next(r for r in rows if r.get("target_scene", {}).get("background", {}).get("kind") == "stripes")
+    backgrounds = [r for r in rows if r["category"] == "background"]
+    row = next(r for r in backgrounds if r["target_scene"]["background"]["kind"] == "stripes")
     src, tgt = (metrics.to_unit(Image.open(tmp_path / row[k]).convert("RGB")) for k in ("source", "target"))
     whole = np.ones(src.shape[:2], bool)
     others = [metrics.to_unit(t) for t in other_right_targets(row, (64, 64))]
@@ -284,11 +290,11 @@ def test_tokenizer_ceiling_is_the_targets_round_trip(tmp_path):
     prepared = prepare(editor, source, rec.instruction, resolve_options(editor, None))
     # a target equal to the source has the source's tokens everywhere: keep_pixels gives the source back exactly
     src = to_unit(source)
-    assert np.array_equal(target_round_trip(editor, prepared, source, True), src)
-    plain = target_round_trip(editor, prepared, source, False)  # the bare VQ round trip is not lossless
+    assert np.array_equal(to_unit(target_round_trip(editor, prepared, source, True)), src)
+    plain = to_unit(target_round_trip(editor, prepared, source, False))  # the bare VQ round trip is not lossless
     assert plain.shape == (32, 32, 3) and np.abs(plain - src).mean() > 0.01
     # a target that differs changes tokens, and those show the target's decode, not the source's pixels
-    assert not np.array_equal(target_round_trip(editor, prepared, target, True), src)
+    assert not np.array_equal(to_unit(target_round_trip(editor, prepared, target, True)), src)
 
 
 def test_world_table_has_one_column_per_metric_when_hold_is_off():

@@ -157,8 +157,8 @@ def test_cli_writes_manifest(tmp_path, capsys):
     assert len(lines) == 6
     for line in lines:
         row = json.loads(line)
-        extra = {"target_scene"} if row["category"] == "background" else set()
-        assert set(row) == {"id", "source", "instruction", "target", "mask", "category", "edit"} | extra
+        scenes = {"source_scene", "target_scene"}
+        assert set(row) == {"id", "source", "instruction", "target", "mask", "category", "edit"} | scenes
         assert row["category"] in edit_world.CATEGORIES and row["edit"]["category"] == row["category"]
         for key in ("source", "target", "mask"):
             img = Image.open(tmp_path / row[key])
@@ -194,11 +194,11 @@ def test_background_edits_name_kind_and_colours_so_every_orientation_period_and_
         assert all(np.array_equal(o[solid], rec.tgt[solid]) for o in others)
 
 
-def test_background_rows_carry_the_target_scene_exactly(tmp_path):
+def test_rows_carry_both_scenes_exactly(tmp_path):
     manifest = edit_world.write_dataset(tmp_path, 40, seed=3, size=48, log_every=1000)
     rows = [json.loads(line) for line in manifest.read_text().splitlines()]
-    backgrounds = [r for r in rows if r["category"] == "background"]
-    assert backgrounds and all("target_scene" not in r for r in rows if r["category"] != "background")
-    for row in backgrounds:
-        scene = edit_world.scene_from_dict(row["target_scene"])
-        assert np.array_equal(world_draw.render(scene, 48), np.asarray(Image.open(tmp_path / row["target"])))
+    assert any(r["category"] == "background" for r in rows)
+    for row in rows:
+        for key, image in (("source_scene", "source"), ("target_scene", "target")):
+            scene = edit_world.scene_from_dict(row[key])
+            assert np.array_equal(world_draw.render(scene, 48), np.asarray(Image.open(tmp_path / row[image])))

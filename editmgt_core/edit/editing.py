@@ -2,7 +2,8 @@
 
 PIL image + instruction -> working-size RGB -> VQ tokens -> text features -> streamed region-hold MaskGIT decoding
 -> decoded image composited at the input's own (full) resolution, unchanged tokens showing the input's own pixels
-(options.keep_pixels, see composite), with every parameter actually used (seed included) to reproduce it.
+(options.keep_pixels, see composite; a super-resolving decoder's larger image is composited the same way), with every
+parameter actually used (seed included) to reproduce it.
 
 A reference-compatible run is the reference's `infer.py` for any input (see reference_io): the input squashed to
 the reference's square size with PIL's default filter, the instruction as written, the result decoded and rounded as
@@ -123,14 +124,34 @@ def keep_source_pixels(out: Image.Image, source: Image.Image, keep: Tensor) -> I
     return composite(out, source, ~keep)
 
 
+def output_image(decoded: Tensor, source: Image.Image, keep: Tensor | None, work: tuple[int, int]) -> Image.Image:
+    """The decoded pixels [1, 3, H, W] as the edit's image: at the input's size, or, when the decoder draws more
+    pixels than the working size `work` (a super-resolving decoder) and more than the input has, at the decoder's
+    size (the input's aspect ratio restored). keep: bool [h, w] tokens whose source pixels are kept
+    (`keep_source_pixels`; the input upsampled to the output's size when it is smaller), or None."""
+    out = tensor_to_image(decoded)
+    scale = min(out.width / source.width, out.height / source.height)
+    larger = out.width > work[0] and scale > 1
+    size = (round(source.width * scale), round(source.height * scale)) if larger else source.size
+    if out.size != size:
+        out = out.resize(size, Image.Resampling.LANCZOS)
+    if keep is None:
+        return out
+    src = source if source.size == size else source.resize(size, Image.Resampling.BICUBIC)
+    return keep_source_pixels(out, src, keep)
+
+
 @torch.inference_mode()
 def preview(editor: Editor, record: StepRecord, src_tokens: Tensor, src_pixels: Tensor, dim: float = 0.4) -> Tensor:
     """Pixels [1, 3, H, W] in [0, 1] of a partially decoded state: decided tokens decoded, undecided ones shown as
     the dimmed source image (never black)."""
     masked = record.tokens == editor.mask_id
-    pixels = editor.vq.decode(torch.where(masked, src_tokens, record.tokens))
+    pixels = editor.vq.decode(torch.where(masked, src_tokens, record.tokens))  # at the decoder's size
     up = F.interpolate(masked[:, None].float(), size=pixels.shape[-2:], mode="nearest").bool()
-    return torch.where(up, src_pixels.to(pixels.device) * dim, pixels)
+    src_pixels = src_pixels.to(pixels.device)
+    if src_pixels.shape[-2:] != pixels.shape[-2:]:
+        src_pixels = F.interpolate(src_pixels, size=pixels.shape[-2:], mode="bilinear", align_corners=False)
+    return torch.where(up, src_pixels * dim, pixels)
 
 
 def logits_fn_for(editor: Editor, prepared: Prepared, gamma: float, layers: tuple[int, ...]):
@@ -187,7 +208,7 @@ class Progress:
     options: SamplerOptions
 
     def preview(self, editor: Editor, dim: float = 0.4) -> Image.Image:
-        """The partially decoded image at working size (undecided areas show the dimmed source)."""
+        """The partially decoded image at the decoder's size (undecided areas show the dimmed source)."""
         return tensor_to_image(preview(editor, self.record, self.prepared.src_tokens, self.prepared.src_pixels, dim))
 
 

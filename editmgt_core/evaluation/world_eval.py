@@ -45,14 +45,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..edit.editing import image_to_tensor, keep_source_pixels, prepare, resolve_options, run, tensor_to_image
+from ..edit.editing import image_to_tensor, output_image, prepare, resolve_options, run, tensor_to_image
 from ..edit.files import open_image, open_mask, save_image, write_bytes_atomic, write_json_atomic
 from ..edit.manifests import Item, item_options, read_manifest, resolve_path
 from ..model.loading import Editor
 from ..world.edit_world import CATEGORIES, GLOBAL_CATEGORIES, equivalent_targets, scene_from_dict
-from . import metrics
+from . import metrics, shape_judge
 from .figures import examples_figure
-from .world_report import ambiguity_table, column_mean, markdown_table, phrasing_table, world_chart
+from .world_report import ambiguity_table, column_mean, markdown_table, phrasing_table, shape_table, world_chart
 
 LOCAL_CATEGORIES = tuple(c for c in CATEGORIES if c not in GLOBAL_CATEGORIES)
 IOU_CHECKED = ("recolor", "remove", "replace", "resize")  # issue 4: IoU >= 0.5 on these
@@ -65,20 +65,38 @@ def _last(stream):
 
 @torch.inference_mode()
 def vq_round_trip(editor: Editor, prepared, size: tuple[int, int]) -> np.ndarray:
-    image = tensor_to_image(editor.vq.decode(prepared.src_tokens)).resize(size, Image.Resampling.LANCZOS)
-    return metrics.to_unit(image)
+    return at_size(tensor_to_image(editor.vq.decode(prepared.src_tokens)), size)
 
 
 @torch.inference_mode()
-def target_round_trip(editor: Editor, prepared, target: Image.Image, keep_pixels: bool) -> np.ndarray:
-    """The target as a perfect edit would come out: encoded at the working size, decoded, resized to the source's
+def target_round_trip(editor: Editor, prepared, target: Image.Image, keep_pixels: bool) -> Image.Image:
+    """The target as a perfect edit would come out: encoded at the working size, decoded, brought to the output's
     size and (keep_pixels) composited with the source where its tokens equal the source's, as `run` does."""
     pixels = image_to_tensor(target.resize(prepared.work_size, Image.Resampling.LANCZOS)).to(editor.device)
     tokens = editor.vq.encode(pixels)
-    image = tensor_to_image(editor.vq.decode(tokens)).resize(prepared.image.size, Image.Resampling.LANCZOS)
-    if keep_pixels:
-        image = keep_source_pixels(image, prepared.image, (tokens == prepared.src_tokens)[0].cpu())
-    return metrics.to_unit(image)
+    keep = (tokens == prepared.src_tokens)[0].cpu() if keep_pixels else None
+    return output_image(editor.vq.decode(tokens), prepared.image, keep, prepared.work_size)
+
+
+def at_size(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """An output at the record's size for the pixel judge (a larger decoder output is box-filtered down, as the
+    world renders its anti-aliased images)."""
+    return metrics.to_unit(image if image.size == size else image.resize(size, Image.Resampling.BOX))
+
+
+def shape_columns(row: dict, image: Image.Image, pixel_ok: bool, suffix: str) -> dict:
+    """The shape judge's columns for one output (shape_judge.judge at the output's own size): `shape_<suffix>`
+    (its verdict on local edits, the pixel judge's on global ones), `shape_iou_`, `others_changed_`; none for rows
+    without the scenes (manifests written before rows carried them, or not from the world)."""
+    if "source_scene" not in row or "target_scene" not in row or image.width != image.height:
+        return {}
+    src, tgt = scene_from_dict(row["source_scene"]), scene_from_dict(row["target_scene"])
+    verdict = shape_judge.judge(metrics.to_unit(image), src, tgt, row["edit"], row["category"])
+    return {
+        f"shape_{suffix}": pixel_ok if verdict.success is None else verdict.success,
+        f"shape_iou_{suffix}": verdict.iou,
+        f"others_changed_{suffix}": verdict.others_changed,
+    }
 
 
 def evaluate_record(
@@ -113,7 +131,7 @@ def evaluate_record(
     others = metrics.other_objects(src, mask, cell) if category in LOCAL_CATEGORIES else None
     equivalents = [metrics.to_unit(t) for t in other_right_targets(row, src_img.size)]
     for setting, result in results.items():
-        pred = metrics.to_unit(result.image)
+        pred = at_size(result.image, src_img.size)
         ok, detail = metrics.edit_success(pred, src, tgt, mask, max_error=max_error, min_change=min_change)
         out[f"success_exact_{setting}"] = ok
         ok = ok or any(metrics.edit_success(pred, src, t, mask, max_error=max_error, min_change=min_change)[0]
@@ -125,13 +143,12 @@ def evaluate_record(
             out[f"far_change_{setting}"] = metrics.far_change(pred, src, mask, cell)
             out[f"touched_{setting}"] = metrics.touches_other(pred, src, others, min_change)
         out[f"seconds_{setting}"] = sum(result.timings.values())
+        out.update(shape_columns(row, result.image, out[f"success_{setting}"], setting))
     out["held_fraction_on"] = results["on"].held_fraction
     out["focus"], out["gated_on"] = results["on"].focus, results["on"].gated
     out["vq_floor"] = metrics.leakage(vq_round_trip(editor, prepared, src_img.size), src, mask)
     keep = on.keep_pixels and not on.reference_compatible
-    ceiling = target_round_trip(editor, prepared, tgt_img, keep)
-    out["success_vq"] = metrics.edit_success(ceiling, src, tgt, mask, max_error=max_error, min_change=min_change)[0]
-    out["leakage_vq"] = metrics.leakage(ceiling, src, mask)
+    out.update(ceiling_columns(editor, prepared, row, tgt_img, (src, tgt, mask), keep, max_error, min_change))
     scores = results["on"].scores
     if category in LOCAL_CATEGORIES and scores is not None:
         out["iou_on"] = metrics.map_iou(scores.numpy(), mask, iou_threshold)
@@ -144,10 +161,21 @@ def evaluate_record(
     return out, images
 
 
+def ceiling_columns(editor: Editor, prepared, row: dict, tgt_img, judged, keep: bool, max_error, min_change) -> dict:
+    """The tokenizer ceiling's columns: the target's own tokens decoded (target_round_trip), judged by the pixel judge
+    at the record's size (`success_vq`, `leakage_vq`) and by the shape judge at the decoder's (`shape_vq`, ...).
+    judged: (source, target, mask) as the pixel judge takes them."""
+    src, tgt, mask = judged
+    image = target_round_trip(editor, prepared, tgt_img, keep)
+    ceiling = at_size(image, prepared.image.size)
+    ok, _ = metrics.edit_success(ceiling, src, tgt, mask, max_error=max_error, min_change=min_change)
+    return {"success_vq": ok, "leakage_vq": metrics.leakage(ceiling, src, mask), **shape_columns(row, image, ok, "vq")}
+
+
 def other_right_targets(row: dict, size: tuple[int, int]) -> list[np.ndarray]:
     """A background edit's other right answers (edit_world.equivalent_targets) when its row carries the target
     scene; none for other rows and for manifests written before rows carried it."""
-    if "target_scene" not in row or size[0] != size[1]:
+    if row.get("category") != "background" or "target_scene" not in row or size[0] != size[1]:
         return []
     return equivalent_targets(scene_from_dict(row["target_scene"]), size[0])
 
@@ -155,7 +183,9 @@ def other_right_targets(row: dict, size: tuple[int, int]) -> list[np.ndarray]:
 def summarize(rows: list[dict]) -> dict:
     keys = ("success_off", "success_on", "success_exact_off", "success_exact_on", "success_vq", "leakage_off",
             "leakage_on", "leakage_vq", "vq_floor", "iou_on", "iou_grid", "held_fraction_on", "gated_on",
-            "far_change_off", "far_change_on", "touched_off", "touched_on")  # fmt: skip
+            "far_change_off", "far_change_on", "touched_off", "touched_on", "shape_off", "shape_on", "shape_vq",
+            "shape_iou_off", "shape_iou_on", "shape_iou_vq", "others_changed_off", "others_changed_on",
+            "others_changed_vq")  # fmt: skip
     groups = {c: [r for r in rows if r["category"] == c] for c in dict.fromkeys(r["category"] for r in rows)}
     order = [c for c in CATEGORIES if c in groups] + sorted(c for c in groups if c not in CATEGORIES)
     per = {c: {"n": len(groups[c]), **{k: column_mean(groups[c], k) for k in keys}} for c in order}
@@ -256,7 +286,8 @@ def run_world_eval(
     used_lam = rows[0]["lam"]
     summary = summarize(rows)
     checks = {**acceptance_checks(summary, rows), **map_checks(summary)}
-    table = markdown_table(summary, used_lam, checks) + phrasing_table(rows, used_lam) + ambiguity_table(rows, used_lam)
+    table = markdown_table(summary, used_lam, checks) + shape_table(summary, used_lam) + phrasing_table(rows, used_lam)
+    table += ambiguity_table(rows, used_lam)
     report = {
         "manifest": str(manifest),
         "model": str(editor.root),
@@ -307,7 +338,7 @@ def ambiguity_columns(row: dict, root: Path, images: dict, max_error: float = 0.
     masks = [open_mask(resolve_path(root, c["mask"], "mask"), images["source"].size) for c in cands]
     out: dict = {"n_candidates": len(cands)}
     for setting in ("off", "on"):
-        pred = metrics.to_unit(images[setting])
+        pred = at_size(images[setting], images["source"].size)
         edited = [metrics.edit_success(pred, src, t, m, max_error=max_error, min_change=min_change)[0]
                   for t, m in zip(tgts, masks, strict=True)]  # fmt: skip
         moved = [e or touched(pred, src, t, m, min_change) for e, t, m in zip(edited, tgts, masks, strict=True)]

@@ -59,6 +59,25 @@ def markdown_table(summary: dict, lam: float, checks: dict | None = None) -> str
     return "\n".join(lines) + "\n"
 
 
+def shape_table(summary: dict, lam: float) -> str:
+    """Both judges side by side per category: the pixel judge, the shape judge (shape_judge.py; global categories
+    keep the pixel judge's verdict), each for the tokenizer ceiling too, and how often another object's silhouette
+    changed. Empty when no row carried the scenes the shape judge needs."""
+    if summary["overall"].get("shape_off") is None:
+        return ""
+    settings = [("off", "λ=0")] + ([("on", f"λ={lam:g}")] if lam else [])
+    cols = [(f"success_{k}", f"Pixel judge {label}", "pct") for k, label in settings]
+    cols += [(f"shape_{k}", f"Shape judge {label}", "pct") for k, label in settings]
+    cols += [("success_vq", "Pixel judge, target's tokens", "pct"), ("shape_vq", "Shape judge, target's tokens", "pct")]
+    cols += [(f"shape_iou_{k}", f"Silhouette IoU {label}", "iou") for k, label in settings]
+    cols += [(f"others_changed_{k}", f"Other object changed {label}", "pct") for k, label in settings]
+    cols += [("others_changed_vq", "Other object changed, target's tokens", "pct")]
+    lines = ["", "| Category | N | " + " | ".join(c[1] for c in cols) + " |", "|---|---:|" + "---:|" * len(cols)]
+    for name, st in [*summary["categories"].items(), ("**overall**", summary["overall"])]:
+        lines.append(f"| {name} | {st['n']} | " + " | ".join(_fmt(st.get(k), kind) for k, _, kind in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def world_chart(summary: dict, lam: float, iou_threshold: float):
     """Bar chart: success, leakage (with the VQ floor) and IoU per category and overall, λ = 0 against λ."""
     groups = [*summary["categories"], "overall"]

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .upsampler import decoder_features
+
 
 @dataclass(frozen=True)
 class TextFeatures:
@@ -126,8 +128,11 @@ class ClipGemmaTextEncoder:
 class VQTokenizer:
     """Images [B, 3, H, W] in [0, 1] <-> token ids [B, H/f, W/f]; the VQ model stays in float32."""
 
-    def __init__(self, vq, image_range: tuple[float, float] = (0.0, 1.0)):
+    def __init__(self, vq, image_range: tuple[float, float] = (0.0, 1.0), upsampler=None):
         self.vq = vq.eval().float()
+        # decodes at `scale` times the tokenizer's size when the folder has a super-resolving head (upsampler.py)
+        self.upsampler = None if upsampler is None else upsampler.eval().float().to(self.device)
+        self.scale = 1 if upsampler is None else upsampler.cfg.scale
         # the decoder's convolutions in channels-last layout: 0.79x the decode time on CPU (the bundle's decoder,
         # interleaved: 5.0 against 6.3 ms; oneDNN's channels-last kernels), the same values to float rounding
         for part in (self.vq.post_quant_conv, self.vq.decoder):
@@ -172,11 +177,14 @@ class VQTokenizer:
 
     @torch.inference_mode()
     def decode(self, tokens: Tensor) -> Tensor:
+        """Token ids [B, h, w] -> images [B, 3, S*f*h, S*f*w] in [0, 1] (f: factor, S: scale)."""
         b, h, w = tokens.shape
         shape = (b, h, w, self.vq.config.latent_channels)
         if self.vq.config.lookup_from_codebook:
             out = self.vq.decode(tokens, force_not_quantize=True, shape=shape).sample
         else:
             quant = self.vq.quantize.get_codebook_entry(tokens.reshape(b, -1), shape)
+            if self.upsampler is not None:
+                return self._from_model(self.upsampler(*decoder_features(self.vq, quant)))
             out = self.vq.decode(quant, force_not_quantize=True).sample
         return self._from_model(out)

@@ -1,6 +1,7 @@
 """`load_editor`: read a model folder in the published layout (local directory or hub cache) into an `Editor`.
 
-Layout (as `WeiChow/EditMGT`): `editmgt/` (transformer), `vqvae/` (diffusers VQModel), `text_encoder/` + `tokenizer/`
+Layout (as `WeiChow/EditMGT`): `editmgt/` (transformer), `vqvae/` (diffusers VQModel; with
+`upsampler.json` there it decodes at a multiple of its size, see upsampler.py), `text_encoder/` + `tokenizer/`
 (CLIP), `llm_encoder/` (Gemma-2, model and tokenizer). An optional `editmgt_studio.json` at the top describes smaller
 models: which text stack they use, the working resolution, the attention band and the VQ's pixel range. Without it
 the published model's settings apply. Weights are read from safetensors only (a hub download fetches no pickle
@@ -38,6 +39,7 @@ from .sources import (  # noqa: F401 (the loader's public names, re-exported)
     snapshot_commit,
 )
 from .transformer import EditMGTTransformer
+from .upsampler import load_upsampler
 
 SETTINGS_NAME = "editmgt_studio.json"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -212,7 +214,7 @@ def load_editor(
     # float32 always: in bf16 about 10% of token assignments change
     vq = strict_pretrained(VQModel, root / "vqvae").to(device)
     text = _text_encoder(root, settings.text, device, dtype, offload)
-    vq = VQTokenizer(vq, settings.image_range)
+    vq = VQTokenizer(vq, settings.image_range, load_upsampler(root / "vqvae"))
     return Editor(transformer, vq, text, settings, root, device, str(path_or_id), snapshot_commit(root))
 
 

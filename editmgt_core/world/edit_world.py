@@ -362,8 +362,8 @@ def write_dataset(
                 "mask": _save(out, f"images/{rid}_mask.png", rec.mask),
             }
             extra = {} if slice_name is None else {"slice": slice_name}
-            if rec.category == "background":  # world_eval also accepts the backgrounds the instruction leaves open
-                extra["target_scene"] = scene_dict(rec.tgt_scene)
+            # for world_eval's shape judge (scenes drawn at the output's size) and other right backgrounds
+            extra.update(source_scene=scene_dict(rec.src_scene), target_scene=scene_dict(rec.tgt_scene))
             if rec.candidates:
                 extra["candidates"] = [
                     {"target": _save(out, f"images/{rid}_cand{j}_tgt.png", tgt),

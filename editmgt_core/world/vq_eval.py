@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from diffusers import VQModel
 
 
@@ -63,4 +64,40 @@ def evaluate(model: VQModel, x: torch.Tensor, chunk: int = 64) -> dict:
         "perplexity": perplexity,
         "flat_code_purity": flat_code_purity(x.cpu(), codes.cpu()),
         "images": x.shape[0],
+    }
+
+
+def edge_sharpness(x: torch.Tensor, outline: torch.Tensor) -> float:
+    """Mean gradient magnitude of images x (B, 3, H, W) in [-1, 1] over the pixels of `outline` (B, H, W) bool:
+    central differences on the [0, 1] scale, averaged over the channels."""
+    p = F.pad((x.clamp(-1, 1) + 1) / 2, (1, 1, 1, 1), mode="replicate")
+    gx = (p[..., 1:-1, 2:] - p[..., 1:-1, :-2]) / 2
+    gy = (p[..., 2:, 1:-1] - p[..., :-2, 1:-1]) / 2
+    mag = (gx.pow(2) + gy.pow(2)).sqrt().mean(1)  # (B, H, W)
+    return mag[outline].mean().item()
+
+
+@torch.no_grad()
+def sr_measures(vq: VQModel, head, start_vq: VQModel, small, large, outline, chunk: int = 32) -> dict:
+    """Held-out measures of a super-resolving decoder (`vq` with its Upsampler `head`) against the large renders:
+    PSNR and edge sharpness on object outlines, beside the starting decoder's output (`start_vq`, at the small
+    size) upscaled bicubically. small (B, 3, h, w) and large (B, 3, H, W) in [-1, 1]; outline (B, H, W) bool."""
+    from editmgt_core.model.upsampler import decoder_features
+
+    outs, bicubic = [], []
+    for xb in small.split(chunk):
+        quant = vq.quantize(vq.encode(xb).latents)[0]
+        outs.append(head(*decoder_features(vq, quant)).clamp(-1, 1))
+        y = start_vq.decode(start_vq.encode(xb).latents).sample
+        bicubic.append(F.interpolate(y, size=large.shape[-2:], mode="bicubic", align_corners=False).clamp(-1, 1))
+    out, bic = torch.cat(outs), torch.cat(bicubic)
+    render = edge_sharpness(large, outline)
+    return {
+        "psnr": psnr(out, large),
+        "psnr_bicubic": psnr(bic, large),
+        "sharpness": edge_sharpness(out, outline),
+        "sharpness_bicubic": edge_sharpness(bic, outline),
+        "sharpness_render": render,
+        "sharpness_ratio": edge_sharpness(out, outline) / max(render, 1e-9),
+        "images": small.shape[0],
     }
