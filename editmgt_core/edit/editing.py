@@ -305,16 +305,14 @@ def prepare(
 
 
 def finish(editor: Editor, prepared: Prepared, options: SamplerOptions, tokens: Tensor) -> Image.Image:
-    """The final tokens [1, h, w] as the returned image, at the input's own size: reference-compatible as infer.py
-    saves it; otherwise composited at full resolution (keep_pixels) or the decoded image resized."""
-    size = prepared.image.size
+    """The final tokens [1, h, w] as the returned image: reference-compatible as infer.py saves it (at the input's
+    size); otherwise at the input's own (full) resolution, or the decoder's when that is larger (output_image),
+    composited over the input (keep_pixels) or the decoded image resized."""
     if options.reference_compatible:
         decoded = editor.vq.decode_reference(reference_io.decodable(tokens, editor.mask_id))
-        return reference_io.resize_back(reference_io.to_image(decoded), size)
-    decoded = tensor_to_image(editor.vq.decode(tokens))  # at the decoder's own size, which need not be the work size
-    if options.keep_pixels:
-        return composite(decoded, prepared.image, (tokens != prepared.src_tokens)[0].cpu())
-    return decoded.resize(size, Image.Resampling.LANCZOS)
+        return reference_io.resize_back(reference_io.to_image(decoded), prepared.image.size)
+    keep = (tokens == prepared.src_tokens)[0].cpu() if options.keep_pixels else None
+    return output_image(editor.vq.decode(tokens), prepared.image, keep, prepared.work_size)
 
 
 @torch.inference_mode()
