@@ -47,10 +47,10 @@ def start_values(editor: Editor, api: bool = False) -> dict:
 
 def control(knob: knobs.Knob, value, editor: Editor):
     """The app's component for one knob."""
-    kw = {"label": knob.label, "info": knob.help, "elem_id": knob.elem_id}
+    kw = {"label": knob.label, "info": knob.help, "elem_id": knob.elem_id or knob.name.replace("_", "-")}
     if knob.control == "chips":
         words = entries.reads_words(editor.settings.attention_layers)  # the predicted-change map reads none
-        return gr.CheckboxGroup([], value=value, interactive=words, **kw)
+        return gr.CheckboxGroup([], value=value, interactive=words, **kw | {"info": keywords_help(words)})
     if knob.control == "slider" and knob.name == "resolution":  # the model's range and token grid
         lo, _, hi = studio_inputs.resolution_range(editor)
         return gr.Slider(lo, hi, value, step=2 * editor.vq.factor, **kw)
@@ -63,15 +63,22 @@ def control(knob: knobs.Knob, value, editor: Editor):
     return {"text": gr.Textbox, "checkbox": gr.Checkbox}[knob.control](value, **kw)
 
 
-def input_controls(editor: Editor) -> dict:
-    """The knobs' controls as the registry lays them out (the main panel, the Advanced accordion, the rest), by name;
-    controls with the same row side by side."""
+def keywords_help(reads_words: bool) -> str:
+    """The keyword chips' info line: what they do, or why they are off."""
+    if reads_words:
+        return knobs.KNOBS["keywords"].help + " The instruction's words appear here as you type."
+    return "Off: this map (the predicted change) does not read words, so keywords have no effect. Pick Map: " \
+        "attention to choose words."  # fmt: skip
+
+
+def input_controls(editor: Editor, section: str) -> dict:
+    """The controls of the knobs the registry puts in `section` ('main', 'advanced' or 'end'), by name; controls
+    with the same row side by side (the caller lays out the sections)."""
     start, controls = start_values(editor), {}
-    for section, shown in itertools.groupby((knobs.KNOBS[name] for name in SHOWN), key=lambda k: k.app):
-        with gr.Accordion("Advanced", open=False) if section == "advanced" else contextlib.nullcontext():
-            for row, group in itertools.groupby(shown, key=lambda k: k.row):
-                with gr.Row() if row else contextlib.nullcontext():
-                    controls |= {k.name: control(k, start[k.name], editor) for k in group}
+    shown = [knobs.KNOBS[name] for name in SHOWN if knobs.KNOBS[name].app == section]
+    for row, group in itertools.groupby(shown, key=lambda k: k.row):
+        with gr.Row() if row else contextlib.nullcontext():
+            controls |= {k.name: control(k, start[k.name], editor) for k in group}
     return controls
 
 
