@@ -88,7 +88,7 @@ def ended(run: str, shown: dict | None, status: str) -> dict:
     """A run that made no result (stopped, refused, failed): the page shows the previous result again, or nothing
     of this run; superseded runs show nothing at all."""
     RUNS.end(run)
-    return {} if RUNS.get(run).superseded else show(shown, status)
+    return {"status": SKIP} if RUNS.get(run).superseded else show(shown, status)  # (gradio takes {} as one value)
 
 
 def checked(ctx: Context, value, instruction, strict, knobs) -> tuple:
@@ -152,7 +152,8 @@ def run_edit(ctx: Context, run, value, instruction, history, shown, strict=False
     controls = {**knobs, "seed": final.parameters["seed"], "randomize": False, "view": view}
     record = {"image": final.image, "source": final.source, "parameters": final.parameters, "frames": frames,
               "files": ctx.save(final), "controls": controls, "instruction": instruction, "mask": mask,
-              "number": (history[-1]["number"] + 1) if history else 1}  # fmt: skip
+              "number": (history[-1]["number"] + 1) if history else 1,
+              "reads_words": entries.reads_words(final.parameters["layers"] or ctx.editor.settings.attention_layers)}
     p, took = final.parameters, time.perf_counter() - clock
     status = f"**Done** · {p['steps']} steps in {took:.1f} s · seed {p['seed']} · {final.held_fraction:.0%} held"
     history = [*history, record][-HISTORY:]
@@ -167,7 +168,7 @@ def replay(frames, k):
     return studio_render.from_jpeg(canvas), studio_render.from_jpeg(overlay), f"{status} · replay"
 
 
-def restore(views: dict, run, history, evt: gr.SelectData) -> dict:
+def restore(run, history, evt: gr.SelectData) -> dict:
     """A history entry back on the page, whole: every panel from its record and every control as it was set for
     it (the seed it used, randomize off), the input with its brush stroke; Edit then reproduces it exactly. The
     page's running edit, if any, is stopped."""
@@ -175,15 +176,14 @@ def restore(views: dict, run, history, evt: gr.SelectData) -> dict:
     record = history[evt.index]
     p, controls = record["parameters"], dict(record["controls"])
     view = controls.pop("view", None)
-    layers = controls.get("layers", "")
-    reads = entries.reads_words(entries.from_text(layers) if layers.strip() else views.get(view, ("change",)))
     controls["keywords"] = gr.CheckboxGroup(choices=studio_inputs.words(record["instruction"]),
-                                            value=list(controls.get("keywords") or ()), interactive=reads)
+                                            value=list(controls.get("keywords") or ()),
+                                            interactive=record["reads_words"])  # fmt: skip
     status = f"**Restored** result #{record['number']} ({page_state.describe(p)}): every panel and setting is that " \
         "run's. Press **Edit** to run it again (same seed, same result)."  # fmt: skip
     inputs = {"image_in": editor_value(record["source"], record.get("mask")), "instruction": record["instruction"],
               "typed": record["instruction"]}  # fmt: skip
-    return controls | inputs | ({"view": view} if view in views else {}) | show(record, status)
+    return controls | inputs | ({"view": view} if view else {}) | show(record, status)
 
 
 def use_as_input(shown):

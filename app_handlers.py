@@ -138,7 +138,7 @@ def run_sweep(ctx: Context, run, value, instruction, lam_values, gamma_values, s
     marks = RUNS.start(run)
     if marks.stopped:
         RUNS.end(run)
-        yield {} if marks.superseded else {"sweep_status": "**Stopped** while queued. Press **Explore** to run again."}
+        yield {"sweep_status": SKIP if marks.superseded else "**Stopped** while queued. Press **Explore** to run again."}
         return
     try:
         image, notice, mask = editor_image(value)
@@ -180,7 +180,7 @@ def run_sweep(ctx: Context, run, value, instruction, lam_values, gamma_values, s
     RUNS.end(run)
     if marks.stopped:
         kept = f"**Stopped** {marks.stopped}: {len(cells)} cells finished, kept. Press **Explore** to run again."
-        yield {} if marks.superseded else {"sweep_status": studio_inputs.stopped_status(status) or kept}
+        yield {"sweep_status": SKIP if marks.superseded else studio_inputs.stopped_status(status) or kept}
         return
     yield {"sweep_status": f"**Done** · {len(cells)} cells · seed {options.seed}{warn}", "used_seed": str(options.seed)}
 

@@ -70,6 +70,7 @@ def input_panel(editor: Editor, examples: list) -> dict:
     image = gr.ImageEditor(
         label="Image (optional: brush where the edit may happen)", type="pil", image_mode="RGBA",
         layers=False, transforms=(), brush=gr.Brush(colors=[("#ff2d7a", 0.6)], color_mode="fixed"), height=330,
+        format="png",  # lossless: a restored input is edited again pixel for pixel
         elem_id="image-in",
     )  # fmt: skip
     limits = f'data-side="{studio_inputs.browser_side(editor)}" data-pixels="{studio_inputs.HARD_PIXELS}"'
@@ -80,7 +81,8 @@ def input_panel(editor: Editor, examples: list) -> dict:
         run_btn = gr.Button("Edit (Ctrl+Enter)", variant="primary", elem_id="run")
         stop_btn = gr.Button("Stop (Esc)", variant="stop", elem_id="stop")
     if examples:
-        gr.Examples(examples, inputs=[image, instruction], label="Examples (click one)", cache_examples=False)
+        gr.Examples(examples, inputs=[image, instruction], label="Examples (click one)", cache_examples=False,
+                    elem_id="examples")
     views = entries.map_views(editor.settings.attention_layers, editor.settings.reference_band)
     with gr.Accordion("Map, hold and decoding", open=True):
         view = gr.Radio(list(views), value=next(iter(views)), label="Map", info=map_help(views), elem_id="map-view")

@@ -111,14 +111,14 @@ def stopped(where: str, previous: str | None) -> str:
 
 def refused(message: str, previous: str | None) -> str:
     """A refusal (strict mode, an out-of-domain input) in the status, with what to do."""
-    kept = f" The panels still show the previous result ({previous})." if previous else ""
+    kept = f"\n\nThe panels still show the previous result ({previous})." if previous else ""
     fix = "Untick **Strict** to edit anyway (with a warning), or use an image and wording like the examples'."
     return f"**Refused** · {message}\n\n{fix}{kept}"
 
 
 def failed(message: str, previous: str | None) -> str:
     """Bad input or a failed edit in the status: what happened; the message itself says how to fix it."""
-    kept = f" The panels still show the previous result ({previous})." if previous else ""
+    kept = f"\n\nThe panels still show the previous result ({previous})." if previous else ""
     return f"**Not edited** · {message}{kept}"
 
 
