@@ -23,6 +23,7 @@ if ZERO_GPU:
 import argparse
 import json
 import logging
+import socket
 import tempfile
 from functools import partial
 from pathlib import Path
@@ -34,6 +35,7 @@ from PIL import Image
 import app_layout
 from app_handlers import Context
 from editmgt_core.edit.editing import default_options
+from editmgt_core.edit.files import public_model
 from editmgt_core.model.config import add_runtime_args
 from editmgt_core.model.loading import Editor, ModelNotFoundError, cpu_warning, load_editor
 from editmgt_core.studio import compute, domain, streaming, studio_inputs, studio_render
@@ -229,9 +231,32 @@ def load(
 
 
 def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None, **kwargs):
-    """Serve the app; binds loopback unless told otherwise (Spaces set GRADIO_SERVER_NAME=0.0.0.0)."""
+    """Serve the app; binds loopback unless told otherwise (Spaces set GRADIO_SERVER_NAME=0.0.0.0). A port asked
+    for (--port or GRADIO_SERVER_PORT) that is busy is an error; without one, a busy 7860 (another studio, most
+    likely) moves to the next free port and the log says so."""
+    asked = port or int(os.environ.get("GRADIO_SERVER_PORT") or 0) or None
+    if asked and port_busy(host, asked):
+        raise SystemExit(f"EditMGT Studio: port {asked} on {host} is already in use (another EditMGT Studio or "
+                         "another server); stop it, or pass another --port")  # fmt: skip
+    if not asked and port_busy(host, DEFAULT_PORT):
+        log.warning("EditMGT Studio: port %d is in use (another EditMGT Studio?); serving on the next free port, "
+                    "named below. Pass --port to choose one.", DEFAULT_PORT)  # fmt: skip
     kwargs = {"max_file_size": "25mb", "allowed_paths": [str(EXAMPLES)], "show_error": True, **kwargs}
-    return demo.launch(server_name=host, server_port=port, **kwargs)
+    return demo.launch(server_name=host, server_port=asked, **kwargs)
+
+
+DEFAULT_PORT = 7860  # gradio's first choice
+
+
+def port_busy(host: str, port: int) -> bool:
+    """Whether something already listens on host:port."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -253,11 +278,13 @@ def make_demo(args: argparse.Namespace) -> gr.Blocks:
     device = args.device or default_device()
     model = args.model or default_model(device)
     editor = load(model, device, args.dtype, args.offload, fallback=args.model is None, compile=args.compile)
+    log.info("EditMGT Studio: loaded %s (%s) on %s", public_model(editor.model_id), editor.settings.name, device)
     return build_app(editor, concurrency=args.concurrency)
 
 
 def main(argv: list[str] | None = None) -> None:
     """`editmgt app [options]`: build the app and serve it."""
+    logging.basicConfig(level=logging.INFO)
     args = parse_args(argv)
     launch(make_demo(args), args.host, args.port)
 

@@ -138,7 +138,8 @@ def run_sweep(ctx: Context, run, value, instruction, lam_values, gamma_values, s
     marks = RUNS.start(run)
     if marks.stopped:
         RUNS.end(run)
-        yield {"sweep_status": SKIP if marks.superseded else "**Stopped** while queued. Press **Explore** to run again."}
+        again = "**Stopped** while queued. Press **Explore** to run again."
+        yield {"sweep_status": SKIP if marks.superseded else again}
         return
     try:
         image, notice, mask = editor_image(value)

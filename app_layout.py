@@ -52,15 +52,17 @@ PAGE_JS = """() => {
 
 def map_help(views: dict) -> str:
     """The Map picker's help: the maps this model offers, each once."""
-    says = {"model's map": "the mix calibrated for this model",
-            "attention": "where the instruction's words point (keywords choose the words)",
-            "predicted change": "where the model is about to change the image (keywords do not matter)"}  # fmt: skip
+    change = "where the model is about to change the image (keywords do not matter)"
+    own = f"the predicted change, {change}" if views.get("model's map") == ("change",) else \
+        "the mix calibrated for this model"  # fmt: skip
+    says = {"model's map": own, "attention": "where the instruction's words point (keywords choose the words)",
+            "predicted change": change}  # fmt: skip
     return "What the map shows and holds by. " + ". ".join(f"{v[0].upper()}{v[1:]}: {says[v]}" for v in views) + "."
 
 
 def header(editor: Editor) -> str:
-    known = domain.domain_of(editor).get("trained_on")
-    scope = f" Trained on {known} only: other images and instructions get a warning." if known else ""
+    """One line on what this is and which model is loaded (its name says what it is for)."""
+    scope = " Other images and instructions get a warning." if domain.domain_of(editor).get("trained_on") else ""
     return f"**EditMGT Studio** · instruction-driven image editing, decoded token by token · Model: " \
         f"{editor.settings.name}.{scope}"  # fmt: skip
 

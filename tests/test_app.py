@@ -1,6 +1,8 @@
 """The app in-process on a tiny model, driven through gradio_client (and its UI handlers called directly)."""
 
+import base64
 import dataclasses
+import io
 import json
 import socket
 import threading
@@ -18,6 +20,7 @@ from tiny_model import make_model_folder
 import app
 import app_edit
 import app_handlers
+from editmgt_core.edit import files as files_module
 from editmgt_core.edit.editing import default_options, edit
 from editmgt_core.edit.files import read_parameters
 from editmgt_core.model.loading import load_editor
@@ -275,6 +278,9 @@ def test_ui_handlers(editor, tmp_path):
     record = read_parameters(files[0])
     assert record["keywords"] == ["circle"] and Path(files[1]).suffix == ".json"
     assert record["mask_sha256"] and record["source_sha256"] and "/" not in record["model"]  # no server path
+    sidecar = json.loads(Path(files[1]).read_text())  # the JSON keeps the brush itself: the edit can be made again
+    saved_mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(sidecar["mask_png"].split(",")[1])))) > 127
+    assert files_module.mask_sha256(saved_mask) == record["mask_sha256"]
     assert app_edit.replay(frames, 2)[2].startswith("**Step 2/3**")
     assert app_edit.use_as_input(shown)["background"] is shown["image"]
     typed = app_edit.chips("make the Circle red", ["circle", "dog"], "make the circle red")[0]
@@ -432,3 +438,14 @@ def test_previews_false_streams_the_steps_without_images(client, files, editor, 
     assert all(info["preview"].startswith("data:image/jpeg") for _, info in on[1:-2])  # the last step is the result
     assert all(info["preview"] is None for _, info in off[1:-1])
     assert same(on[-1][0], Image.open(off[-1][0])) and same(without[-1][0], Image.open(on[-1][0]))
+
+
+def test_a_busy_port_asked_for_is_a_clear_error_and_the_default_says_it_moves(editor, caplog):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit, match=f"port {port} on 127.0.0.1 is already in use"):
+            app.launch(None, "127.0.0.1", port)
+        assert app.port_busy("127.0.0.1", port)
+    assert not app.port_busy("127.0.0.1", port)
