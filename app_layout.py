@@ -33,7 +33,8 @@ SWEEP_HELP = (
     "One instruction and seed, several λ (and γ) values side by side: how much is held against how much changes "
     "outside the held region. Uses the image and settings on the left; the image and text are encoded once."
 )
-# Keyboard shortcuts and the page's few styles, run once per page load.
+# Keyboard shortcuts and the page's few styles, run once per page load; SHOW_RUN brings the status line and the
+# live canvas into view when Edit is pressed (after scrolling down to an example, say).
 PAGE_JS = """() => {
   const css = `#status {min-height: 3.2em} .sweep-grid {border-collapse: collapse} .sweep-grid th, .sweep-grid td
     {border: 1px solid var(--border-color-primary); padding: 4px; text-align: center; vertical-align: top}
@@ -48,6 +49,8 @@ PAGE_JS = """() => {
     }
   }, true);
 }"""
+
+SHOW_RUN = "() => document.querySelector('#status')?.scrollIntoView({block: 'nearest'})"
 
 
 def map_help(views: dict) -> str:
@@ -149,6 +152,7 @@ def wire_ui(ctx: Context, ui: dict) -> None:
     gpu = {"concurrency_id": "gpu", "show_progress": "minimal", "api_visibility": "private", "trigger_mode": "multiple"}
     kw = {**{name: ui[name] for name in KNOBS}, "view": ui["view"]}
     edit_in = [ui[n] for n in ("run", "image_in", "instruction", "history", "shown")]
+    ui["run_btn"].click(None, js=SHOW_RUN)
     begun = ui["run_btn"].click(by_name(app_edit.begin, ui), ui["run"], [ui["run"], ui["status"]], **private)
     begun.then(by_name(partial(app_edit.run_edit, ctx), ui), edit_in, [ui[n] for n in EDIT_OUTPUTS], inputs_kwargs=kw,
                show_progress_on=[ui["status"]], **gpu)  # fmt: skip

@@ -151,8 +151,8 @@ def sweep_table(cells: list, lams: tuple[float, ...], gammas: tuple[float, ...],
         rows.append(f"<tr><th>γ = {gamma:g}</th>{''.join(tds)}</tr>")
     legend = ("Rows: γ, condition strength (how closely the edit follows the source). Columns: λ, hold threshold "
               "(0 = nothing held). <b>% held</b>: share of the image's tokens restored to the source at every step "
-              "(the hold region). <b>Δ outside hold</b>: mean change of the pixels outside the hold region, 0 to 255 "
-              "per colour channel (0 = unchanged); where only the named object should change, lower is better.")
+              "(the hold region). <b>Δ outside hold</b>: mean change of the pixels outside the hold region, the part "
+              "left free to edit (with nothing held, the whole image), 0 to 255 per colour channel (0 = unchanged).")
     return (f"<table class='sweep-grid'><tr><th></th>{head}</tr>{''.join(rows)}</table>"
             f"<p class='sweep-legend'>{legend}</p>")  # fmt: skip
 
