@@ -231,15 +231,21 @@ def test_the_sweep_is_a_table_stops_and_says_what_was_wrong(page, hold):
 # ---------------------------------------------------------------------------------------------------- one screen
 
 
+def in_view(page, elem_id) -> bool:
+    box = page.locator(f"#{elem_id}").bounding_box()
+    return bool(box) and box["y"] > -1 and box["y"] + box["height"] <= 801 and box["x"] + box["width"] <= 1280
+
+
 def test_at_1280x800_the_first_view_holds_image_instruction_buttons_and_canvas(page, tmp_path):
-    page.locator("#examples tbody tr").first.click()  # the usual path: an example, then Edit
-    page.wait_for_function("() => document.querySelector('#instruction textarea').value.length > 0")
     for elem_id in ("image-in", "instruction", "run", "stop", "live-canvas", "status"):
-        box = page.locator(f"#{elem_id}").bounding_box()
-        assert box and box["y"] >= 0 and box["y"] + box["height"] <= 800 and box["x"] + box["width"] <= 1280, elem_id
+        assert in_view(page, elem_id), f"#{elem_id} is not in the first view"
     page.screenshot(path=str(tmp_path / "first-view.png"))
+    number(page, "steps", 2)
+    page.locator("#examples tbody tr").last.click()  # the usual path: scroll to an example, click it, press Edit
+    page.wait_for_function("() => document.querySelector('#instruction textarea').value.length > 0")
+    assert not in_view(page, "live-canvas")  # the example was below the first view
     edit(page)
-    assert page.evaluate("window.scrollY") == 0  # the result streamed where the user was looking
+    assert in_view(page, "status") and in_view(page, "live-canvas"), "the edit ran out of sight"
 
 
 def test_ctrl_enter_edits_and_escape_stops(page, hold):
