@@ -2,9 +2,11 @@
 
     python app.py [--model PATH_OR_HUB_ID] [--host 127.0.0.1] [--port 7860] [--device cpu]
 
-A thin UI: this file lays out the page and wires it to the handlers in `app_handlers.py`, which route values through
-the studio modules (`editmgt_core/studio/`): `studio_inputs` (limits and checks), `streaming` (the streamed edit and
-the λ/γ sweep as CPU data) and `studio_render` (pictures and saved results); `app_knobs.py` makes the knobs' controls.
+A thin UI: this file builds the app (the page's layout and events are in `app_layout.py`, the page's edit runs in
+`app_edit.py`, the API and sweep handlers in `app_handlers.py`), which route values through the studio modules
+(`editmgt_core/studio/`): `studio_inputs` (limits and checks), `streaming` (the streamed edit and the λ/γ sweep as
+CPU data), `studio_render` (pictures and saved results) and `page_state` (the page's runs); `app_knobs.py` makes the
+knobs' controls.
 Named API endpoints `/edit` and `/sweep` take a file, text and numbers (README).
 On a Hugging Face ZeroGPU Space (SPACES_ZERO_GPU set) `spaces` is imported before anything can touch CUDA, the GPU
 work runs inside `spaces.GPU` with a duration estimated per call, and only PIL images, numpy arrays and plain values

@@ -1,7 +1,8 @@
-"""EditMGT Studio's handlers: what the app's buttons and the /edit and /sweep API endpoints run. Each takes the
-shared Context and plain values, checks them (`editmgt_core.studio.studio_inputs`), runs the streamed edit or
-sweep (`editmgt_core.studio.streaming`) and renders what it yields (`editmgt_core.studio.studio_render`); `app.py` lays
-out the page and wires these to its components.
+"""EditMGT Studio's handlers: the /edit and /sweep API endpoints, the page's threshold exploration, and what the
+page's handlers share (the Context, the run marks, input checks, readable errors). Each takes the shared Context and
+plain values, checks them (`editmgt_core.studio.studio_inputs`), runs the streamed edit or sweep
+(`editmgt_core.studio.streaming`) and renders what it yields (`editmgt_core.studio.studio_render`). The page's edit
+runs are in `app_edit.py`; `app_layout.py` lays out the page and wires these to its components.
 """
 
 from __future__ import annotations
