@@ -36,8 +36,8 @@ def stop(run, status, shown):
     marks = RUNS.stop(run, page_state.where_stopped(status))
     if marks is None:
         return SKIP
-    if marks.stopped == "while queued":
-        return page_state.stopped("while queued", shown and page_state.describe(shown["parameters"]))
+    if marks.stopped == page_state.QUEUED:
+        return page_state.stopped(page_state.QUEUED, shown and page_state.describe(shown["parameters"]))
     return page_state.stopping(marks.stopped)
 
 
@@ -106,7 +106,7 @@ def run_edit(ctx: Context, run, value, instruction, history, shown, strict=False
     (every panel from this run), stopped, refused or failed (the previous result back, and the status says so)."""
     clock, marks = time.perf_counter(), RUNS.start(run)
     if marks.stopped:  # stopped while queued, or superseded before it started
-        yield ended(run, shown, page_state.stopped("while queued", previous(shown)))
+        yield ended(run, shown, page_state.stopped(page_state.QUEUED, previous(shown)))
         return
     try:
         image, mask, options, pixels, notices = checked(ctx, value, instruction, strict, knobs)
@@ -145,7 +145,7 @@ def run_edit(ctx: Context, run, value, instruction, history, shown, strict=False
         yield ended(run, shown, page_state.failed(user_message(err), previous(shown)))
         return
     if final is None:
-        yield ended(run, shown, page_state.stopped(marks.stopped or "while encoding", previous(shown)))
+        yield ended(run, shown, page_state.stopped(marks.stopped or page_state.ENCODING, previous(shown)))
         return
     RUNS.end(run)
     frames.append(cached(live(ctx, frame, final.image, base)))

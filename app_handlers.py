@@ -139,7 +139,7 @@ def run_sweep(ctx: Context, run, value, instruction, lam_values, gamma_values, s
     marks = RUNS.start(run)
     if marks.stopped:
         RUNS.end(run)
-        again = "**Stopped** while queued. Press **Explore** to run again."
+        again = f"**Stopped** {page_state.QUEUED}. Press **Explore** to run again."
         yield {"sweep_status": SKIP if marks.superseded else again}
         return
     try:

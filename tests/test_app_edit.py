@@ -117,9 +117,9 @@ def test_stop_marks_end_the_run_with_the_previous_result(editor, tmp_path):
     assert last["status"].startswith("**Stopped** at step 1/20") and "previous result again" in last["status"]
     assert last["shown"] is shown and last["used_seed"] == "7"
     queued = app_edit.begin(run)["run"]  # stopped before it started: it never runs
-    assert app_edit.stop(queued, "**Queued**", shown).startswith("**Stopped** while queued")
+    assert app_edit.stop(queued, "**Queued**", shown).startswith("**Stopped** at its place in the queue")
     (only,) = app_edit.run_edit(ctx, queued, value, "make it blue", [], shown, **edit_knobs())
-    assert only["status"].startswith("**Stopped** while queued") and only["shown"] is shown
+    assert only["status"].startswith("**Stopped** at its place in the queue") and only["shown"] is shown
     superseded = app_edit.begin(queued)["run"]
     app_edit.begin(superseded)  # Edit pressed again: the earlier run shows nothing more
     assert list(app_edit.run_edit(ctx, superseded, value, "make it blue", [], shown, **edit_knobs())) == [

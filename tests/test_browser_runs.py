@@ -65,9 +65,9 @@ def test_stop_while_encoding_ends_stopped_without_error_badges_and_edit_runs_aga
     edit(page, done=False)
     status_has(page, "Encoding")
     page.locator("#stop").click()
-    status_has(page, "Stopping while encoding")
+    status_has(page, "Stopping at encoding")
     hold.release()
-    text = status_has(page, "Stopped while encoding")
+    text = status_has(page, "Stopped at encoding")
     assert "Nothing was kept" in text and page.locator("#result img").count() == 0 and seed_shown(page) == ""
     no_error_badges(page)
     edit(page)  # the page still takes edits
@@ -125,10 +125,10 @@ def test_a_queued_edit_shows_its_place_and_stop_takes_it_out(browser, url, page,
         status_has(page, "Queued")
         page.wait_for_function("() => /queue:?\\s*1\\s*\\/\\s*1/.test(document.querySelector('#status').innerText)")
         page.locator("#stop").click()
-        status_has(page, "Stopped while queued")
+        status_has(page, "Stopped at its place in the queue")
         hold.release()
         status_has(other, "Done")
-        assert "Stopped while queued" in status(page) and page.locator("#result img").count() == 0
+        assert "Stopped at its place in the queue" in status(page) and page.locator("#result img").count() == 0
         edit(page)  # and the page edits again
         no_error_badges(page)
         no_error_badges(other)

@@ -14,6 +14,8 @@ import re
 import threading
 from dataclasses import dataclass
 
+QUEUED = "at its place in the queue, before it started"  # where a Stop can find a run besides step k/N
+ENCODING = "at encoding, before the first step"
 KEEP = 256  # runs remembered: a page's stale run id is forgotten after this many newer runs (server-wide)
 
 
@@ -22,7 +24,7 @@ class Run:
     """One run's marks. phase: 'queued' until its handler starts, then 'running', then 'ended'."""
 
     phase: str = "queued"
-    stopped: str | None = None  # where Stop found it ('while queued', 'while encoding', 'at step 3/12'), else None
+    stopped: str | None = None  # where Stop found it (QUEUED, ENCODING, 'at step 3/12'), else None
     superseded: bool = False  # a newer run (or a restore) took over the page: this one shows nothing more
 
 
@@ -62,7 +64,7 @@ class Runs:
             run = self._runs.get(run_id or "")
             if run is None or run.phase == "ended" or run.superseded:
                 return None
-            run.stopped = run.stopped or ("while queued" if run.phase == "queued" else where)
+            run.stopped = run.stopped or (QUEUED if run.phase == "queued" else where)
             return run
 
     def end(self, run_id: str) -> None:
@@ -82,10 +84,10 @@ class Runs:
 
 
 def where_stopped(status: str | None) -> str:
-    """Where a run was when Stop was pressed, from the status line the page showed: 'at step k/N' or 'while
-    encoding' (no step shown yet)."""
+    """Where a run was when Stop was pressed, from the status line the page showed: 'at step k/N', or ENCODING
+    when no step was shown yet."""
     found = re.search(r"[Ss]tep (\d+)/(\d+)", status or "")
-    return f"at step {found[1]}/{found[2]}" if found else "while encoding"
+    return f"at step {found[1]}/{found[2]}" if found else ENCODING
 
 
 def queued() -> str:
@@ -94,9 +96,9 @@ def queued() -> str:
 
 
 def stopping(where: str) -> str:
-    if where == "while queued":
-        return stopped("while queued", None)
-    wait = "the image is being encoded; it ends before the first step" if where == "while encoding" else \
+    if where == QUEUED:
+        return stopped(QUEUED, None)
+    wait = "the image is being encoded; it ends as soon as that is done" if where == ENCODING else \
         "it ends after the current step"  # fmt: skip
     return f"**Stopping** {where}… ({wait})"
 
