@@ -65,7 +65,7 @@ def test_edit_streams_frames_and_ends_with_the_slider(browser, url, tmp_path):
     assert "12 steps" in status(page) and page.locator("#scrubber").is_visible()
     assert page.locator("#history img").count() == 1 and page.locator("#result img").count() >= 1
     shot = tmp_path / "studio.png"
-    page.screenshot(path=str(shot), full_page=True)
+    page.screenshot(path=str(shot), full_page=True, clip={"x": 0, "y": 0, "width": 1400, "height": 1300})
     assert shot.stat().st_size > 10_000
     if os.environ.get("EDITMGT_SCREENSHOT"):
         shutil.copy(shot, os.environ["EDITMGT_SCREENSHOT"])
