@@ -58,4 +58,4 @@ def test_the_cli_help_is_the_knobs_help_with_the_demo_default():
     assert knobs.cli_help(knobs.KNOBS["keep_pixels"]).endswith("(demo: on)")
     assert "demo:" not in knobs.cli_help(knobs.KNOBS["negative_prompt"])  # too long to show; the help says what it is
     text = " ".join(cli.build_parser()._subparsers._group_actions[0].choices["edit"].format_help().split())
-    assert "--lam LAM, --lambda LAM" in text and "--no-keep-pixels" in text and "(demo: 1.1)" in text
+    assert "--lam LAM, --lambda LAM" in text and "--no-keep-pixels" in text and "published demo: 1.1)" in text
