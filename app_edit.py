@@ -104,6 +104,13 @@ def checked(ctx: Context, value, instruction, strict, knobs) -> tuple:
 def run_edit(ctx: Context, run, value, instruction, history, shown, strict=False, view=None, **knobs):
     """Stream the page's run `run` into the live panels; yields {output name: value}. It ends in one state: done
     (every panel from this run), stopped, refused or failed (the previous result back, and the status says so)."""
+    try:
+        yield from stream_run(ctx, run, value, instruction, history, shown, strict, view, knobs)
+    finally:  # however it ends (a closed page included), Stop no longer finds it running
+        RUNS.end(run)
+
+
+def stream_run(ctx: Context, run, value, instruction, history, shown, strict, view, knobs: dict):
     clock, marks = time.perf_counter(), RUNS.start(run)
     if marks.stopped:  # stopped while queued, or superseded before it started
         yield ended(run, shown, page_state.stopped(page_state.QUEUED, previous(shown)))
