@@ -123,9 +123,13 @@ def prepare(page, instruction="make the circle red", steps=2):
 
 
 def edit(page, done=True):
+    """Press Edit; done: wait for this run's result (a new history entry with "Done"), not an earlier "Done"."""
+    before = page.locator("#history img").count()
     page.locator("#run").click()
     if done:
-        return status_has(page, "Done")
+        page.wait_for_function("n => document.querySelectorAll('#history img').length > n && "
+                               "document.querySelector('#status').innerText.includes('Done')", arg=before)  # fmt: skip
+        return status(page)
 
 
 def no_error_badges(page):

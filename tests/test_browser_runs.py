@@ -164,8 +164,11 @@ def test_restore_brings_back_a_whole_run_and_edit_reproduces_it(page, server):
         page.locator("#map-view input").first.evaluate("e => e.value")  # fmt: skip
     assert page.locator("#files a").all_inner_texts() == first_files  # run A's downloads, not B's
     assert page.locator("#scrubber").is_visible()
-    edit(page)  # Edit after a restore: the same seed, the same pixels
-    first, again = downloads_by_seed(downloads, "4242")[-2:]
+    done = edit(page)  # Edit after a restore: the same seed, the same pixels
+    assert "seed 4242" in done, done
+    saved = downloads_by_seed(downloads, "4242")
+    assert len(saved) == 2, (done, sorted(p.name for p in downloads.iterdir()))
+    first, again = saved
     assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(again)))
     assert read_parameters(first)["source_sha256"] == read_parameters(again)["source_sha256"]
 
