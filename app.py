@@ -2,9 +2,11 @@
 
     python app.py [--model PATH_OR_HUB_ID] [--host 127.0.0.1] [--port 7860] [--device cpu]
 
-A thin UI: this file lays out the page and wires it to the handlers in `app_handlers.py`, which route values through
-the studio modules (`editmgt_core/studio/`): `studio_inputs` (limits and checks), `streaming` (the streamed edit and
-the λ/γ sweep as CPU data) and `studio_render` (pictures and saved results); `app_knobs.py` makes the knobs' controls.
+A thin UI: this file builds the app (the page's layout and events are in `app_layout.py`, the page's edit runs in
+`app_edit.py`, the API and sweep handlers in `app_handlers.py`), which route values through the studio modules
+(`editmgt_core/studio/`): `studio_inputs` (limits and checks), `streaming` (the streamed edit and the λ/γ sweep as
+CPU data), `studio_render` (pictures and saved results) and `page_state` (the page's runs); `app_knobs.py` makes the
+knobs' controls.
 Named API endpoints `/edit` and `/sweep` take a file, text and numbers (README).
 On a Hugging Face ZeroGPU Space (SPACES_ZERO_GPU set) `spaces` is imported before anything can touch CUDA, the GPU
 work runs inside `spaces.GPU` with a duration estimated per call, and only PIL images, numpy arrays and plain values
@@ -23,6 +25,7 @@ if ZERO_GPU:
 import argparse
 import json
 import logging
+import socket
 import tempfile
 from functools import partial
 from pathlib import Path
@@ -31,24 +34,10 @@ import gradio as gr
 import torch
 from PIL import Image
 
-import app_handlers
-import app_knobs
-from app_handlers import (
-    Context,
-    api_edit,
-    api_sweep,
-    by_name,
-    chips,
-    keyword_chips_state,
-    replay,
-    restore,
-    run_edit,
-    run_sweep,
-    stopped,
-    use_as_input,
-)
+import app_layout
+from app_handlers import Context
 from editmgt_core.edit.editing import default_options
-from editmgt_core.model import entries
+from editmgt_core.edit.files import public_model
 from editmgt_core.model.config import add_runtime_args
 from editmgt_core.model.loading import Editor, ModelNotFoundError, cpu_warning, load_editor
 from editmgt_core.studio import domain, gpu_calls, streaming, studio_inputs, studio_render
@@ -58,35 +47,9 @@ from editmgt_core.studio.gpu_calls import GPU_MAX_SECONDS, gpu_need, gpu_seconds
 ROOT = Path(__file__).resolve().parent
 DEFAULT_MODEL = ROOT / "assets" / "default-model"
 EXAMPLES = ROOT / "assets" / "examples"
-# Uploads are prepared in the browser before the image editor sees them: decoded once, refused with a visible note
-# when undecodable or beyond the full-resolution pixel limit, else handed on at their own size (the result comes
-# back at it). The script runs as the note's gr.HTML js_on_load (`element` is the note).
-UPLOAD_JS = (ROOT / "assets" / "upload.js").read_text()
-# Full resolution: the page downscales nothing up to app_handlers.FULL_RESOLUTION_PIXELS (no side limit of its own),
-# and a 16 MP picture sent on as PNG by the image editor can take 50 MB.
-FULL_RESOLUTION_SIDE = 1 << 16
-MAX_FILE_SIZE = "100mb"
-KNOBS = app_knobs.SHOWN  # the UI's controls (editmgt_core/edit/knobs.py), named as studio_inputs.request takes them
-# what each handler that returns {name: value} may update (build_app names the components)
-EDIT_OUTPUTS = ("canvas", "overlay", "status", "result", "changed", "scrubber", "files", "used_seed", "frames", "last",
-                "history", "gallery")  # fmt: skip
-SWEEP_OUTPUTS = ("grid", "table", "sweep_status", "used_seed")
-RESTORE_OUTPUTS = ("image_in", "instruction", *KNOBS, "result", "status", "typed")
+MAX_FILE_SIZE = "100mb"  # a 16 MP picture sent on as PNG by the image editor can take 50 MB
+EDIT_OUTPUTS, RESTORE_OUTPUTS = app_layout.EDIT_OUTPUTS, app_layout.RESTORE_OUTPUTS  # (the page's: app_layout)
 log = logging.getLogger("editmgt.app")
-
-HELP = {  # the controls that are not knobs (the knobs' help is in editmgt_core/edit/knobs.py)
-    "instruction": "What to change, in one sentence, e.g. 'make the red circle blue'.",
-    "map": "What the map shows and holds by. Attention: where the instruction's words point (keywords choose the "
-    "words). Predicted change: where the model is about to change the image (keywords do not matter). The model's "
-    "map: the mix calibrated for this model.",
-    "lams": "λ values, comma-separated: one cell per value.",
-    "gammas": "γ values, comma-separated: one row of cells per value; empty = the γ slider's value.",
-}
-SWEEP_HELP = (
-    "One instruction and seed, several λ (and γ) values side by side: how much is held against how much changes "
-    "outside the held region. Uses the image and settings on the left; the image and text are encoded once."
-)
-
 
 # ---------------------------------------------------------------------------------------------------- ZeroGPU
 
@@ -164,14 +127,6 @@ def make_context(
 # ---------------------------------------------------------------------------------------------------- layout
 
 
-def header(editor: Editor) -> str:
-    known = domain.domain_of(editor).get("trained_on")
-    scope = f" It was trained on {known} only: other images and instructions get a warning." if known else ""
-    return ("# EditMGT Studio\nInstruction-driven image editing with a masked generative transformer: watch the edit "
-            "being decoded token by token, see where the model attends, and hold everything else. "
-            f"Model: {editor.settings.name}.{scope}")  # fmt: skip
-
-
 def examples() -> list[list[str]]:
     listing = EXAMPLES / "examples.json"
     if not listing.is_file():
@@ -180,138 +135,33 @@ def examples() -> list[list[str]]:
 
 
 
-def input_panel(editor: Editor) -> dict:
-    """Image, instruction and the knobs' controls (app_knobs), by name (the knobs named as studio_inputs.request
-    takes them)."""
-    image = gr.ImageEditor(
-        label="Image (optional: brush where the edit may happen)", type="pil", image_mode="RGBA",
-        layers=False, transforms=(), brush=gr.Brush(colors=[("#ff2d7a", 0.6)], color_mode="fixed"), height=420,
-        elem_id="image-in",
-    )  # fmt: skip
-    # the page hands uploads on at their own size (results come back at it) and refuses larger ones with a note
-    limits = f'data-side="{FULL_RESOLUTION_SIDE}" data-pixels="{app_handlers.FULL_RESOLUTION_PIXELS}"'
-    gr.HTML(f'<div id="upload-note" {limits} role="status"></div>', js_on_load=UPLOAD_JS, padding=False)
-    instruction = gr.Textbox(label="Instruction", info=HELP["instruction"], lines=2, elem_id="instruction")
-    views = entries.map_views(editor.settings.attention_layers, editor.settings.reference_band)
-    view = gr.Radio(list(views), value=next(iter(views)), label="Map", info=HELP["map"], elem_id="map-view")
-    k = app_knobs.input_controls(editor)
-    quiet = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}  # page events, not API
-    view.change(lambda v: app_knobs.layers_text(views[v]), view, k["layers"], **quiet)
-    chips_state = partial(keyword_chips_state, editor.settings.attention_layers)
-    k["layers"].change(chips_state, k["layers"], k["keywords"], **quiet)
-    with gr.Row():
-        run_btn = gr.Button("Edit", variant="primary", elem_id="run")
-        stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
-    return {"image_in": image, "instruction": instruction, **k, "run_btn": run_btn, "stop_btn": stop_btn}
-
-
-def edit_tab() -> dict:
-    """The Edit tab: the live panels, the replay scrubber, the result, downloads and history, by name."""
-    status = gr.Markdown("Upload an image, describe the edit, press **Edit**.", elem_id="status")
-    with gr.Row():
-        canvas = gr.Image(label="Token reveal (this step's tokens outlined)", type="pil", format="jpeg",
-                          interactive=False, elem_id="live-canvas")  # fmt: skip
-        overlay = gr.Image(label="Attention map (hold region outlined)", type="pil", format="jpeg",
-                           interactive=False, elem_id="live-overlay")  # fmt: skip
-    scrubber = gr.Slider(1, 2, 1, step=1, label="Replay step", visible=False, elem_id="scrubber")
-    with gr.Row():
-        result = gr.ImageSlider(label="Before / after", type="pil", format="png", elem_id="result")
-        changed = gr.Image(label="What changed", type="pil", format="png", interactive=False)
-    with gr.Row():
-        files = gr.File(label="Download: PNG (parameters in metadata) + JSON", file_count="multiple")
-        with gr.Column():
-            used_seed = gr.Number(None, label="Seed used", interactive=False, elem_id="used-seed")
-            use_btn = gr.Button("Use as input", elem_id="use-as-input")
-    gallery = gr.Gallery(label="History (click to restore)", columns=6, height=200, elem_id="history",
-                         allow_preview=False, fit_columns=False, object_fit="contain")  # fmt: skip
-    return {"status": status, "canvas": canvas, "overlay": overlay, "scrubber": scrubber, "result": result,
-            "changed": changed, "files": files, "used_seed": used_seed, "use_btn": use_btn,
-            "gallery": gallery}  # fmt: skip
-
-
-def sweep_tab() -> dict:
-    """The Threshold exploration tab: λ and γ values, the cells and their table, by name."""
-    gr.Markdown(SWEEP_HELP)
-    with gr.Row():
-        lam_values = gr.Textbox("0, 0.1, 0.2, 0.4", label="λ values", info=HELP["lams"])
-        gamma_values = gr.Textbox("", label="γ values", info=HELP["gammas"])
-    with gr.Row():
-        sweep_btn = gr.Button("Explore", variant="primary", elem_id="sweep")
-        sweep_stop = gr.Button("Stop", variant="stop", elem_id="sweep-stop")
-    sweep_status = gr.Markdown("", elem_id="sweep-status")
-    grid = gr.Gallery(label="Cells", columns=4, fit_columns=False, object_fit="contain", elem_id="grid")
-    table = gr.Dataframe(headers=["λ", "γ", "% held", "Δ outside hold"], interactive=False)
-    return {"lam_values": lam_values, "gamma_values": gamma_values, "sweep_btn": sweep_btn, "sweep_stop": sweep_stop,
-            "sweep_status": sweep_status, "grid": grid, "table": table}  # fmt: skip
-
-
-def wire_ui(ctx: Context, ui: dict) -> None:
-    """The page's events: Edit and Explore stream on the GPU queue; Stop, replay, chips, reuse and restore are
-    private and instant."""
-    private = {"api_visibility": "private", "queue": False, "show_progress": "hidden"}
-    gpu = {"concurrency_id": "gpu", "show_progress": "minimal", "api_visibility": "private"}
-    knobs = {name: ui[name] for name in KNOBS}
-    # trigger_mode "once": a second click on Edit while an edit runs is ignored, not queued behind it
-    run_event = ui["run_btn"].click(by_name(partial(run_edit, ctx), ui), [ui[n] for n in ("image_in", "instruction",
-                                    "history")], [ui[n] for n in EDIT_OUTPUTS], inputs_kwargs=knobs,
-                                    trigger_mode="once", **gpu)  # fmt: skip
-    sweep_inputs = [ui[n] for n in ("image_in", "instruction", "lam_values", "gamma_values")]
-    # "once" here too would keep a stopped sweep pending in gradio 6.31's page, and Explore would not run again
-    sweep_event = ui["sweep_btn"].click(by_name(partial(run_sweep, ctx), ui), sweep_inputs,
-                                        [ui[n] for n in SWEEP_OUTPUTS], inputs_kwargs=knobs,
-                                        trigger_mode="multiple", **gpu)  # fmt: skip
-    for btn in (ui["stop_btn"], ui["sweep_stop"]):
-        btn.click(None, cancels=[run_event, sweep_event])
-    ui["stop_btn"].click(stopped, ui["status"], ui["status"], **private)
-    ui["sweep_stop"].click(stopped, ui["sweep_status"], ui["sweep_status"], **private)
-    ui["scrubber"].input(replay, [ui["frames"], ui["scrubber"]], [ui["canvas"], ui["overlay"], ui["status"]], **private)
-    ui["instruction"].change(chips, [ui["instruction"], ui["keywords"], ui["typed"]], [ui["keywords"], ui["typed"]],
-                             **private)  # fmt: skip
-    ui["use_btn"].click(use_as_input, ui["last"], ui["image_in"], **private)
-    ui["gallery"].select(by_name(restore, ui), ui["history"], [ui[n] for n in RESTORE_OUTPUTS], **private)
-
-
-def api_endpoints(ctx: Context, editor: Editor) -> None:
-    """The named endpoints /edit and /sweep over hidden components: plain files, text and numbers."""
-    gpu = {"concurrency_id": "gpu", "show_progress": "minimal"}
-    with gr.Column(visible=False):
-        knobs = app_knobs.api_controls(editor)
-        image, mask = gr.File(label="image"), gr.File(label="mask (white = may edit)")
-        instruction, lams, gammas = gr.Textbox(label="instruction"), gr.Textbox("0, 0.2"), gr.Textbox("")
-        result, info = gr.Image(label="image", type="pil", format="png"), gr.JSON(label="info")
-        grid, cells = gr.Gallery(label="cells", format="png"), gr.JSON(label="summary")
-        edit_btn, sweep_btn = gr.Button(), gr.Button()
-    edit_btn.click(partial(api_edit, ctx), [image, instruction, mask], [result, info], inputs_kwargs=knobs,
-                   api_name="edit", **gpu)  # fmt: skip
-    sweep_btn.click(partial(api_sweep, ctx), [image, instruction, mask, lams, gammas], [grid, cells],
-                    inputs_kwargs=knobs, api_name="sweep", **gpu)  # fmt: skip
-
-
 def build_app(editor: Editor, *, concurrency: int = 1, max_queue: int = 16, **context) -> gr.Blocks:
-    """The Blocks app over one loaded editor. concurrency: edits running at once (they share one device); max_queue:
-    requests waiting beyond that; context: `make_context`'s keywords (preview size and budget, frame interval)."""
+    """The Blocks app over one loaded editor (the page: app_layout). concurrency: edits running at once (they share
+    one device); max_queue: requests waiting beyond that; context: `make_context`'s keywords (preview size and
+    budget, frame interval)."""
     Image.MAX_IMAGE_PIXELS = studio_inputs.HARD_PIXELS  # PIL refuses bombs beyond 2x this, in gradio's own decoding
     ctx = make_context(editor, **context)
     with gr.Blocks(title="EditMGT Studio", delete_cache=(3600, 3600)) as demo:
         ui = {  # per session
-            "frames": gr.State([]),  # (canvas JPEG, overlay JPEG, status) of each step of the last run
-            "last": gr.State(None),  # the last result {"image", "parameters"}
-            "history": gr.State([]),  # earlier results, newest last
+            "frames": gr.State([]),  # (canvas JPEG, overlay JPEG, status) of each step of the shown run
+            "shown": gr.State(None),  # the record of the run every result panel shows (app_edit.show)
+            "history": gr.State([]),  # finished runs' records, newest last
             "typed": gr.State(""),  # the instruction as the keyword chips last saw it
+            "run": gr.State(None),  # the page's edit run (app_handlers.RUNS)
+            "sweep_run": gr.State(None),  # the page's sweep run
         }
-        gr.Markdown(header(editor))
-        with gr.Row():
-            with gr.Column(scale=2):
-                ui |= input_panel(editor)
+        gr.Markdown(app_layout.header(editor), elem_id="header")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=420):
+                ui |= app_layout.input_panel(editor, examples())
             with gr.Column(scale=3), gr.Tabs():
                 with gr.Tab("Edit"):
-                    ui |= edit_tab()
+                    ui |= app_layout.edit_tab()
                 with gr.Tab("Threshold exploration"):
-                    ui |= sweep_tab()
-        gr.Examples(examples(), inputs=[ui["image_in"], ui["instruction"]], label="Examples (click one)",
-                    cache_examples=False)  # fmt: skip
-        api_endpoints(ctx, editor)
-        wire_ui(ctx, ui)
+                    ui |= app_layout.sweep_tab()
+        app_layout.api_endpoints(ctx, editor)
+        app_layout.wire_ui(ctx, ui)
+        demo.load(None, js=app_layout.PAGE_JS)
     demo.queue(default_concurrency_limit=concurrency, max_size=max_queue)
     calm_queue(demo)
     return demo
@@ -398,9 +248,32 @@ def load(
 
 
 def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None, **kwargs):
-    """Serve the app; binds loopback unless told otherwise (Spaces set GRADIO_SERVER_NAME=0.0.0.0)."""
+    """Serve the app; binds loopback unless told otherwise (Spaces set GRADIO_SERVER_NAME=0.0.0.0). A port asked
+    for (--port or GRADIO_SERVER_PORT) that is busy is an error; without one, a busy 7860 (another studio, most
+    likely) moves to the next free port and the log says so."""
+    asked = port or int(os.environ.get("GRADIO_SERVER_PORT") or 0) or None
+    if asked and port_busy(host, asked):
+        raise SystemExit(f"EditMGT Studio: port {asked} on {host} is already in use (another EditMGT Studio or "
+                         "another server); stop it, or pass another --port")  # fmt: skip
+    if not asked and port_busy(host, DEFAULT_PORT):
+        log.warning("EditMGT Studio: port %d is in use (another EditMGT Studio?); serving on the next free port, "
+                    "named below. Pass --port to choose one.", DEFAULT_PORT)  # fmt: skip
     kwargs = {"max_file_size": MAX_FILE_SIZE, "allowed_paths": [str(EXAMPLES)], "show_error": True, **kwargs}
-    return demo.launch(server_name=host, server_port=port, **kwargs)
+    return demo.launch(server_name=host, server_port=asked, **kwargs)
+
+
+DEFAULT_PORT = 7860  # gradio's first choice
+
+
+def port_busy(host: str, port: int) -> bool:
+    """Whether something already listens on host:port."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -424,11 +297,13 @@ def make_demo(args: argparse.Namespace) -> gr.Blocks:
     compute = ComputeThread()  # the model is loaded and run on this one thread
     editor = load(model, device, args.dtype, args.offload, fallback=args.model is None, compile=args.compile,
                   revision=args.revision or space_revision(model), compute=compute)  # fmt: skip
+    log.info("EditMGT Studio: loaded %s (%s) on %s", public_model(editor.model_id), editor.settings.name, device)
     return build_app(editor, concurrency=args.concurrency, compute=compute)
 
 
 def main(argv: list[str] | None = None) -> None:
     """`editmgt app [options]`: build the app and serve it."""
+    logging.basicConfig(level=logging.INFO)
     args = parse_args(argv)
     launch(make_demo(args), args.host, args.port)
 

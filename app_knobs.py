@@ -133,10 +133,10 @@ def control(name: str, value, editor: Editor):
     shown = LAYOUT[name]
     label, help = shown.text()
     knob = knobs.KNOBS.get(shown.knob)
-    kw = {"label": label, "info": help, "elem_id": shown.elem_id}
+    kw = {"label": label, "info": help, "elem_id": shown.elem_id or name.replace("_", "-")}
     if shown.control == "chips":
         words = entries.reads_words(editor.settings.attention_layers)  # the predicted-change map reads none
-        return gr.CheckboxGroup([], value=value, interactive=words, **kw)
+        return gr.CheckboxGroup([], value=value, interactive=words, **kw | {"info": keywords_help(words)})
     if name == "resolution":  # the model's range and token grid
         lo, _, hi = studio_inputs.resolution_range(editor)
         return gr.Slider(lo, hi, value, step=2 * editor.vq.factor, **kw)
@@ -149,15 +149,22 @@ def control(name: str, value, editor: Editor):
     return {"text": gr.Textbox, "checkbox": gr.Checkbox}[shown.control](value, **kw)
 
 
-def input_controls(editor: Editor) -> dict:
-    """The controls as LAYOUT lays them out (the main panel, the Advanced accordion, the rest), by name; controls with
-    the same row side by side."""
+def keywords_help(reads_words: bool) -> str:
+    """The keyword chips' info line: what they do, or why they are off."""
+    if reads_words:
+        return knobs.KNOBS["keywords"].help + " The instruction's words appear here as you type."
+    return "Off: this map (the predicted change) does not read words, so keywords have no effect. Pick Map: " \
+        "attention to choose words."  # fmt: skip
+
+
+def input_controls(editor: Editor, section: str) -> dict:
+    """The controls LAYOUT puts in `section` ('main', 'advanced' or 'end'), by name; controls with the same row side
+    by side (the caller lays out the sections)."""
     start, controls = start_values(editor), {}
-    for section, names in itertools.groupby(SHOWN, key=lambda name: LAYOUT[name].section):
-        with gr.Accordion("Advanced", open=False) if section == "advanced" else contextlib.nullcontext():
-            for row, group in itertools.groupby(names, key=lambda name: LAYOUT[name].row):
-                with gr.Row() if row else contextlib.nullcontext():
-                    controls |= {name: control(name, start[name], editor) for name in group}
+    names = [name for name in SHOWN if LAYOUT[name].section == section]
+    for row, group in itertools.groupby(names, key=lambda name: LAYOUT[name].row):
+        with gr.Row() if row else contextlib.nullcontext():
+            controls |= {name: control(name, start[name], editor) for name in group}
     return controls
 
 

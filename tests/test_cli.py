@@ -51,6 +51,16 @@ def test_every_option_of_every_command_is_documented():
         parser.format_help()  # no formatting errors (e.g. a stray % in a help string)
 
 
+def test_edit_help_names_the_bundled_models_defaults_first():
+    """`editmgt edit` runs the bundled model unless --model says otherwise: its help gives that model's defaults."""
+    import json
+
+    bundle = json.loads((cli.DEFAULT_MODEL / "editmgt_studio.json").read_text())["defaults"]
+    text = " ".join(_subparsers(cli.build_parser())["edit"].format_help().split())
+    assert f"(default with assets/default-model: {bundle['steps']}; published demo: 36)" in text
+    assert f"default with assets/default-model: {bundle['gamma']:g}; published demo: 1.1" in text
+
+
 def test_cli_knobs_are_the_sampler_options():
     assert set(cli.KNOBS) == {f.name for f in dataclasses.fields(SamplerOptions)}
     args = cli.build_parser().parse_args(

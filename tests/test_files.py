@@ -1,7 +1,9 @@
-"""PNG metadata: our own key, the model included, older files still read, AUTOMATIC1111's text left alone."""
+"""PNG metadata: our own key, the model included (by name, never a path), hashes of the source and the mask,
+older files still read, AUTOMATIC1111's text left alone."""
 
 import json
 
+import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
@@ -28,3 +30,17 @@ def test_older_files_and_foreign_parameters(tmp_path):
     assert files.read_parameters(a1111) is None  # another program's format: not ours to parse
     files.save_image(Image.new("RGB", (8, 8)), tmp_path / "none.png")
     assert files.read_parameters(tmp_path / "none.png") is None
+
+
+def test_hashes_and_public_model_names(tmp_path):
+    image = Image.new("RGB", (4, 3), (10, 20, 30))
+    assert files.image_sha256(image) == files.image_sha256(image.convert("RGBA"))  # the pixels, not the file or mode
+    assert files.image_sha256(image) != files.image_sha256(Image.new("RGB", (3, 4), (10, 20, 30)))
+    mask = np.zeros((3, 4), bool)
+    other = mask.copy()
+    other[1, 2] = True
+    assert files.mask_sha256(mask) != files.mask_sha256(other) and len(files.mask_sha256(mask)) == 64
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    assert files.public_model(str(folder)) == "my-model" and files.public_model("WeiChow/EditMGT") == "WeiChow/EditMGT"
+    assert files.public_model(str(tmp_path / "gone" / "model")) == "model" and files.public_model(None) is None

@@ -62,7 +62,7 @@ def test_the_cli_help_and_checks_come_from_the_declaration():
     assert knobs.cli_help("keep_pixels").endswith("(demo: on)")
     assert "demo:" not in knobs.cli_help("negative_prompt")  # too long to show; the help says what it is
     text = " ".join(cli.build_parser()._subparsers._group_actions[0].choices["edit"].format_help().split())
-    assert "--lam LAM, --lambda LAM" in text and "--no-keep-pixels" in text and "(demo: 1.1)" in text
+    assert "--lam LAM, --lambda LAM" in text and "--no-keep-pixels" in text and "published demo: 1.1)" in text
     argv = ["edit", "--image", "a.png", "--instruction", "x", "--out", "b.png", "--gamma", "6"]
     args = cli.build_parser().parse_args([*argv, "--temperature", "2,0.5", "--keywords", "red, circle"])
     assert (args.gamma, args.temperature, args.keywords) == (6.0, (2.0, 0.5), ("red", "circle"))

@@ -7,7 +7,51 @@ import sys
 from pathlib import Path
 
 from ..edit.files import open_image
-from .common import add_model_args, add_sampler_args, check_knobs, editor_from_args, sampler_overrides, writable
+from .common import (
+    DEFAULT_MODEL,
+    add_model_args,
+    add_sampler_args,
+    check_knobs,
+    editor_from_args,
+    sampler_overrides,
+    writable,
+)
+
+
+class _ModelHelp:
+    """A knob's help naming the default model's value first: `editmgt edit` edits with the bundled model unless
+    --model says otherwise, and its defaults (12 steps, γ 1) are not the published demo's (36 steps, γ 1.1)."""
+
+    def __init__(self, help, defaults: dict, name: str):
+        self.help, self.defaults, self.name = help, defaults, name
+
+    def __str__(self) -> str:
+        text = str(self.help)
+        if self.name not in self.defaults:
+            return text
+        value = self.defaults[self.name]
+        shown = f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else repr(value)
+        model = f"{DEFAULT_MODEL.parent.name}/{DEFAULT_MODEL.name}"
+        if "(demo: " in text:
+            return text.replace("(demo: ", f"(default with {model}: {shown}; published demo: ", 1)
+        return f"{text} (default with {model}: {shown})"
+
+
+def _bundle_defaults() -> dict:
+    """The bundled model's own sampler defaults, read from its settings file (no torch); {} when it is missing."""
+    import json
+
+    try:
+        return dict(json.loads((DEFAULT_MODEL / "editmgt_studio.json").read_text()).get("defaults") or {})
+    except (OSError, ValueError):
+        return {}
+
+
+def _name_model_defaults(p: argparse.ArgumentParser) -> None:
+    defaults = _bundle_defaults()
+    for action in p._actions:
+        if hasattr(action, "knob_help"):
+            action.knob_help = _ModelHelp(action.knob_help, defaults, action.dest)
 
 
 def _check_edit_args(args: argparse.Namespace) -> Path:
@@ -141,6 +185,7 @@ def add_edit(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_model_args(p)
     add_sampler_args(p)
+    _name_model_defaults(p)
     p.set_defaults(run=cmd_edit)
 
 

@@ -10,6 +10,7 @@ are still read.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -111,6 +112,31 @@ def read_parameters(path: str | Path) -> dict | None:
         if text is None and str(image.info.get(LEGACY_KEY, "")).startswith("{"):
             text = image.info[LEGACY_KEY]
     return None if text is None else json.loads(text)
+
+
+def image_sha256(image: Image.Image) -> str:
+    """SHA-256 of an image's RGB pixels and size (not of a file's bytes: the same pixels saved twice hash alike)."""
+    rgb = image.convert("RGB")
+    return hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode() + rgb.tobytes()).hexdigest()
+
+
+def mask_sha256(mask: np.ndarray) -> str:
+    """SHA-256 of a bool [H, W] mask and its shape."""
+    mask = np.asarray(mask, dtype=bool)
+    return hashlib.sha256(f"{mask.shape[1]}x{mask.shape[0]}:".encode() + np.packbits(mask).tobytes()).hexdigest()
+
+
+def public_model(model: str | Path | None) -> str | None:
+    """A model as a saved record names it: a hub id ('WeiChow/EditMGT') as it is, a folder by its name only (a
+    server's paths stay private)."""
+    if model is None:
+        return None
+    text = str(model)
+    path = Path(text).expanduser()
+    looks_like_hub_id = text.count("/") == 1 and not text.startswith((".", "/", "~")) and "\\" not in text
+    if looks_like_hub_id and not path.exists():
+        return text
+    return path.resolve().name or text
 
 
 def map_image(scores: np.ndarray, size: tuple[int, int]) -> Image.Image:

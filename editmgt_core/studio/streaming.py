@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from ..edit import files
 from ..edit.editing import EditResult, Progress, edit_stream, prepare, resolve_options, run, to_rgb
 from ..model.loading import Editor
 from ..sampler.sampling import SamplerOptions
@@ -53,6 +54,7 @@ class Final:
     timings: dict[str, float]
     focus: float | None = None
     gated: bool = False
+    mask: np.ndarray | None = None  # bool [H, W] the brush or mask the edit was given (at source's size), or None
 
 
 def _np(t) -> np.ndarray | None:
@@ -65,10 +67,13 @@ def _frame(p: Progress, preview: Image.Image | None) -> Frame:
                  *r.gate_of(0))  # fmt: skip
 
 
-def _final(result: EditResult, source: Image.Image) -> Final:
+def _final(result: EditResult, source: Image.Image, mask: np.ndarray | None = None) -> Final:
+    """CPU copy of a result; its parameters name the model by hub id or folder name, never a server's path."""
     t = lambda x: None if x is None else x.numpy()
-    return Final(result.image, source, result.parameters(), t(result.scores), t(result.hold), result.held_fraction,
-                 dict(result.timings), result.focus, result.gated)  # fmt: skip
+    parameters = result.parameters()
+    parameters["model"] = files.public_model(parameters.get("model"))
+    return Final(result.image, source, parameters, t(result.scores), t(result.hold), result.held_fraction,
+                 dict(result.timings), result.focus, result.gated, mask)  # fmt: skip
 
 
 def stream(
@@ -95,7 +100,7 @@ def stream(
     clock, spent, cost, last = time.perf_counter(), 0.0, 0.0, None
     for item in edit_stream(editor, image, instruction, options, user_mask=user_mask, pixels=pixels, show_map=show_map):
         if not isinstance(item, Progress):
-            yield _final(item, to_rgb(image))
+            yield _final(item, to_rgb(image), user_mask)
             continue
         now, preview = time.perf_counter(), None
         due = (last is None or now - last >= preview_interval) and item.record.step < item.record.num_steps - 1
@@ -162,5 +167,5 @@ def sweep(
                 r = item.record
                 yield CellStep(index, len(grid), r.step, r.num_steps, lam, gamma)
             else:
-                final = _final(item, prepared.image)
+                final = _final(item, prepared.image, user_mask)
                 yield Cell(index, lam, gamma, final, mean_change_outside(final.source, final.image, final.hold))

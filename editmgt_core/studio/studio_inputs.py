@@ -83,6 +83,15 @@ def check_instruction(instruction: str | None) -> str:
     return instruction
 
 
+def check_keywords(keywords, instruction: str) -> None:
+    """ValueError naming the keywords that are not words of the instruction (the map reads only its words)."""
+    present = {w.lower() for w in words(instruction, limit=10_000)}
+    missing = [k for k in knobs.parse_keywords(keywords or ()) if not set(re.findall(r"\w+", k.lower())) <= present]
+    if missing:
+        raise ValueError(f"keywords {', '.join(map(repr, missing))} are not words of the instruction "
+                         f"{instruction!r}; pick words it contains, or none (all words)")  # fmt: skip
+
+
 def words(instruction: str | None, limit: int = 40) -> list[str]:
     """The instruction's distinct words in order (case-insensitive), the candidates for keywords."""
     seen, out = set(), []
@@ -134,13 +143,16 @@ def sweep_grid(lam_values, gamma_values, gamma: float) -> tuple[tuple[float, ...
 
 def make_options(editor: Editor, **values) -> SamplerOptions:
     """SamplerOptions from UI / API values, named as its fields (temperature a pair), each checked by its knob
-    (knobs.KNOBS: kind and range); a value left out is the model's default; seed None or < 0 draws a fresh one."""
+    (knobs.KNOBS: kind and range); a value left out is the model's default; seed None or -1 draws a fresh one
+    (other negative seeds are refused, as the command line refuses them)."""
     unknown = sorted(set(values) - set(knobs.SAMPLER))
     if unknown:
         raise TypeError(f"unknown sampler knobs {unknown}")
     for name, value in values.items():
-        if name == "seed" and (value is None or knobs.is_number(value) and value < 0):
+        if name == "seed" and (value is None or value == -1):
             values[name] = None  # draw a fresh seed
+        elif name == "seed" and knobs.is_number(value) and value < 0:
+            raise ValueError(f"seed={value!r}; expected -1 (random) or an integer in [0, {knobs.SEED_MAX}]")
         elif name == "layers":
             values[name] = parse_layers(value, editor.transformer.config.depth)
         else:

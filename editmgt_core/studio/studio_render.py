@@ -110,15 +110,51 @@ def from_jpeg(data: bytes) -> Image.Image:
 
 
 def save_result(final: Final, folder: Path, extra: dict | None = None) -> tuple[Path, Path]:
-    """The edit as a PNG with its parameters in an 'editmgt' text chunk, plus the same JSON as a sidecar file."""
+    """The edit as a PNG with its parameters in an 'editmgt' text chunk, plus the same JSON as a sidecar file. Both
+    record a hash of the source image and, when a brush or mask was used, its hash; the JSON also carries the
+    mask itself (a PNG data URL, white = may edit), so a brushed edit can be made again from its download."""
     folder.mkdir(parents=True, exist_ok=True)
+    mask = final.mask
     record = {**final.parameters, "held_fraction": final.held_fraction, "focus": final.focus, "gated": final.gated,
-              "timings": final.timings, **(extra or {})}  # fmt: skip
+              "timings": final.timings, "source_sha256": files.image_sha256(final.source),
+              "mask_sha256": None if mask is None else files.mask_sha256(mask), **(extra or {})}  # fmt: skip
     stem = f"editmgt-{final.parameters['seed']}-{time.strftime('%Y%m%d-%H%M%S')}-{time.monotonic_ns() % 10**6:06d}"
     png, sidecar = folder / f"{stem}.png", folder / f"{stem}.json"
     files.save_image(final.image, png, record)
-    files.write_json_atomic(sidecar, record)
+    copy = None if mask is None else png_data_url(files.mask_image(mask))
+    files.write_json_atomic(sidecar, {**record, "mask_png": copy})
     return png, sidecar
+
+
+def png_data_url(image: Image.Image) -> str:
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def sweep_table(cells: list, lams: tuple[float, ...], gammas: tuple[float, ...], side: int = 176) -> str:
+    """A sweep's cells as an HTML table: one row per γ, one column per λ (a cell not finished yet is empty), each
+    image captioned with its numbers in full, and a legend for them."""
+    done = {(c.gamma, c.lam): c for c in cells}
+    head = "".join(f"<th>λ = {lam:g}</th>" for lam in lams)
+    rows = []
+    for gamma in gammas:
+        tds = []
+        for lam in lams:
+            c = done.get((gamma, lam))
+            if c is None:
+                tds.append("<td class='pending'>…</td>")
+                continue
+            img = data_url(fit(c.result.image, side, enlarge=False))
+            tds.append(f"<td><img src='{img}' alt='{c.label}' title='{c.label}'><div>{c.result.held_fraction:.0%} "
+                       f"held · Δ outside hold {c.change_outside:.1f}</div></td>")  # fmt: skip
+        rows.append(f"<tr><th>γ = {gamma:g}</th>{''.join(tds)}</tr>")
+    legend = ("Rows: γ, condition strength (how closely the edit follows the source). Columns: λ, hold threshold "
+              "(0 = nothing held). <b>% held</b>: share of the image's tokens restored to the source at every step "
+              "(the hold region). <b>Δ outside hold</b>: mean change of the pixels outside the hold region, the part "
+              "left free to edit (with nothing held, the whole image), 0 to 255 per colour channel (0 = unchanged).")
+    return (f"<table class='sweep-grid'><tr><th></th>{head}</tr>{''.join(rows)}</table>"
+            f"<p class='sweep-legend'>{legend}</p>")  # fmt: skip
 
 
 def prune(folder: Path, max_age_s: float = 3600.0) -> None:
