@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from tiny_model import make_model_folder
 
-import app
+from editmgt_core.app import server as app
 from editmgt_core.model.loading import load_editor
 from editmgt_core.studio.compute import ComputeThread
 

@@ -13,12 +13,12 @@ from PIL import Image
 from test_studio import picture, png_header_only
 from tiny_model import make_model_folder
 
-import app
-import app_handlers
+from editmgt_core.app import handlers as app_handlers
+from editmgt_core.app import server as app
 from editmgt_core.edit.editing import default_options, edit
 from editmgt_core.edit.files import read_parameters
 from editmgt_core.model.loading import load_editor
-from editmgt_core.studio import compute, domain, streaming, studio_inputs
+from editmgt_core.studio import compute, domain, streaming, validate
 
 pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")  # pandas 3 deprecations inside gradio
 FAST = dict(steps=3, guidance_scale=2.0, negative_prompt="", lam=0.3, seed=5)
@@ -144,7 +144,7 @@ def test_unusual_pixel_formats_are_edited(client, files, name):
 
 
 def test_a_large_image_comes_back_at_its_own_resolution_within_the_limit(client, tmp_path, monkeypatch):
-    monkeypatch.setattr(studio_inputs, "SOFT_PIXELS", 48 * 48)  # the server runs in this process
+    monkeypatch.setattr(validate, "SOFT_PIXELS", 48 * 48)  # the server runs in this process
     picture(96, 64).save(tmp_path / "large.png")
     png, info = run(client, tmp_path / "large.png", **QUICK)[-1]
     assert Image.open(png).size == (96, 64) and info["notice"] is None and info["size"] == [96, 64]
@@ -270,8 +270,8 @@ def test_bundled_examples_are_valid_inputs():
     listed = app.examples()
     assert len(listed) >= 3
     for path, instruction in listed:
-        image, notice = studio_inputs.check_image(studio_inputs.open_upload(path))
-        assert notice is None and studio_inputs.check_instruction(instruction) and min(image.size) >= 64
+        image, notice = validate.check_image(validate.open_upload(path))
+        assert notice is None and validate.check_instruction(instruction) and min(image.size) >= 64
 
 
 def test_the_api_offers_edit_and_sweep_only(client):

@@ -13,9 +13,9 @@ from PIL import Image
 from test_studio import picture
 from tiny_model import make_model_folder
 
-import app
-import app_edit
-import app_handlers
+from editmgt_core.app import handlers
+from editmgt_core.app import runs as app_edit
+from editmgt_core.app import server as app
 from editmgt_core.edit import files as files_module
 from editmgt_core.edit.files import read_parameters
 from editmgt_core.model.loading import load_editor
@@ -80,7 +80,7 @@ def test_ui_handlers(editor, tmp_path):
     assert np.array_equal(np.asarray(stroke.getchannel("A")) > 0, np.asarray(layer.getchannel("A")) > 0)
     again = page_edit(ctx, restored["image_in"], **{**edit_knobs(), "seed": restored["seed"]})[-1]
     assert np.array_equal(np.asarray(again["result"][1]), np.asarray(after))  # Edit after a restore: the same pixels
-    sweep = list(app_handlers.run_sweep(ctx, app_handlers.RUNS.begin(), value, "make the circle red", "0, 1", "",
+    sweep = list(handlers.run_sweep(ctx, handlers.RUNS.begin(), value, "make the circle red", "0, 1", "",
                                         **edit_knobs()))  # fmt: skip
     assert sweep[-2]["grid"].count("<img") == 2 and sweep[-1]["used_seed"] == "7"
     assert sweep[-2]["grid"].count("<tr>") == 2  # a header row and one row per γ

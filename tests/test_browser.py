@@ -1,7 +1,8 @@
 """The app in headless Chromium (Playwright): upload (file, drop, paste, big images), brush, type, run, watch it
 stream. Shared setup and page actions: browser_page.py. The README's screenshot is made with
 
-    EDITMGT_BROWSER_MODEL=assets/default-model EDITMGT_SCREENSHOT=assets/screenshot.png pytest tests/test_browser.py
+    EDITMGT_BROWSER_MODEL=editmgt_core/assets/default-model EDITMGT_SCREENSHOT=assets/screenshot.png \
+        pytest tests/test_browser.py
 
 (the test itself writes only under tmp_path; EDITMGT_SCREENSHOT copies its screenshot there).
 """

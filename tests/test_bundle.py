@@ -1,20 +1,20 @@
 """The bundled default model: its folder, its size, and region hold on real world edits, end to end."""
 
 import dataclasses
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
+from editmgt_core import paths
 from editmgt_core.edit.editing import default_options, edit, image_to_tensor, tensor_to_image
 from editmgt_core.evaluation import metrics
 from editmgt_core.evaluation.world_eval import at_size, target_round_trip
 from editmgt_core.model.loading import load_editor
-from editmgt_core.world import edit_world
+from editmgt_core.world import samples
 
-BUNDLE = Path(__file__).parent.parent / "assets" / "default-model"
+BUNDLE = paths.BUNDLED_MODEL
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_bundle_is_small_and_safetensors_only():
 def test_region_hold_keeps_pixels_outside_the_edit(editor, index):
     """Brush = the record's edit mask: outside it the output is the source itself (keep_pixels), or, decoded from
     the held tokens (keep_pixels off), the source's VQ round trip."""
-    rec = edit_world.record(2026, index, 64, category="recolor")
+    rec = samples.record(2026, index, 64, category="recolor")
     image = Image.fromarray(rec.src)
     options = default_options(editor, seed=index, mask_mode="replace")
     result = edit(editor, image, rec.instruction, options, user_mask=rec.mask)
@@ -68,8 +68,8 @@ N_RECORDS, MIN_SUCCESS, MEASURED = 30, 16, {None: 23, "heldout": 23}
 def test_bundle_edits_succeed_on_unseen_records(editor, phrasing):
     wins, unit = [], metrics.to_unit
     for index in range(N_RECORDS):
-        rec = edit_world.record(2026, index, 64, phrasing=phrasing)
-        mask = np.ones_like(rec.mask) if rec.category in edit_world.GLOBAL_CATEGORIES else rec.mask
+        rec = samples.record(2026, index, 64, phrasing=phrasing)
+        mask = np.ones_like(rec.mask) if rec.category in samples.GLOBAL_CATEGORIES else rec.mask
         result = edit(editor, Image.fromarray(rec.src), rec.instruction, default_options(editor, seed=index))
         ok, _ = metrics.edit_success(at_size(result.image, (64, 64)), unit(rec.src), unit(rec.tgt), mask.astype(bool))
         wins.append(ok)
@@ -83,8 +83,8 @@ def test_tokenizer_ceiling_is_near_the_target(editor):
 
     unit = metrics.to_unit
     for index in range(6):
-        rec = edit_world.record(2026, index, 64)
-        mask = np.ones_like(rec.mask) if rec.category in edit_world.GLOBAL_CATEGORIES else rec.mask
+        rec = samples.record(2026, index, 64)
+        mask = np.ones_like(rec.mask) if rec.category in samples.GLOBAL_CATEGORIES else rec.mask
         source, target = Image.fromarray(rec.src), Image.fromarray(rec.tgt)
         prepared = prepare(editor, source, rec.instruction, resolve_options(editor, None))
         out, src, tgt = (

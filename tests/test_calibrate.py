@@ -18,7 +18,7 @@ from editmgt_core.evaluation.calibrate import (
     suggest_gate,
     topk_iou,
 )
-from editmgt_core.world.edit_world import GLOBAL_CATEGORIES
+from editmgt_core.world.samples import GLOBAL_CATEGORIES
 
 
 def test_auc_and_topk_iou():

@@ -57,8 +57,8 @@ def test_edit_help_names_the_bundled_models_defaults_first():
 
     bundle = json.loads((cli.DEFAULT_MODEL / "editmgt_studio.json").read_text())["defaults"]
     text = " ".join(_subparsers(cli.build_parser())["edit"].format_help().split())
-    assert f"(default with assets/default-model: {bundle['steps']}; published demo: 36)" in text
-    assert f"default with assets/default-model: {bundle['gamma']:g}; published demo: 1.1" in text
+    assert f"(default with editmgt_core/assets/default-model: {bundle['steps']}; published demo: 36)" in text
+    assert f"default with editmgt_core/assets/default-model: {bundle['gamma']:g}; published demo: 1.1" in text
 
 
 def test_cli_knobs_are_the_sampler_options():
@@ -161,10 +161,10 @@ def test_edit_writes_png_with_parameters_map_and_animation(capsys, tmp_path, pic
 def test_tune_hold_measures_each_setting(tmp_path, capsys):
     from tiny_model import make_model_folder
 
-    from editmgt_core.world import edit_world
+    from editmgt_core.world import dataset
 
     folder = make_model_folder(tmp_path / "model")
-    manifest = edit_world.write_dataset(tmp_path / "world", 3, seed=5, size=32)
+    manifest = dataset.write_dataset(tmp_path / "world", 3, seed=5, size=32)
     argv = ["tune-hold", "--model", str(folder), "--manifest", str(manifest), "--lam-values", "0.2,1", "--grow-values",
             "0", "--max-drop", "1"]  # fmt: skip
     assert cli.main(argv) == 0

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-import app
+from editmgt_core.app import server as app
 from editmgt_core.edit.composite import cell_grid, composite
 from editmgt_core.edit.editing import default_options, edit
 

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from editmgt_core import cli
-from editmgt_core.studio import deploy
+from editmgt_core.release import deploy
 
 ROOT = Path(__file__).resolve().parent.parent
 BINARY_SUFFIXES = (".png", ".jpg", ".webp", ".gif", ".safetensors", ".pt", ".npz", ".npy", ".bin")
@@ -72,8 +72,8 @@ def test_dry_run_on_a_clean_clone_routes_every_binary_through_xet(clone, capsys)
     for path in binaries:
         assert by_path[path].lfs, path
         assert re.search(rf"^  xet/lfs .*  {re.escape(path)}$", out, flags=re.MULTILINE), path
-    app_files = ("app.py", "app_handlers.py", "app_knobs.py", "assets/upload.js")  # the app and what it reads
-    for path in (*app_files, "requirements.txt", "assets/default-model/editmgt_studio.json"):
+    app_files = ("app.py", "editmgt_core/app/server.py", "editmgt_core/app/controls.py", "editmgt_core/app/upload.js")
+    for path in (*app_files, "requirements.txt", "editmgt_core/assets/default-model/editmgt_studio.json"):
         assert not by_path[path].lfs and re.search(rf"^  git .*  {re.escape(path)}$", out, flags=re.MULTILINE)
     # the Hub refuses binaries over 1 MB outside Xet/LFS: none is routed to plain git
     assert all(f.lfs or not deploy.is_binary(clone / f.path) for f in files)

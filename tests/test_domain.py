@@ -11,10 +11,10 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 from tiny_model import WORDS, make_model_folder
 
-import app
+from editmgt_core.app import server as app
 from editmgt_core.model.loading import SETTINGS_NAME, load_editor
 from editmgt_core.studio import domain
-from editmgt_core.world import edit_world
+from editmgt_core.world import samples
 
 pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")
 KNOWN = {"vocabulary": sorted(WORDS), "trained_on": "tiny test pictures"}
@@ -101,7 +101,7 @@ def test_bundled_model_knows_its_world_and_flags_photo_like_images():
     known = domain.domain_of(editor)
     assert known["vq_error"] > 0 and len(known["vocabulary"]) > 50
     for i in range(40):
-        record = edit_world.record(777, i, size=64 * (1 + i % 2))
+        record = samples.record(777, i, size=64 * (1 + i % 2))
         assert domain.check_instruction(known, record.instruction) is None, record.instruction
         assert domain.check_image(editor, Image.fromarray(record.src)) is None, i
     for path, instruction in app.examples():

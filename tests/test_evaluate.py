@@ -14,7 +14,7 @@ from tiny_model import make_model_folder
 from editmgt_core import cli
 from editmgt_core.evaluation.convert import cell_image
 from editmgt_core.evaluation.evaluate import module_argv
-from editmgt_core.world import edit_world
+from editmgt_core.world import dataset, samples
 
 HEADER = "| Method | N | CLIP-I ↑ | CLIP-out ↑ | L1 ↓ | DINO ↑ | Leakage ↓ |"
 
@@ -224,7 +224,7 @@ def test_magicbrush_converter(tmp_path):
 
 def test_world_eval_on_a_tiny_model(tmp_path, capsys):
     model = make_model_folder(tmp_path / "tiny")
-    manifest = edit_world.write_dataset(tmp_path / "world", n=3, seed=11)
+    manifest = dataset.write_dataset(tmp_path / "world", n=3, seed=11)
     out = tmp_path / "eval"
     argv = ["world-eval", "--manifest", str(manifest), "--model", str(model), "--out", str(out), "--limit", "3"]
     argv += ["--steps", "2", "--guidance-scale", "2", "--negative-prompt", "", "--lam", "0.3", "--quiet"]
@@ -238,7 +238,7 @@ def test_world_eval_on_a_tiny_model(tmp_path, capsys):
         assert rec["category"] == category and isinstance(rec["success_on"], bool)
         assert rec["success_on"] >= rec["success_exact_on"]  # another right answer can only add a success
         assert isinstance(rec["success_vq"], bool)
-        local = category not in edit_world.GLOBAL_CATEGORIES
+        local = category not in samples.GLOBAL_CATEGORIES
         assert (rec["leakage_on"] is not None) == local and (rec.get("iou_on") is not None) == local
         if local:
             assert 0 <= rec["leakage_on"] <= 1 and 0 <= rec["iou_on"] <= 1 and 0 <= rec["vq_floor"] <= 1
@@ -260,7 +260,7 @@ def test_a_background_edit_is_judged_against_every_background_its_instruction_al
     from editmgt_core.evaluation import metrics
     from editmgt_core.evaluation.world_eval import other_right_targets
 
-    manifest = edit_world.write_dataset(tmp_path, 150, seed=4, size=64, log_every=1000)
+    manifest = dataset.write_dataset(tmp_path, 150, seed=4, size=64, log_every=1000)
     rows = [json.loads(line) for line in manifest.read_text().splitlines()]
     backgrounds = [r for r in rows if r["category"] == "background"]
     row = next(r for r in backgrounds if r["target_scene"]["background"]["kind"] == "stripes")
@@ -269,8 +269,8 @@ def test_a_background_edit_is_judged_against_every_background_its_instruction_al
     others = [metrics.to_unit(t) for t in other_right_targets(row, (64, 64))]
     assert len(others) == 31
     # the same stripes turned the other way: a right edit that the exact target alone calls a failure
-    background = edit_world.scene_from_dict(row["target_scene"]).background
-    kinds = edit_world.equivalent_backgrounds(background)[1:]
+    background = samples.scene_from_dict(row["target_scene"]).background
+    kinds = samples.equivalent_backgrounds(background)[1:]
     turned = next(o for o, b in zip(others, kinds, strict=True) if b.vertical != background.vertical)
     assert not metrics.edit_success(turned, src, tgt, whole)[0]
     assert any(metrics.edit_success(turned, src, t, whole)[0] for t in others)
@@ -285,7 +285,7 @@ def test_tokenizer_ceiling_is_the_targets_round_trip(tmp_path):
     from editmgt_core.model.loading import load_editor
 
     editor = load_editor(make_model_folder(tmp_path / "tiny"))
-    rec = edit_world.record(5, 0, 32)
+    rec = samples.record(5, 0, 32)
     source, target = Image.fromarray(rec.src), Image.fromarray(rec.tgt)
     prepared = prepare(editor, source, rec.instruction, resolve_options(editor, None))
     # a target equal to the source has the source's tokens everywhere: keep_pixels gives the source back exactly

@@ -4,8 +4,8 @@ import dataclasses
 
 import pytest
 
-import app_knobs
 from editmgt_core import cli
+from editmgt_core.app import controls
 from editmgt_core.edit import knobs
 from editmgt_core.sampler.hold import MASK_MODES
 from editmgt_core.sampler.options import KINDS, SamplerOptions
@@ -70,9 +70,9 @@ def test_the_cli_help_and_checks_come_from_the_declaration():
         cli.check_knobs(cli.sampler_overrides(args))  # the range: SamplerOptions', as for every front end
 
 
-@pytest.mark.parametrize("name", list(app_knobs.LAYOUT))
+@pytest.mark.parametrize("name", list(controls.LAYOUT))
 def test_the_app_only_presents_declared_knobs(name):
-    shown = app_knobs.LAYOUT[name]
+    shown = controls.LAYOUT[name]
     label, help = shown.text()
     assert label and help.endswith(".")
     assert shown.section in (None, "main", "advanced", "end") and shown.control in CONTROLS | {""}
@@ -86,14 +86,14 @@ def test_the_app_only_presents_declared_knobs(name):
 
 
 def test_every_sampler_knob_reaches_the_page_and_the_api():
-    shown = {app_knobs.LAYOUT[name].knob for name in app_knobs.SHOWN}
-    api = {app_knobs.LAYOUT[name].knob for name in app_knobs.API}
-    assert set(knobs.SAMPLER) - shown == set(knobs.SAMPLER) - api == set(app_knobs.CLI_ONLY)
+    shown = {controls.LAYOUT[name].knob for name in controls.SHOWN}
+    api = {controls.LAYOUT[name].knob for name in controls.API}
+    assert set(knobs.SAMPLER) - shown == set(knobs.SAMPLER) - api == set(controls.CLI_ONLY)
 
 
 def test_a_knob_without_a_layout_gets_one_from_its_kind(monkeypatch):
     from editmgt_core.sampler.options import Knob
 
     monkeypatch.setitem(knobs.KNOBS, "sharpness", Knob("Sharpness", "How sharp.", "float", lo=0.0, hi=2.0))
-    shown = app_knobs.default_shown("sharpness")
+    shown = controls.default_shown("sharpness")
     assert (shown.section, shown.control, shown.api, shown.step) == ("advanced", "slider", "number", 0.02)

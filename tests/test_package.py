@@ -52,24 +52,33 @@ def test_citation_names_this_version():
     assert f"version: {editmgt_core.__version__}\n" in citation and "arXiv:2512.11715" in citation
 
 
-def test_app_command_passes_its_options_to_app_py(monkeypatch):
-    import importlib.util
+def test_app_command_serves_the_packaged_app_with_its_options(monkeypatch):
+    from editmgt_core.app import server
 
-    import app
-
-    calls = {}
-
-    class Spec:
-        class loader:  # noqa: N801 (the spec API's name)
-            @staticmethod
-            def exec_module(module):
-                calls["executed"] = module is app
-
-    monkeypatch.setattr(importlib.util, "spec_from_file_location", lambda name, path: calls.update(path=path) or Spec)
-    monkeypatch.setattr(importlib.util, "module_from_spec", lambda spec: app)
-    monkeypatch.setattr(app, "main", lambda argv: calls.update(argv=argv))
+    calls = []
+    monkeypatch.setattr(server, "main", calls.append)
     assert cli.main(["app", "--port", "7861", "--dtype", "bf16"]) == 0
-    assert calls == {"path": ROOT / "app.py", "executed": True, "argv": ["--port", "7861", "--dtype", "bf16"]}
+    assert calls == [["--port", "7861", "--dtype", "bf16"]]
+
+
+def test_the_root_app_py_is_the_packaged_app():
+    """A Space and `python app.py` run the root app.py: it only imports `spaces` when asked and serves the package's
+    app (nothing is built on import)."""
+    text = (ROOT / "app.py").read_text()
+    assert "from editmgt_core.app.server import launch, make_demo, parse_args" in text and text.count("\n") < 25
+
+
+def test_the_bundle_and_the_examples_are_package_data():
+    from editmgt_core import paths
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    globs = project["tool"]["setuptools"]["package-data"]["editmgt_core"]
+    shipped = {p.relative_to(paths.PACKAGE) for g in globs for p in paths.PACKAGE.glob(g) if p.is_file()}
+    needed = [paths.BUNDLED_MODEL / "editmgt_studio.json", paths.EXAMPLES / "examples.json"]
+    needed.append(paths.PACKAGE / "app" / "upload.js")
+    assert all(p.relative_to(paths.PACKAGE) in shipped for p in needed)
+    weights = [p for p in paths.BUNDLED_MODEL.rglob("*.safetensors")]
+    assert weights and all(p.relative_to(paths.PACKAGE) in shipped for p in weights)
 
 
 def test_readme_commands_are_what_ci_runs():

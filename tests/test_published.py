@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-import app
+from editmgt_core.app import server as app
 from editmgt_core.model.config import TransformerConfig
 from editmgt_core.model.loading import PUBLISHED_ID, cpu_warning
 from editmgt_core.model.transformer import EditMGTTransformer

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from editmgt_core.evaluation import shape_judge
-from editmgt_core.world import edit_world, world_draw
-from editmgt_core.world.world_draw import Background, Obj, Scene
+from editmgt_core.world import drawing, samples
+from editmgt_core.world.drawing import Background, Obj, Scene
 
 FLAT = Background("flat", ("gray", "gray"), False, 0.25, 0.0)
 SQUARE = Obj("square", "yellow", 0.25, 0.3, 0.12)
@@ -18,7 +18,7 @@ ADD = {"new": {"shape": "triangle", "color": "blue", "x": 0.5, "y": 0.5, "r": 0.
 
 
 def _img(scene: Scene, size: int) -> np.ndarray:
-    return world_draw.render(scene, size).astype(np.float32) / 255
+    return drawing.render(scene, size).astype(np.float32) / 255
 
 
 def _scenes():
@@ -39,7 +39,7 @@ def test_a_round_blob_where_a_triangle_belongs_fails():
     want = shape_judge.silhouette(_img(tgt, size), "blue")
     blob = shape_judge.ellipse_mask(want, 1.0)  # the triangle's own moments: as close as a blob gets
     out = _img(src, size)
-    out[blob] = np.array(world_draw.COLORS["blue"]) / 255
+    out[blob] = np.array(drawing.COLORS["blue"]) / 255
     verdict = shape_judge.judge(out, src, tgt, ADD, "add")
     assert not verdict.success and verdict.fit in ("circle", "ellipse")
 
@@ -86,9 +86,9 @@ def test_a_recolour_that_smears_the_square_beside_it():
 def test_world_records_pass_on_their_own_targets():
     passed = []
     for i in range(40):
-        rec = edit_world.record(555, i)
+        rec = samples.record(555, i)
         verdict = shape_judge.judge(_img(rec.tgt_scene, 256), rec.src_scene, rec.tgt_scene, rec.edit, rec.category)
-        if rec.category in edit_world.GLOBAL_CATEGORIES:
+        if rec.category in samples.GLOBAL_CATEGORIES:
             assert verdict.success is None and verdict.others_changed is None
         else:
             passed.append(verdict.success and not verdict.others_changed)

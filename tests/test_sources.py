@@ -139,7 +139,7 @@ def test_the_resolved_commit_is_recorded_with_the_edit(monkeypatch, tmp_path):
 def test_revision_reaches_load_editor_from_the_cli_and_the_app(monkeypatch):
     import argparse
 
-    import app
+    from editmgt_core.app import server as app
     from editmgt_core.cli import common
     from editmgt_core.model import loading
 

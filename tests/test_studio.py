@@ -13,7 +13,7 @@ from tiny_model import make_model_folder
 from editmgt_core.edit import files
 from editmgt_core.edit.editing import default_options, edit
 from editmgt_core.model.loading import load_editor
-from editmgt_core.studio import streaming, studio_render
+from editmgt_core.studio import render, streaming
 
 FAST = dict(steps=3, guidance_scale=2.0, negative_prompt="", seed=5)
 
@@ -87,7 +87,7 @@ def test_sweep_cells_equal_separate_edits(editor):
 
 def test_saved_png_carries_its_parameters(editor, tmp_path):
     final = list(streaming.stream(editor, picture(), "make it red", default_options(editor, **FAST)))[-1]
-    png, sidecar = studio_render.save_result(final, tmp_path)
+    png, sidecar = streaming.save_result(final, tmp_path)
     assert files.read_parameters(png)["seed"] == 5 and '"instruction": "make it red"' in sidecar.read_text()
     assert np.array_equal(np.asarray(Image.open(png)), np.asarray(final.image))
-    assert studio_render.from_jpeg(studio_render.jpeg(final.image)).size == final.image.size
+    assert render.from_jpeg(render.jpeg(final.image)).size == final.image.size

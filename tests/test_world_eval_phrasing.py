@@ -6,11 +6,11 @@ import numpy as np
 from PIL import Image
 
 from editmgt_core.evaluation import world_eval, world_report
-from editmgt_core.world import world_phrasing, world_slices
+from editmgt_core.world import hard_cases, paraphrase
 
 
 def _ambiguous(tmp_path, index=0):
-    rec = next(r for i in range(index, index + 50) if (r := world_slices.slice_record(3, i, "ambiguous", 64)).category
+    rec = next(r for i in range(index, index + 50) if (r := hard_cases.slice_record(3, i, "ambiguous", 64)).category
                in ("recolor", "replace"))  # fmt: skip
     row = {"candidates": []}
     for j, (tgt, mask) in enumerate(rec.candidates):
@@ -64,7 +64,7 @@ def test_manifest_columns_only_for_opt_in_rows():
     assert world_eval.manifest_columns({"id": "1", "instruction": "x", "category": "add"}) == {}
     cols = world_eval.manifest_columns({"phrasing": "lets", "held_out": False, "phrasing_set": "train", "record": 3})
     assert cols == {"phrasing": "lets", "held_out": False, "phrasing_set": "train", "record": 3}
-    assert world_phrasing.template_key({"category": "style", "new": {"style": "sepia"}}) == "style:sepia"
+    assert paraphrase.template_key({"category": "style", "new": {"style": "sepia"}}) == "style:sepia"
 
 
 def test_world_eval_generates_an_ambiguous_slice_under_two_phrasings(tmp_path, capsys):

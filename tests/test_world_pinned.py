@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from editmgt_core.world import edit_world
+from editmgt_core.world import samples
 
 PINNED = json.loads((Path(__file__).parent / "fixtures" / "world_records_pinned.json").read_text())["records"]
 
@@ -20,7 +20,7 @@ def _digest(array) -> str:
 
 @pytest.mark.parametrize("pin", PINNED, ids=lambda p: f"{p['seed']}-{p['index']}-{p['size']}-{p['category']}")
 def test_default_records_unchanged(pin):
-    rec = edit_world.record(pin["seed"], pin["index"], pin["size"], pin["category"])
+    rec = samples.record(pin["seed"], pin["index"], pin["size"], pin["category"])
     assert rec.instruction == pin["instruction"]
     assert rec.edit["template"] == pin["template"]
     assert (_digest(rec.src), _digest(rec.tgt), _digest(rec.mask)) == (pin["src"], pin["tgt"], pin["mask"])

@@ -64,7 +64,7 @@ def test_app_imports_spaces_before_cuda_and_asks_for_durations_per_call(tmp_path
 
 
 def test_durations_grow_with_the_work_and_fit_a_visitors_quota():
-    import app
+    from editmgt_core.app import server as app
 
     edit = app.gpu_seconds(36, 1024 * 1024)  # the published model's demo settings
     assert 15 <= app.gpu_seconds(8, 512 * 512) < edit < app.gpu_seconds(64, 1024 * 1024) < 60
@@ -82,7 +82,7 @@ def test_off_zerogpu_an_installed_spaces_changes_nothing(tmp_path):
     nor routes its work through spaces.GPU."""
     out = run(
         """
-        import app
+        from editmgt_core.app import server as app
         from PIL import Image
         from editmgt_core.edit.editing import resolve_options
         assert app.default_device() == ("cuda" if torch.cuda.is_available() else "cpu")
@@ -144,7 +144,7 @@ def test_stop_ends_the_gpu_work_within_a_step_and_the_next_edit_completes(tmp_pa
     out = run(
         """
         import dataclasses, threading, time
-        import app
+        from editmgt_core.app import server as app
         from PIL import Image
         from editmgt_core.edit.editing import default_options, resolve_options
         from editmgt_core.studio.streaming import Final, Frame
@@ -184,7 +184,7 @@ def test_a_sweep_beyond_a_calls_limit_runs_as_several_calls(tmp_path):
     out = run(
         """
         import dataclasses, json
-        import app
+        from editmgt_core.app import server as app
         from PIL import Image
         from editmgt_core.edit.editing import default_options, resolve_options
         from editmgt_core.studio.streaming import Cell, CellStep

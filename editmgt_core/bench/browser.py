@@ -42,7 +42,7 @@ def photo(path: Path, width: int = 4000, height: int = 3000) -> Path:
 def bench_browser(args) -> dict:
     from playwright.sync_api import sync_playwright
 
-    from .common import studio_process
+    from editmgt_core.bench.common import studio_process
 
     root = Path(__file__).resolve().parents[2]
     big = photo(Path(tempfile.mkdtemp(prefix="editmgt-bench-")) / "photo.jpg")
@@ -102,9 +102,9 @@ def _in_process(args, path: Path) -> list[float]:
     """edit() on the file as the server gets it without the browser's help: decode, edit at its own size."""
     import torch
 
-    from ..edit.editing import default_options, edit, to_rgb
-    from ..model.loading import load_editor
-    from ..studio.studio_inputs import open_upload
+    from editmgt_core.edit.editing import default_options, edit, to_rgb
+    from editmgt_core.model.loading import load_editor
+    from editmgt_core.studio.validate import open_upload
 
     torch.set_num_threads(args.threads)
     editor = load_editor(args.model)

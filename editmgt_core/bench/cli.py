@@ -1,10 +1,10 @@
 """Benchmarks.
 
     python -m editmgt_core.bench forward --config editmgt --grid 16 --batch 2 --text-len 256
-    python -m editmgt_core.bench edit --model assets/default-model
+    python -m editmgt_core.bench edit --model editmgt_core/assets/default-model
     python -m editmgt_core.bench edit --config editmgt --random-weights --size 1024 --dtype bf16 --device cuda
-    python -m editmgt_core.bench stream --model assets/default-model --runs 5
-    python -m editmgt_core.bench browser --model assets/default-model --runs 3
+    python -m editmgt_core.bench stream --model editmgt_core/assets/default-model --runs 5
+    python -m editmgt_core.bench browser --model editmgt_core/assets/default-model --runs 3
 
 `forward` times the transformer (median of N runs after a warm-up; random weights) with and without attention
 capture, and reports peak resident memory. `edit` times whole edits of a model folder, split into text encoding,
@@ -48,7 +48,7 @@ def add_forward(sub) -> None:
 
 def add_edit(sub) -> None:
     ed = sub.add_parser("edit", help="time whole edits of a model folder, split by stage")
-    ed.add_argument("--model", default="assets/default-model", help="model folder or hub id")
+    ed.add_argument("--model", default="editmgt_core/assets/default-model", help="model folder or hub id")
     ed.add_argument("--instruction", default="make the red circle blue")
     ed.add_argument("--lam", type=float, help="λ for the capture + consolidation + hold run (default: the model's "
                     "when above 0, else 0.3); 'plain' runs at λ = 0, both with the model's other defaults")  # fmt: skip
@@ -73,14 +73,14 @@ def add_edit(sub) -> None:
 
 def add_stream_and_browser(sub) -> None:
     st = sub.add_parser("stream", help="streamed edits through the studio's API against in-process edits")
-    st.add_argument("--model", default="assets/default-model", help="model folder")
+    st.add_argument("--model", default="editmgt_core/assets/default-model", help="model folder")
     st.add_argument("--image", default=None, help="input image (default: the bundled recolour example)")
     st.add_argument("--instruction", default="Paint the yellow circle green")
     st.add_argument("--threads", type=int, default=2, help="torch CPU threads, here and in the server")
     st.add_argument("--runs", type=int, default=5, help="interleaved timed runs of each after one warm-up")
     st.add_argument("--no-previews", dest="previews", action="store_false", help="stream with previews=False")
     br = sub.add_parser("browser", help="a 4000x3000 JPEG through the studio in headless Chromium: click to done")
-    br.add_argument("--model", default="assets/default-model", help="model folder")
+    br.add_argument("--model", default="editmgt_core/assets/default-model", help="model folder")
     br.add_argument("--instruction", default="make the red circle blue")
     br.add_argument("--threads", type=int, default=2, help="torch CPU threads, in the server and in-process")
     br.add_argument("--runs", type=int, default=3, help="timed runs of each after one warm-up")
@@ -97,10 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] in (["edit-worker"], ["echo-server"]):  # `stream`'s helper processes
-        from . import stream
+    if argv[:1] == ["edit-worker"]:  # `stream`'s in-process side
+        from .stream import edit_worker
 
-        {"edit-worker": stream.edit_worker, "echo-server": stream.echo_server}[argv[0]](*argv[1:])
+        edit_worker(*argv[1:])
         return 0
     args = build_parser().parse_args(argv)
     print(json.dumps(run(args), indent=2))

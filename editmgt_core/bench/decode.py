@@ -1,4 +1,5 @@
-"""What decoding costs in a streamed edit: `python -m editmgt_core.bench.decode --model assets/default-model`.
+"""What decoding costs in a streamed edit:
+`python -m editmgt_core.bench.decode --model editmgt_core/assets/default-model`.
 
 Streams edits of world records as the studio streams them (`streaming.stream`: the first step's preview, later
 previews within its budget, the final decode) at the model's defaults, and times every VQ decode the edit makes
@@ -14,10 +15,10 @@ import time
 import torch
 from PIL import Image
 
-from ..edit.editing import default_options
-from ..model.loading import load_editor
-from ..studio.streaming import Final, stream
-from ..world import edit_world
+from editmgt_core.edit.editing import default_options
+from editmgt_core.model.loading import load_editor
+from editmgt_core.studio.streaming import Final, stream
+from editmgt_core.world import samples
 
 
 class TimedDecode:
@@ -44,7 +45,7 @@ def main(args: argparse.Namespace) -> dict:
     options = default_options(editor, seed=1)
     edit_s = decode_s = 0.0
     for i in range(args.edits + 1):  # the first edit warms up and is not counted
-        rec = edit_world.record(args.seed, i)
+        rec = samples.record(args.seed, i)
         before, calls = timed.seconds, timed.calls
         start = time.perf_counter()
         final = [item for item in stream(editor, Image.fromarray(rec.src), rec.instruction, options)][-1]
@@ -63,7 +64,7 @@ def main(args: argparse.Namespace) -> dict:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Share of a streamed edit's time spent decoding (previews + result).")
-    p.add_argument("--model", default="assets/default-model", help="model folder")
+    p.add_argument("--model", default="editmgt_core/assets/default-model", help="model folder")
     p.add_argument("--edits", type=int, default=5, help="edits timed (after one warm-up)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=555, help="world seed of the edited records")

@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import torch
 
+from editmgt_core import paths
+
 from . import http_stream
 from .common import QUIET, ROOT, connect, free_port, studio_process
 
@@ -20,7 +22,7 @@ def _start(args, root: Path, env: dict) -> tuple[int, int, list[subprocess.Popen
     """The studio (app.py) and the echo server, each in a process of its own -> (port, echo port, processes)."""
     port, studio = studio_process(args.model, root, env)
     echo_port = free_port()
-    echo_cmd = [sys.executable, "-m", "editmgt_core.bench", "echo-server", str(echo_port)]
+    echo_cmd = [sys.executable, "-m", "editmgt_core.app.echo", str(echo_port)]
     return port, echo_port, [studio, subprocess.Popen(echo_cmd, cwd=root, env=env, **QUIET)]
 
 
@@ -71,7 +73,7 @@ def bench_stream(args) -> dict:
         http = httpx.Client(timeout=600)
         endpoint, echo_endpoint = (http_stream.Endpoint.of(http, f"http://127.0.0.1:{p}", "/edit")
                                    for p in (port, echo_port))  # fmt: skip
-        path = Path(args.image or root / "assets" / "examples" / "recolor-yellow-circle.png")
+        path = Path(args.image or paths.EXAMPLES / "recolor-yellow-circle.png")
         worker, local_edit = _edit_worker(args, root, env, path)
         named = {"seed": 1} if args.previews else {"seed": 1, "previews": False}
         knobs = {**named, "api_name": "/edit"}
@@ -118,22 +120,6 @@ def _echo(floor, image, instruction: str) -> float:
     seconds = time.perf_counter() - start
     job.result()
     return seconds
-
-
-def echo_server(port: str) -> None:
-    """`stream`'s transport floor: a Blocks app with /edit's first two inputs whose generator yields at once (the
-    upload, queue and first-message cost of any gradio endpoint on this machine, without the model)."""
-    import gradio as gr
-
-    def echo(image, instruction):
-        yield None, {"step": 0}
-        yield None, {"done": True}
-
-    with gr.Blocks() as demo:
-        inputs = [gr.Image(type="filepath"), gr.Textbox()]
-        gr.Button().click(echo, inputs, [gr.Image(), gr.JSON()], api_name="edit")
-    demo.queue()._queue.sleep_when_free = 0.01  # as the studio's queue (app.calm_queue): no 1 ms poll beside the edits
-    demo.launch(server_name="127.0.0.1", server_port=int(port), quiet=True)
 
 
 def edit_worker(model: str, path: str, instruction: str, threads: str) -> None:

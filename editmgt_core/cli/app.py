@@ -1,36 +1,24 @@
-"""`editmgt app` (the browser app, app.py of the checkout) and `editmgt deploy-space` (a Hugging Face Space)."""
+"""`editmgt app` (the browser app) and `editmgt deploy-space` (a Hugging Face Space)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 
-from .common import PUBLISHED, ROOT
+from editmgt_core.cli.common import PUBLISHED
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    """Run the repository's app.py (the app ships with the checkout, next to the package and its bundled model)."""
-    import importlib.util
+    """Serve the browser app (editmgt_core.app.server) with app.py's options."""
+    from editmgt_core.app.server import main
 
-    path = ROOT / "app.py"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no app.py next to the installed package ({path}); the app runs from a clone of the repository: "
-            "`pip install -e .` there, then `editmgt app`"
-        )
-    sys.path.insert(0, str(path.parent))  # as `python app.py` has it: app.py imports its neighbour app_knobs.py
-    spec = importlib.util.spec_from_file_location("app", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["app"] = module
-    spec.loader.exec_module(module)
-    module.main(args.app_args)
+    main(args.app_args)
     return 0
 
 
 def cmd_deploy_space(args: argparse.Namespace) -> int:
     from huggingface_hub import HfApi
 
-    from ..studio import deploy
+    from editmgt_core.release import deploy
 
     api = HfApi()  # a dry run only reads: the model's file list for preload_from_hub
     kw = {"hardware": args.hardware, "private": args.private, "model": args.space_model,
@@ -55,7 +43,7 @@ def add_deploy_space(sub) -> None:
         "deploy-space",
         help="upload the working tree as a Hugging Face Space (binaries through Xet/LFS)",
         description="Create or update a Gradio Space from this checkout with huggingface_hub's upload API "
-        "(log in first: `hf auth login`, or set HF_TOKEN). See editmgt_core/studio/deploy.py.",
+        "(log in first: `hf auth login`, or set HF_TOKEN). See editmgt_core/release/deploy.py.",
     )
     p.add_argument("--repo", required=True, help="the Space, USER/NAME")
     p.add_argument("--dry-run", action="store_true", help="list every file and where it goes, and the front matter")

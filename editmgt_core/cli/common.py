@@ -6,11 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..edit import knobs
-from ..model.config import add_runtime_args
+from editmgt_core import paths
+from editmgt_core.edit import knobs
+from editmgt_core.model.config import add_runtime_args
 
-ROOT = Path(__file__).resolve().parents[2]  # the checkout: app.py and assets/ sit next to the package
-DEFAULT_MODEL = ROOT / "assets" / "default-model"
+DEFAULT_MODEL = paths.BUNDLED_MODEL
 PUBLISHED = "WeiChow/EditMGT"
 KNOBS = knobs.SAMPLER  # the SamplerOptions fields the CLI sets
 
@@ -56,7 +56,7 @@ def sampler_overrides(args: argparse.Namespace) -> dict:
 
 def check_knobs(values: dict) -> None:
     """Validate sampler knobs before any model loads (SamplerOptions names the bad field and the allowed values)."""
-    from ..sampler.sampling import SamplerOptions
+    from editmgt_core.sampler.sampling import SamplerOptions
 
     SamplerOptions(**{k: v for k, v in values.items() if k in KNOBS})
 
@@ -67,8 +67,8 @@ def editor_from_args(args: argparse.Namespace, device: str | None = None):
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
-    from ..edit.editing import default_options
-    from ..model.loading import ModelNotFoundError, cpu_warning, load_editor
+    from editmgt_core.edit.editing import default_options
+    from editmgt_core.model.loading import ModelNotFoundError, cpu_warning, load_editor
 
     transformers_logging.disable_progress_bar()  # stderr keeps our own progress and error lines only
     diffusers_logging.disable_progress_bar()
@@ -98,7 +98,7 @@ def writable(path: str, what: str) -> Path:
 
 def world_phrasings(text: str) -> tuple[str, ...]:
     """--phrasing's type: a comma list of phrasings, checked as argparse parses it."""
-    from ..world.world_phrasing import parse_phrasings  # numpy only
+    from editmgt_core.world.paraphrase import parse_phrasings  # numpy only
 
     try:
         return parse_phrasings(text)

@@ -7,11 +7,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import add_model_args, add_sampler_args, check_knobs, editor_from_args, sampler_overrides, world_phrasings
+from editmgt_core.cli.common import (
+    add_model_args,
+    add_sampler_args,
+    check_knobs,
+    editor_from_args,
+    sampler_overrides,
+    world_phrasings,
+)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ..evaluation.evaluate import METRICS, FeatureModels, run_evaluate
+    from editmgt_core.evaluation.evaluate import METRICS, FeatureModels, run_evaluate
 
     names = [m.strip() for m in args.metrics.split(",") if m.strip()]
     bad = [m for m in names if m not in METRICS]
@@ -43,7 +50,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate_layers(args: argparse.Namespace) -> int:
-    from ..evaluation.calibrate import report
+    from editmgt_core.evaluation.calibrate import report
 
     if args.records < 1 or args.width < 1:
         raise ValueError("--records and --width must be >= 1")
@@ -52,8 +59,8 @@ def cmd_calibrate_layers(args: argparse.Namespace) -> int:
 
 
 def cmd_tune_hold(args: argparse.Namespace) -> int:
-    from ..evaluation.tune_hold import main
-    from ..model.entries import from_text
+    from editmgt_core.evaluation.tune_hold import main
+    from editmgt_core.model.entries import from_text
 
     floats = lambda text: [float(v) for v in text.split(",")] if text.strip() else []
     lams, grows = floats(args.lam_values), [int(v) for v in floats(args.grow_values)]
@@ -68,7 +75,8 @@ def _world_manifest(args: argparse.Namespace):
         if not args.manifest or args.phrasing or args.slice:
             raise ValueError("give --manifest, or --world-seed and --n (with --phrasing / --slice) to generate records")
         return args.manifest
-    from ..world.edit_world import EVALUATION_SEED, write_dataset
+    from editmgt_core.world.dataset import write_dataset
+    from editmgt_core.world.samples import EVALUATION_SEED
 
     if args.manifest or args.n is None or args.n < 1:
         raise ValueError("--world-seed needs --n N (>= 1) and no --manifest")
@@ -81,8 +89,8 @@ def _world_manifest(args: argparse.Namespace):
 
 
 def cmd_world_eval(args: argparse.Namespace) -> int:
-    from ..edit.manifests import read_manifest
-    from ..evaluation.world_eval import run_world_eval
+    from editmgt_core.edit.manifests import read_manifest
+    from editmgt_core.evaluation.world_eval import run_world_eval
 
     args.manifest = _world_manifest(args)
     read_manifest(args.manifest)
@@ -114,7 +122,7 @@ def cmd_world_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from ..evaluation.convert import convert_emu_edit, convert_magicbrush
+    from editmgt_core.evaluation.convert import convert_emu_edit, convert_magicbrush
 
     if args.layout == "emu-edit":
         manifest = convert_emu_edit(args.input, args.out, args.split)
@@ -161,7 +169,7 @@ def add_world_eval(sub) -> None:
     p = sub.add_parser(
         "world-eval",
         help="success / leakage / IoU on edit-world records, region-hold off vs on",
-        description="Run the editor on a world manifest (python -m editmgt_core.world.edit_world) with λ=0 and "
+        description="Run the editor on a world manifest (python -m editmgt_core.world.samples) with λ=0 and "
         "the model's default λ (or --lam) and report success, leakage and localization "
         "IoU per category (see world_eval.py for the criteria).",
     )
@@ -206,7 +214,7 @@ def add_tune_hold(sub) -> None:
         "(see tune_hold.py). Use a validation seed.",
     )
     p.add_argument("--manifest", required=True,
-                   help="edit-world manifest.jsonl (python -m editmgt_core.world.edit_world)")
+                   help="edit-world manifest.jsonl (python -m editmgt_core.world.samples)")
     p.add_argument("--lam-values", default="0.05,0.1,0.2,0.3", help="λ values, comma-separated")
     p.add_argument("--grow-values", default="1,2", help="grow values (tokens), comma-separated")
     p.add_argument("--layers", default=None, help="map entries (default: the model's), e.g. 'change' or '5, s0'")

@@ -1,8 +1,8 @@
 """The user-facing knobs: the sampler's (declared once, on `SamplerOptions`' fields) and the few an edit request adds
 (the working size, strict), as one registry the front ends are generated from.
 
-The command line's options (`cli.add_sampler_args`), the app's and the API's checks (`studio_inputs.make_options`)
-and the app's controls (`app_knobs.py`, which adds only presentation: rows, sliders, element ids) all read `KNOBS`.
+The command line's options (`cli.add_sampler_args`), the app's and the API's checks (`validate.make_options`)
+and the app's controls (`app/controls.py`, which adds only presentation: rows, sliders, element ids) all read `KNOBS`.
 Defaults are `SamplerOptions`' (the published demo's), overridden by a model's settings (`editing.default_options`).
 No torch here: the command line builds its parser without it.
 """

@@ -1,6 +1,6 @@
 """Pick a model's attention band: how well each block's instruction -> image attention points at the edit.
 
-    python -m editmgt_core calibrate-layers --model assets/default-model --seed 555 --records 64
+    python -m editmgt_core calibrate-layers --model editmgt_core/assets/default-model --seed 555 --records 64
 
 The published model uses global blocks 28-36; a model trained here needs its own band. On edit-world records of a
 validation seed (use neither the training seed nor the evaluation seed), every block is captured at the first decoding
@@ -13,15 +13,11 @@ Local categories only (global edits have no region). The band reported is the co
 blocks with the highest mean AUC; write it to the model's editmgt_studio.json as `attention_layers` if it helps.
 
 Each block's instruction -> source-image attention ('s<i>', see math.text_to_source_probs; not in the reference) is
-scored the same way. In a small model the instruction can find the object it names in the source image far better
-than in the all-masked target (the bundled model: block 0's source map AUC 0.76 against 0.59 for the best target
-block). The suggested layers add source entries to the band, best first, while each raises the AUC of the
-consolidated map (the mean of the entries' maps, as the sampler forms it) by at least 0.005.
-
-It also suggests a `focus_gate` (see hold.focus): the instruction focus of local and of whole-image (background,
-style) records at the first step, with the model's band and defaults, and the gate that best tells them apart
-(Youden's J: the share of whole-image records it gates minus the share of local ones). Holding a whole-image edit by
-its map clips the edit; gating a local one only gives up its hold.
+scored the same way (a small model can find the object it names in the source far better than in the all-masked
+target). The suggested layers add source entries to the band, best first, while each raises the AUC of the mean map
+by at least 0.005. It also suggests a `focus_gate` (see hold.focus): the first-step instruction focus that best tells
+local from whole-image (background, style) records apart (Youden's J); holding a whole-image edit by its map clips
+the edit, gating a local one only gives up its hold.
 """
 
 from __future__ import annotations
@@ -37,14 +33,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..edit.editing import default_options, logits_fn_for, prepare, resolve_options
-from ..model import entries
-from ..model.loading import Editor
-from ..sampler.consolidate import attention_scores, logit_maps, map_grid
-from ..sampler.hold import focus
-from ..sampler.sampling import mix_maps
-from ..world import edit_world
-from . import metrics
+from editmgt_core.edit.editing import default_options, logits_fn_for, prepare, resolve_options
+from editmgt_core.evaluation import metrics
+from editmgt_core.model import entries
+from editmgt_core.model.loading import Editor
+from editmgt_core.sampler.consolidate import attention_scores, logit_maps, map_grid
+from editmgt_core.sampler.hold import focus
+from editmgt_core.sampler.sampling import mix_maps
+from editmgt_core.world import samples
 
 
 @dataclass(frozen=True)
@@ -72,7 +68,7 @@ def topk_iou(scores: np.ndarray, inside: np.ndarray) -> float | None:
     return float((top & inside).sum() / (top | inside).sum())
 
 
-def first_step_maps(editor: Editor, record: edit_world.Record, options, layers: tuple[int | str, ...]):
+def first_step_maps(editor: Editor, record: samples.Record, options, layers: tuple[int | str, ...]):
     """(prepared edit, {entry: maps}) of the record's first decoding step (all target tokens masked)."""
     p = prepare(editor, Image.fromarray(record.src), record.instruction, options)
     network = logits_fn_for(editor, p, options.gamma, layers)
@@ -89,7 +85,7 @@ class RecordMaps:
 
 
 @torch.inference_mode()
-def record_maps(editor: Editor, records: list[edit_world.Record]) -> RecordMaps:
+def record_maps(editor: Editor, records: list[samples.Record]) -> RecordMaps:
     """Capture every block, instruction -> target and (with a source stream) instruction -> source image."""
     options = resolve_options(editor, None)
     depth = editor.transformer.config.depth
@@ -153,20 +149,20 @@ def add_source_maps(maps: RecordMaps, band: tuple[int, ...], most: int, min_gain
     return chosen, value
 
 
-def local_records(seed: int, n: int, size: int, *, whole_image: bool = False) -> list[edit_world.Record]:
+def local_records(seed: int, n: int, size: int, *, whole_image: bool = False) -> list[samples.Record]:
     """The first n local-category records (recolour, remove, replace, resize, add) of a world seed; whole_image:
     the first n whole-image ones (background, style) instead."""
     out, i = [], 0
     while len(out) < n:
-        r = edit_world.record(seed, i, size)
-        if (r.category in edit_world.GLOBAL_CATEGORIES) == whole_image:
+        r = samples.record(seed, i, size)
+        if (r.category in samples.GLOBAL_CATEGORIES) == whole_image:
             out.append(r)
         i += 1
     return out
 
 
 @torch.inference_mode()
-def record_focus(editor: Editor, records: list[edit_world.Record]) -> list[float]:
+def record_focus(editor: Editor, records: list[samples.Record]) -> list[float]:
     """Each record's instruction focus at the first decoding step, with the model's defaults and band."""
     options = resolve_options(editor, None)
     out = []
@@ -215,7 +211,7 @@ class RecipeRecords:
 
 
 @torch.inference_mode()
-def recipe_records(editor: Editor, records: list[edit_world.Record]) -> RecipeRecords:
+def recipe_records(editor: Editor, records: list[samples.Record]) -> RecipeRecords:
     """Capture every block in every direction (per head) and the logit maps at the first decoding step."""
     options = resolve_options(editor, None)
     depth = editor.transformer.config.depth
@@ -343,8 +339,8 @@ def write_recipe(root, best: RecipeScore, gate: float):
     block indices the model read before stay its reference band (reference_layers) when the recipe has none."""
     from pathlib import Path
 
-    from ..edit.files import write_json_atomic
-    from ..model.loading import SETTINGS_NAME
+    from editmgt_core.edit.files import write_json_atomic
+    from editmgt_core.model.loading import SETTINGS_NAME
 
     path = Path(root) / SETTINGS_NAME
     d = json.loads(path.read_text()) if path.is_file() else {}
@@ -379,21 +375,17 @@ def report(editor: Editor, seed: int, n: int, size: int, width: int, write: bool
     local = maps.focus  # the first-step forward of the local records ran once, in record_maps
     whole = record_focus(editor, local_records(seed, n, size, whole_image=True))
     gate = suggest_gate(local, whole)
-    print(
-        f"instruction focus with the model's band {json.dumps(list(current))}: local edits median "
-        f"{np.median(local):.3f}, whole-image edits median {np.median(whole):.3f}"
-    )
-    print(
-        f'suggested gate: "focus_gate": {gate.value:g} in the defaults of editmgt_studio.json (gates '
-        f"{gate.whole_image_gated:.0%} of whole-image edits and {gate.local_gated:.0%} of local ones)"
-    )
+    print(f"instruction focus with the model's band {json.dumps(list(current))}: local edits median "
+          f"{np.median(local):.3f}, whole-image edits median {np.median(whole):.3f}")  # fmt: skip
+    print(f'suggested gate: "focus_gate": {gate.value:g} in the defaults of editmgt_studio.json (gates '
+          f"{gate.whole_image_gated:.0%} of whole-image edits and {gate.local_gated:.0%} of local ones)")  # fmt: skip
     if write:
         gated = any(entries.parse(e).kind == "" for e in best.recipe)  # the focus reads instruction -> target maps
         path = write_recipe(editor.root, best, gate.value if gated else 0.0)
         print(f"wrote the suggested layers and gate to {path} (choose λ and grow with tune-hold)", file=sys.stderr)
 
 
-def _report_recipes(editor: Editor, records: list[edit_world.Record]) -> RecipeScore:
+def _report_recipes(editor: Editor, records: list[samples.Record]) -> RecipeScore:
     """Print the map recipes, best first, and return the best."""
     guided = default_options(editor).guidance_scale != 1.0
     recipes = score_recipes(recipe_records(editor, records), editor.settings.attention_layers, guided)

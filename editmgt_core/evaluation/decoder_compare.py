@@ -1,6 +1,7 @@
 """VQ decoders on the same world edits, judged by the pixel judge and the shape judge.
 
-    python -m editmgt_core.evaluation.decoder_compare --model assets/default-model --decoders base=OLD/vqvae \\
+    python -m editmgt_core.evaluation.decoder_compare --model editmgt_core/assets/default-model \\
+        --decoders base=OLD/vqvae \\
         --world-seed 555 --n 300 --out DIR
 
 A decoder changes no token (the encoder and codebook are shared), so each record is edited once, at the model's
@@ -23,15 +24,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..edit.editing import output_image, prepare, resolve_options, run
-from ..edit.files import open_image, open_mask, write_bytes_atomic, write_json_atomic
-from ..edit.manifests import item_options, read_manifest, resolve_path
-from ..model.encoders import VQTokenizer
-from ..model.loading import Editor, load_editor
-from ..world.edit_world import CATEGORIES, GLOBAL_CATEGORIES, write_dataset
-from . import metrics
-from .world_eval import at_size, other_right_targets, shape_columns, target_round_trip
-from .world_report import column_mean
+from editmgt_core import paths
+from editmgt_core.edit.editing import output_image, prepare, resolve_options, run
+from editmgt_core.edit.files import open_image, open_mask, write_bytes_atomic, write_json_atomic
+from editmgt_core.edit.manifests import item_options, read_manifest, resolve_path
+from editmgt_core.evaluation import metrics
+from editmgt_core.evaluation.world_eval import at_size, other_right_targets, shape_columns, target_round_trip
+from editmgt_core.evaluation.world_report import column_mean
+from editmgt_core.model.encoders import VQTokenizer
+from editmgt_core.model.loading import Editor, load_editor
+from editmgt_core.world.dataset import write_dataset
+from editmgt_core.world.samples import CATEGORIES, GLOBAL_CATEGORIES
 
 COLUMNS = ("success", "shape", "shape_iou", "others_changed")  # per decoder, for the edit and the ceiling
 
@@ -40,7 +43,7 @@ def load_decoder(editor: Editor, folder: Path) -> VQTokenizer:
     """A decoder to compare (a vqvae folder) as a tokenizer; ValueError when its codebook differs from the model's."""
     from diffusers import VQModel
 
-    from ..model.upsampler import load_upsampler
+    from editmgt_core.model.upsampler import load_upsampler
 
     vq = VQModel.from_pretrained(folder, use_safetensors=True).to(editor.device)
     if not torch.equal(vq.quantize.embedding.weight, editor.vq.vq.quantize.embedding.weight.to(vq.device)):
@@ -133,7 +136,7 @@ def _named(text: str) -> tuple[str, str]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="VQ decoders on the same world edits, under both judges.")
-    p.add_argument("--model", default="assets/default-model", help="model folder (its own decoder is 'model')")
+    p.add_argument("--model", default=str(paths.BUNDLED_MODEL), help="model folder (its own decoder is 'model')")
     p.add_argument("--decoders", nargs="+", type=_named, required=True,
                    help="NAME=FOLDER: vqvae folders of the decoders to compare with the model's")  # fmt: skip
     p.add_argument("--world-seed", type=int, required=True, help="world seed of the generated records")

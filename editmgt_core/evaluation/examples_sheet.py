@@ -2,9 +2,9 @@
 
     python -m editmgt_core.evaluation.examples_sheet --models OLD NEW --labels before after --seed 7 --out SHEET.png
 
-Rows are the examples of `assets/examples/examples.json` (input | one output per model, each shown at `cell`
-pixels, nearest-neighbour, so a soft output looks soft), each with its instruction; the seed and every other knob
-are the models' defaults, as a visitor clicking an example gets them.
+Rows are the app's examples (`editmgt_core/assets/examples/examples.json`): the input, then one output per model,
+each shown at `cell` pixels, nearest-neighbour (so a soft output looks soft), each with its instruction; the seed
+and every other knob are the models' defaults, as a visitor clicking an example gets them.
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
+from editmgt_core import paths
+
 from ..edit.editing import default_options, edit
 from ..model.loading import load_editor
 from .figures import font
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "assets" / "examples"
+EXAMPLES = paths.EXAMPLES
 
 
 def outputs(model: str, examples: list[dict], seed: int) -> list[Image.Image]:

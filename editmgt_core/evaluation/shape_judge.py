@@ -17,7 +17,7 @@ resolution (both scenes are rendered at that size):
 - other objects: an object not edited whose colour silhouette outside the edit mask (near its outline) has IoU below
   `OTHER_IOU` with the target's has changed.
 
-Images are float [H, W, 3] arrays in [0, 1]; scenes are world_draw.Scene.
+Images are float [H, W, 3] arrays in [0, 1]; scenes are drawing.Scene.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..world import world_draw
-from ..world.edit_world import GLOBAL_CATEGORIES, edit_mask
+from editmgt_core.world import drawing
+from editmgt_core.world.samples import GLOBAL_CATEGORIES, edit_mask
 
 COLOR_TOL = 0.15  # half the smallest distance between an object colour and any other object or background colour
 MIN_IOU = 0.7  # silhouette IoU with the target's for a local edit to pass
@@ -50,7 +50,7 @@ class Verdict:
 
 def silhouette(img: np.ndarray, color: str) -> np.ndarray:
     """(H, W) bool: pixels within COLOR_TOL of the world colour `color`."""
-    rgb = np.array(world_draw.COLORS[color], np.float32) / 255
+    rgb = np.array(drawing.COLORS[color], np.float32) / 255
     return np.linalg.norm(img - rgb, axis=-1) <= COLOR_TOL
 
 
@@ -67,7 +67,7 @@ def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
 
 def shape_mask(shape: str, x: float, y: float, r: float, size: int) -> np.ndarray:
     """(size, size) bool: a world shape centred at pixel (x, y) with radius r pixels (2x supersampled)."""
-    pts = world_draw.UNIT_POLYGONS[shape] * r + np.array([x, y])
+    pts = drawing.UNIT_POLYGONS[shape] * r + np.array([x, y])
     canvas = Image.new("L", (2 * size, 2 * size), 0)
     ImageDraw.Draw(canvas).polygon([tuple(p) for p in pts * 2], fill=255)
     return np.asarray(canvas.resize((size, size), Image.BOX)) >= 128
@@ -89,11 +89,11 @@ def top_object(objects: tuple, size: int) -> np.ndarray:
     """(size, size) int: index of the last object covering at least half of each pixel (-1: background)."""
     top = np.full((size, size), -1)
     for j, obj in enumerate(objects):
-        top[world_draw.coverage(obj, size) >= 0.5] = j
+        top[drawing.coverage(obj, size) >= 0.5] = j
     return top
 
 
-def shape_fits(sil: np.ndarray, obj: world_draw.Obj, hidden: np.ndarray, region: np.ndarray) -> dict[str, float]:
+def shape_fits(sil: np.ndarray, obj: drawing.Obj, hidden: np.ndarray, region: np.ndarray) -> dict[str, float]:
     """Each world shape's and the ellipse's best IoU with `sil` inside `region`, the pixels in `hidden` (where
     another object shows in the target) left out."""
     size = sil.shape[0]
@@ -104,7 +104,7 @@ def shape_fits(sil: np.ndarray, obj: world_draw.Obj, hidden: np.ndarray, region:
         ys, xs = np.nonzero(target)
         centres.append((xs.mean() + 0.5, ys.mean() + 0.5))
     fits = {}
-    for shape in world_draw.SHAPES:
+    for shape in drawing.SHAPES:
         unit = shape_mask(shape, size / 2, size / 2, size / 4, size).sum() / (size / 4) ** 2  # area at radius 1
         by_area = np.sqrt(target.sum() / max(unit, 1e-9)) / (obj.r * size) if target.any() else 1.0
         radii = {obj.r * size * k for k in RADII} | {obj.r * size * by_area * k for k in (0.9, 1.0, 1.1)}
@@ -120,14 +120,14 @@ def _find(objects: tuple, x: float, y: float, color: str) -> int | None:
     return hits[-1] if hits else None
 
 
-def edited_index(scene: world_draw.Scene, edit: dict, category: str) -> int | None:
+def edited_index(scene: drawing.Scene, edit: dict, category: str) -> int | None:
     """Index of the edited object in `scene` (the source's for a removal, else the target's)."""
     where = edit["new"] if category == "add" else edit["target"]
     color = edit["new"]["color"] if category == "recolor" else where["color"]
     return _find(scene.objects, where["x"], where["y"], color)
 
 
-def others_changed(out, tgt, scene: world_draw.Scene, skip: int | None, mask: np.ndarray) -> bool:
+def others_changed(out, tgt, scene: drawing.Scene, skip: int | None, mask: np.ndarray) -> bool:
     """Whether an object of the target scene but `skip` has a colour silhouette in `out` (near its outline, outside
     `mask`) with IoU below OTHER_IOU against the target's."""
     size = out.shape[0]
@@ -150,7 +150,7 @@ def judge(out: np.ndarray, src_scene, tgt_scene, edit: dict, category: str) -> V
     if category in GLOBAL_CATEGORIES:
         return Verdict(None, None, None, None, None)
     size = out.shape[0]
-    src_px, tgt_px = world_draw.render(src_scene, size), world_draw.render(tgt_scene, size)
+    src_px, tgt_px = drawing.render(src_scene, size), drawing.render(tgt_scene, size)
     mask = edit_mask(src_px, tgt_px, category)
     tgt = tgt_px.astype(np.float32) / 255
     region = dilate(mask, max(1, size // 16))

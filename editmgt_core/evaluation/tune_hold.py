@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..edit.editing import default_options, prepare, resolve_options, run
-from ..edit.files import open_image, open_mask
-from ..edit.manifests import read_manifest, resolve_path
-from ..model.loading import Editor
-from ..world.edit_world import GLOBAL_CATEGORIES
-from . import metrics
-from .world_eval import other_right_targets
+from editmgt_core.edit.editing import default_options, prepare, resolve_options, run
+from editmgt_core.edit.files import open_image, open_mask
+from editmgt_core.edit.manifests import read_manifest, resolve_path
+from editmgt_core.evaluation import metrics
+from editmgt_core.evaluation.world_eval import other_right_targets
+from editmgt_core.model.loading import Editor
+from editmgt_core.world.samples import GLOBAL_CATEGORIES
 
 
 def _last(stream):

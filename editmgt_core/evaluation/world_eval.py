@@ -1,6 +1,6 @@
 """World evaluation: run the editor on edit-world records with region-hold off (λ = 0) and on, and measure per category.
 
-    python -m editmgt_core world-eval --manifest WORLD/manifest.jsonl [--model assets/default-model] [--limit N]
+    python -m editmgt_core world-eval --manifest WORLD/manifest.jsonl [--model MODEL_FOLDER] [--limit N]
                                       --out DIR [--lam λ]
 
 Every record is encoded once (`prepare`) and decoded twice with the same seed: λ = 0 and λ = the model's default
@@ -9,7 +9,7 @@ Every record is encoded once (`prepare`) and decoded twice with the same seed: �
   more than 0.1 in some channel) the output is closer to the target than to the source, and over the whole edit mask
   the mean absolute error to the target is <= 0.1 (--max-error). Global categories (background, style) have the
   whole image as edit mask. A background edit's instruction names kind and colours only, so it succeeds against any
-  rendering of its target under the backgrounds the instruction fits (edit_world.equivalent_backgrounds; rows that
+  rendering of its target under the backgrounds the instruction fits (samples.equivalent_backgrounds; rows that
   carry `target_scene`); `success_exact_*` is the judge against the one drawn target.
 - leakage: mean absolute change from the source outside the edit mask (local categories only). `vq floor` is the
   same number for the VQ round trip of the source (decode(encode(source))): the best a decoded output can reach;
@@ -45,14 +45,21 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..edit.editing import image_to_tensor, output_image, prepare, resolve_options, run, tensor_to_image
-from ..edit.files import open_image, open_mask, save_image, write_bytes_atomic, write_json_atomic
-from ..edit.manifests import Item, item_options, read_manifest, resolve_path
-from ..model.loading import Editor
-from ..world.edit_world import CATEGORIES, GLOBAL_CATEGORIES, equivalent_targets, scene_from_dict
-from . import metrics, shape_judge
-from .figures import examples_figure
-from .world_report import ambiguity_table, column_mean, markdown_table, phrasing_table, shape_table, world_chart
+from editmgt_core.edit.editing import image_to_tensor, output_image, prepare, resolve_options, run, tensor_to_image
+from editmgt_core.edit.files import open_image, open_mask, save_image, write_bytes_atomic, write_json_atomic
+from editmgt_core.edit.manifests import Item, item_options, read_manifest, resolve_path
+from editmgt_core.evaluation import metrics, shape_judge
+from editmgt_core.evaluation.figures import examples_figure
+from editmgt_core.evaluation.world_report import (
+    ambiguity_table,
+    column_mean,
+    markdown_table,
+    phrasing_table,
+    shape_table,
+    world_chart,
+)
+from editmgt_core.model.loading import Editor
+from editmgt_core.world.samples import CATEGORIES, GLOBAL_CATEGORIES, equivalent_targets, scene_from_dict
 
 LOCAL_CATEGORIES = tuple(c for c in CATEGORIES if c not in GLOBAL_CATEGORIES)
 IOU_CHECKED = ("recolor", "remove", "replace", "resize")  # issue 4: IoU >= 0.5 on these
@@ -173,7 +180,7 @@ def ceiling_columns(editor: Editor, prepared, row: dict, tgt_img, judged, keep: 
 
 
 def other_right_targets(row: dict, size: tuple[int, int]) -> list[np.ndarray]:
-    """A background edit's other right answers (edit_world.equivalent_targets) when its row carries the target
+    """A background edit's other right answers (samples.equivalent_targets) when its row carries the target
     scene; none for other rows and for manifests written before rows carried it."""
     if row.get("category") != "background" or "target_scene" not in row or size[0] != size[1]:
         return []
@@ -307,7 +314,7 @@ def run_world_eval(
 
 
 # ---------------------------------------------------------------------------------------------------- phrasings, slices
-# Manifests from `python -m editmgt_core.world.edit_world --phrasing templates,train,heldout` hold each record once per
+# Manifests from `python -m editmgt_core.world.dataset --phrasing templates,train,heldout` hold each record once per
 # phrasing set (same images); `--slice NAME` manifests carry `slice`, and ambiguous ones each candidate's target and
 # mask.
 

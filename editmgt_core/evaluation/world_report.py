@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..world.edit_world import CATEGORIES
-from .figures import bar_chart
+from editmgt_core.evaluation.figures import bar_chart
+from editmgt_core.world.samples import CATEGORIES
 
 AMBIGUITY_OUTCOMES = ("one", "several", "other")
 

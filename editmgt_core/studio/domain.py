@@ -10,7 +10,7 @@ that still reads as the training images; an image above it is far from what the 
 decode. `vocabulary` is every word of the training instructions; an instruction word outside it was never seen.
 A folder without a `domain` entry (the published model) is checked for nothing.
 
-    python -m editmgt_core.studio.domain --model assets/default-model --seed 555 [--write]
+    python -m editmgt_core.studio.domain --model editmgt_core/assets/default-model --seed 555 [--write]
 
 derives both for the bundled world model: the vocabulary from the world's instruction generator, the threshold from
 world images against photo-like images made here (gradients with noise, textures, blurred scenes).
@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..edit.editing import image_to_tensor, to_rgb, work_size
-from ..model.loading import SETTINGS_NAME, Editor
+from editmgt_core.edit.editing import image_to_tensor, to_rgb, work_size
+from editmgt_core.model.loading import SETTINGS_NAME, Editor
 
 PUBLISHED_COMMAND = "python app.py --model WeiChow/EditMGT --device cuda"
 MIN_KNOWN_SHARE = 0.5  # an instruction with fewer known words than this share reads as outside the domain
@@ -142,11 +142,11 @@ def check(
 def world_vocabulary(seed: int, n: int = 20000, phrasing: str | None = None) -> list[str]:
     """Every word of n world instructions (the generator's templates, colours, shapes, positions, backgrounds), worded
     as the model was trained: `phrasing` as the trainer's --phrasing (None or "": the templates alone)."""
-    from ..world import edit_world
+    from editmgt_core.world import samples
 
     found = set()
     for i in range(n):
-        found.update(instruction_words(edit_world.record(seed, i, phrasing=phrasing or None).instruction))
+        found.update(instruction_words(samples.record(seed, i, phrasing=phrasing or None).instruction))
     return sorted(found)
 
 
@@ -184,11 +184,11 @@ def calibrate(editor: Editor, seed: int, n: int = 200, margin: float = 1.25) -> 
     """VQ round-trip errors of n world sources and n photo-like images (seed's stream). The limit is margin x the
     world's largest error (no world image is flagged); the report says which share of each photo-like kind lies
     above it (a smooth gradient is close to the world's own gradient backgrounds and may pass)."""
-    from ..world import edit_world
+    from editmgt_core.world import samples
 
     side = int(round(editor.settings.pixels**0.5))
     # at the working side and at 4x it (uploads of world pictures are larger and downscaled to the working size)
-    worlds = [vq_error(editor, Image.fromarray(edit_world.record(seed, i, size=side * (1 + 3 * (i % 2))).src))
+    worlds = [vq_error(editor, Image.fromarray(samples.record(seed, i, size=side * (1 + 3 * (i % 2))).src))
               for i in range(n)]  # fmt: skip
     limit = round(margin * max(worlds), 4)
     rng = np.random.default_rng(seed)
@@ -206,10 +206,10 @@ def summary(errors: list[float], limit: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from ..model.loading import load_editor
+    from editmgt_core.model.loading import load_editor
 
     p = argparse.ArgumentParser(description="Derive a model's domain: instruction vocabulary and VQ-error limit.")
-    p.add_argument("--model", default="assets/default-model")
+    p.add_argument("--model", default="editmgt_core/assets/default-model")
     p.add_argument("--seed", type=int, default=555, help="world seed for images and instructions (not 2027)")
     p.add_argument("--n", type=int, default=200, help="images of each side")
     p.add_argument("--phrasing", default="", help="the wording the model was trained on (the trainer's --phrasing: "

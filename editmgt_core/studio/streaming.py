@@ -2,8 +2,8 @@
 `sweep` one Cell per (γ, λ) value (the app runs either on its compute thread, `ComputeThread.prefetch`).
 
 Everything here yields PIL images, numpy arrays and plain Python values: a GPU worker (ZeroGPU) runs `stream` /
-`sweep` and only CPU objects cross back to the web process. No gradio here; `app.py` is the UI, `studio_inputs`
-checks what goes in and `studio_render` draws what comes out.
+`sweep` and only CPU objects cross back to the web process. No gradio here; `app.py` is the UI, `validate`
+checks what goes in and `render` draws what comes out.
 """
 
 from __future__ import annotations
@@ -12,15 +12,17 @@ import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from ..edit import files
-from ..edit.editing import EditResult, Progress, edit_stream, prepare, resolve_options, run, to_rgb
-from ..model.loading import Editor
-from ..sampler.sampling import SamplerOptions
-from .studio_render import PREVIEW_SIDE, fit, mean_change_outside
+from editmgt_core.edit import files
+from editmgt_core.edit.editing import EditResult, Progress, edit_stream, prepare, resolve_options, run, to_rgb
+from editmgt_core.model.loading import Editor
+from editmgt_core.sampler.sampling import SamplerOptions
+from editmgt_core.studio import render
+from editmgt_core.studio.render import PREVIEW_SIDE, fit, mean_change_outside
 
 PREVIEW_BUDGET = 0.03  # share of an edit's time that decoding previews may take after the first step's
 
@@ -169,3 +171,20 @@ def sweep(
             else:
                 final = _final(item, prepared.image, user_mask)
                 yield Cell(index, lam, gamma, final, mean_change_outside(final.source, final.image, final.hold))
+
+
+def save_result(final: Final, folder: Path, extra: dict | None = None) -> tuple[Path, Path]:
+    """The edit as a PNG with its parameters in an 'editmgt' text chunk, plus the same JSON as a sidecar file. Both
+    record a hash of the source image and, when a brush or mask was used, its hash; the JSON also carries the
+    mask itself (a PNG data URL, white = may edit), so a brushed edit can be made again from its download."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mask = final.mask
+    record = {**final.parameters, "held_fraction": final.held_fraction, "focus": final.focus, "gated": final.gated,
+              "timings": final.timings, "source_sha256": files.image_sha256(final.source),
+              "mask_sha256": None if mask is None else files.mask_sha256(mask), **(extra or {})}  # fmt: skip
+    stem = f"editmgt-{final.parameters['seed']}-{time.strftime('%Y%m%d-%H%M%S')}-{time.monotonic_ns() % 10**6:06d}"
+    png, sidecar = folder / f"{stem}.png", folder / f"{stem}.json"
+    files.save_image(final.image, png, record)
+    copy = None if mask is None else render.png_data_url(files.mask_image(mask))
+    files.write_json_atomic(sidecar, {**record, "mask_png": copy})
+    return png, sidecar

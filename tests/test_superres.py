@@ -1,0 +1,101 @@
+"""The super-resolving decoder's trainer: pairs, losses, checkpoint and resume, frozen tokens, an exported folder."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from diffusers import VQModel
+from safetensors.torch import load_file
+
+from editmgt_core.model.encoders import VQTokenizer
+from editmgt_core.model.upsampler import load_upsampler
+from editmgt_core.train import superres, vq
+from editmgt_core.world import drawing, samples
+
+
+@pytest.fixture(scope="module")
+def tiny_vq(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("vq") / "vqvae"
+    torch.manual_seed(0)
+    vq.build_vq(vq.PRESETS["tiny"]).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def _args(out, vq, steps, *extra):
+    flags = f"--size 32 --scale 2 --width 8 --batch 4 --ckpt-every 2 --log-every 2 --eval-images 4 --steps {steps}"
+    return superres.parse_args(["--out", str(out), "--decoder-from", str(vq), *flags.split(), *extra])
+
+
+def test_pairs_are_one_scene_at_two_sizes():
+    small, large = superres.world_pairs(3, 5, 3, 32, 2)
+    assert small.shape == (3, 3, 32, 32) and large.shape == (3, 3, 64, 64)
+    rec = samples.record(3, 6, 32)  # the third image: record 6's source
+    assert torch.equal(small[2], torch.from_numpy(rec.src).permute(2, 0, 1).float() / 127.5 - 1)
+    want = drawing.render(rec.src_scene, 64)
+    assert torch.equal(large[2], torch.from_numpy(want).permute(2, 0, 1).float() / 127.5 - 1)
+    outline = superres.outline_masks(3, 5, 3, 64)
+    assert outline.shape == (3, 64, 64) and outline.any() and not outline.all()
+
+
+def test_gradient_loss_sees_a_blurred_edge_that_a_shift_in_flat_colour_does_not():
+    sharp = torch.zeros(1, 1, 8, 8)
+    sharp[..., 4:] = 1.0
+    blurred = sharp.clone()
+    blurred[..., 3], blurred[..., 4] = 0.25, 0.75
+    assert superres.gradient_l1(sharp, sharp + 0.25) == 0  # a uniform offset has the same gradients
+    assert superres.gradient_l1(blurred, sharp) > 0
+
+
+def test_edge_energy_asks_for_a_sharp_edge_near_where_it_belongs():
+    x = torch.arange(32, dtype=torch.float32)
+    edge = lambda at, width: ((x - at) / width + 0.5).clamp(0, 1).expand(1, 1, 32, 32)  # a ramp of `width` pixels
+    sharp = edge(16, 1)
+    assert superres.edge_energy_l1(sharp, sharp, 8) == 0
+    near, blurred = superres.edge_energy_l1(edge(17, 1), sharp, 8), superres.edge_energy_l1(edge(16, 6), sharp, 8)
+    assert 0 < near < blurred  # one pixel off costs less than a six-pixel blur in the right place
+
+
+def test_crop_windows_line_up_with_the_large_image():
+    small = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    large = small.repeat_interleave(4, -1).repeat_interleave(4, -2)
+    h, y, big = superres.crop_windows(small, small, large, 4, torch.Generator().manual_seed(0))
+    assert h.shape == (2, 3, 4, 4) and big.shape == (2, 3, 16, 16)
+    assert torch.equal(big, h.repeat_interleave(4, -1).repeat_interleave(4, -2))
+    assert superres.crop_windows(small, small, large, 0, torch.Generator())[2] is large
+
+
+def test_train_resume_and_export_keep_every_token(tmp_path, tiny_vq, capsys):
+    report = superres.main(_args(tmp_path, tiny_vq, 4))
+    assert (tmp_path / "ckpt" / "step_0000004" / "model.safetensors").exists()
+    assert {"psnr", "psnr_bicubic", "sharpness", "sharpness_render", "sharpness_ratio"} <= set(report)
+    superres.main(_args(tmp_path, tiny_vq, 6, "--resume"))
+    log = capsys.readouterr().out
+    assert "at step 4" in log.split("resumed from")[1] and "[sr] step 6 " in log
+    assert json.loads((tmp_path / "ckpt" / "step_0000006" / "state.json").read_text())["step"] == 6
+
+    before, after = (load_file(f / "diffusion_pytorch_model.safetensors") for f in (tiny_vq, tmp_path / "vqvae"))
+    frozen = [k for k in before if not k.startswith(("decoder.", "post_quant_conv."))]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)  # encoder and codebook: same tokens
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+    vq = VQTokenizer(VQModel.from_pretrained(tmp_path / "vqvae"), (-1, 1), load_upsampler(tmp_path / "vqvae"))
+    assert vq.decode(torch.zeros(1, 8, 8, dtype=torch.long)).shape == (1, 3, 64, 64)
+    with pytest.raises(ValueError, match="width"):
+        superres.main(_args(tmp_path, tiny_vq, 8, "--resume", "--width", "16"))
+
+
+def test_head_only_leaves_the_decoder_as_it_was(tmp_path, tiny_vq):
+    superres.main(_args(tmp_path, tiny_vq, 3, "--head-only", "--crop", "8"))
+    before, after = (load_file(f / "diffusion_pytorch_model.safetensors") for f in (tiny_vq, tmp_path / "vqvae"))
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    head = load_upsampler(tmp_path / "vqvae")
+    assert head.cfg.scale == 2 and np.abs(head.expand[-1].weight.detach().numpy()).sum() > 0  # it learnt
+
+
+def test_bad_arguments(tmp_path, tiny_vq):
+    with pytest.raises(ValueError, match="power of 2"):
+        superres.main(_args(tmp_path, tiny_vq, 2, "--scale", "3"))
+    with pytest.raises(ValueError, match="vqvae folder"):
+        superres.main(_args(tmp_path, tmp_path / "nowhere", 2))
+    with pytest.raises(ValueError, match="--minutes"):
+        superres.main(_args(tmp_path, tiny_vq, 2, "--minutes", "0"))
