@@ -57,8 +57,8 @@ def test_edit_help_names_the_bundled_models_defaults_first():
 
     bundle = json.loads((cli.DEFAULT_MODEL / "editmgt_studio.json").read_text())["defaults"]
     text = " ".join(_subparsers(cli.build_parser())["edit"].format_help().split())
-    assert f"(default with editmgt_core/assets/default-model: {bundle['steps']}; published demo: 36)" in text
-    assert f"default with editmgt_core/assets/default-model: {bundle['gamma']:g}; published demo: 1.1" in text
+    assert f"(default with the bundled model: {bundle['steps']}; published demo: 36)" in text
+    assert f"default with the bundled model: {bundle['gamma']:g}; published demo: 1.1" in text
 
 
 def test_cli_knobs_are_the_sampler_options():

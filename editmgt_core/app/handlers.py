@@ -12,7 +12,6 @@ import functools
 import inspect
 import logging
 import re
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,7 +149,7 @@ def stop_sweep(run, status):
     return SKIP if marks is None else validate.stopped_status(status) or page_state.stopping(marks.stopped)
 
 
-def run_sweep(ctx: Context, run, value, instruction, lam_values, gamma_values, strict=False, view=None, **knobs):
+def run_sweep(ctx: Context, run, value, instruction, lam_values, gamma_values, strict=False, view=None, **values):
     """Threshold exploration in the UI; yields {output name: value} (grid, table, sweep_status, used_seed). Bad
     input and refusals end it with the reason in its status; Stop ends it between steps with the finished cells."""
     marks = RUNS.start(run)
@@ -162,8 +161,8 @@ def run_sweep(ctx: Context, run, value, instruction, lam_values, gamma_values, s
     try:
         image, notice, mask = editor_image(value)
         validate.check_instruction(instruction)
-        validate.check_keywords(knobs.get("keywords"), instruction)
-        options, pixels = validate.request(ctx.editor, **knobs)
+        validate.check_keywords(values.get("keywords"), instruction)
+        options, pixels = validate.request(ctx.editor, **values)
         options = resolve_options(ctx.editor, options)  # one seed for every cell, shown below
         lams, gammas = validate.sweep_grid(lam_values, gamma_values, options.gamma)
         notices = [notice] * bool(notice) + domain_notices(ctx, image, instruction, pixels, strict)
@@ -177,7 +176,7 @@ def run_sweep(ctx: Context, run, value, instruction, lam_values, gamma_values, s
         gr.Warning(plain(text))
     warn = "".join(f"\n\n⚠ {text}" for text in [*[brush] * bool(brush), *notices])
     yield {"grid": "", "table": [], "sweep_status": f"**Encoding** the image and the instruction…{warn}"}
-    cells, last, status = [], 0.0, ""
+    cells, status, clock = [], "", streaming.FrameClock(ctx.frame_interval)
     try:
         with contextlib.closing(ctx.sweep(image, instruction, options, lams, gammas, mask, pixels)) as items:
             for item in items:
@@ -188,8 +187,7 @@ def run_sweep(ctx: Context, run, value, instruction, lam_values, gamma_values, s
                     status = f"Cell {item.index + 1} done (λ={item.lam:g}, γ={item.gamma:g}) · {len(cells)} finished"
                     yield {"grid": render.sweep_table(cells, lams, gammas), "table": cell_rows(cells),
                            "sweep_status": status + warn}  # fmt: skip
-                elif time.monotonic() - last >= ctx.frame_interval:
-                    last = time.monotonic()
+                elif clock.due():
                     status = cell_step_status(item)
                     yield {"sweep_status": status + warn}
     except Exception as err:  # noqa: BLE001 (the status says what failed; the page goes on)
@@ -207,24 +205,24 @@ def run_sweep(ctx: Context, run, value, instruction, lam_values, gamma_values, s
 # ---------------------------------------------------------------------------------------------------- API handlers
 
 
-def api_request(ctx: Context, image, instruction, mask, knobs: dict):
+def api_request(ctx: Context, image, instruction, mask, values: dict):
     """-> (image, warnings: the downscale, mask and out-of-domain notices, mask or None, options, pixels)."""
     if not image:
         raise ValueError("no image: pass an image file")
-    strict = knobs.pop("strict", False)
+    strict = values.pop("strict", False)
     original = validate.open_upload(image)
     img, notice = full_resolution(original)
     validate.check_instruction(instruction)
-    validate.check_keywords(knobs.get("keywords"), instruction)
+    validate.check_keywords(values.get("keywords"), instruction)
     user_mask, mask_notice = None, None
     if mask:
         user_mask, mask_notice = validate.mask_from_image(validate.open_upload(mask), img.size, original.size)
-    options, pixels = validate.request(ctx.editor, **knobs)
+    options, pixels = validate.request(ctx.editor, **values)
     warnings = [t for t in (notice, mask_notice) if t] + domain_notices(ctx, img, instruction, pixels, strict)
     return img, warnings, user_mask, options, pixels
 
 
-def api_edit(ctx: Context, image, instruction, mask=None, **knobs):
+def api_edit(ctx: Context, image, instruction, mask=None, **values):
     """Edit an image. Streams progress, (None, {step, num_steps, held_fraction, preview}) with preview a JPEG data
     URL when one was decoded at that step (else null), then the result: (the edited PNG with every parameter in its
     metadata, {done: true, ...the parameters (seed included), held_fraction, warnings, notice}). The first update,
@@ -235,19 +233,17 @@ def api_edit(ctx: Context, image, instruction, mask=None, **knobs):
     update); strict=True refuses out-of-domain inputs instead; previews=False sends no preview images (every
     step's preview is null)."""
     with user_errors():
-        previews = bool(knobs.pop("previews", True))
-        img, warnings, user_mask, options, pixels = api_request(ctx, image, instruction, mask, knobs)
+        previews = bool(values.pop("previews", True))
+        img, warnings, user_mask, options, pixels = api_request(ctx, image, instruction, mask, values)
         items = ctx.stream(img, instruction, options, user_mask, pixels, previews)  # decoding starts now
         yield None, {"step": 0, "num_steps": options.steps, "held_fraction": 0.0, "preview": None,
                      "warnings": warnings}  # fmt: skip
-        sent = 0.0
+        clock = streaming.FrameClock(ctx.frame_interval)
         with contextlib.closing(items):
             for item in items:
                 if isinstance(item, streaming.Frame):
-                    due = item.step == 0 or time.monotonic() - sent >= ctx.frame_interval
-                    if not (due or item.preview):
+                    if not clock.due(force=item.step == 0 or item.preview is not None):
                         continue
-                    sent = time.monotonic()
                     preview = None if item.preview is None else render.data_url(item.preview)
                     yield None, {"step": item.step + 1, "num_steps": item.num_steps, "preview": preview,
                                  "held_fraction": item.held_fraction}  # fmt: skip
@@ -257,15 +253,15 @@ def api_edit(ctx: Context, image, instruction, mask=None, **knobs):
                     yield ctx.save(item)[0], {"done": True, **item.parameters, **info}
 
 
-def api_sweep(ctx: Context, image, instruction, mask=None, lam_values="0, 0.2", gamma_values="", **knobs):
+def api_sweep(ctx: Context, image, instruction, mask=None, lam_values=None, gamma_values="", **values):
     """Threshold exploration: one edit per (γ, λ) cell, all with one seed; the image and text are encoded once.
     Streams as cells finish: (gallery of (image, label)), {seed, cells: [{index, lam, gamma, held_fraction,
     change_outside}], done, warnings (as /edit's, plus a brush that makes λ irrelevant), notice})."""
-    knobs.pop("previews", None)  # /edit's: a sweep streams finished cells, no previews
+    values.pop("previews", None)  # /edit's: a sweep streams finished cells, no previews
     with user_errors():
-        img, warnings, user_mask, options, pixels = api_request(ctx, image, instruction, mask, knobs)
+        img, warnings, user_mask, options, pixels = api_request(ctx, image, instruction, mask, values)
         options = resolve_options(ctx.editor, options)
-        lams, gammas = validate.sweep_grid(lam_values, gamma_values, options.gamma)
+        lams, gammas = validate.sweep_grid(lam_values or validate.SWEEP_LAMS, gamma_values, options.gamma)
         brush = validate.brush_note(user_mask, options) if len(lams) > 1 else None
         warnings += [brush] * bool(brush)
         cells = []

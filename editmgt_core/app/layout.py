@@ -28,7 +28,7 @@ from editmgt_core.app.handlers import (
 )
 from editmgt_core.model import entries
 from editmgt_core.model.loading import Editor
-from editmgt_core.studio import domain
+from editmgt_core.studio import domain, validate
 
 KNOBS = knob_controls.SHOWN  # the UI's controls (editmgt_core/edit/knobs.py), named as validate.request takes them
 # what each handler that returns {name: value} may update
@@ -144,7 +144,7 @@ def sweep_tab() -> dict:
     """The Threshold exploration tab: λ and γ values, the cells as a table (a row per γ, a column per λ)."""
     gr.Markdown(SWEEP_HELP)
     with gr.Row():
-        lam_values = gr.Textbox("0, 0.1, 0.2, 0.4", label="λ values", info="λ values, comma-separated: one column "
+        lam_values = gr.Textbox(validate.SWEEP_LAMS, label="λ values", info="λ values, comma-separated: one column "
                                 "per value.", elem_id="lam-values")  # fmt: skip
         gamma_values = gr.Textbox("", label="γ values", info="γ values, comma-separated: one row per value; empty = "
                                   "the γ slider's value.", elem_id="gamma-values")  # fmt: skip
@@ -191,7 +191,7 @@ def api_endpoints(ctx: Context, editor: Editor) -> None:
     with gr.Column(visible=False):
         knobs = knob_controls.api_controls(editor)
         image, mask = gr.File(label="image"), gr.File(label="mask (white = may edit)")
-        instruction, lams, gammas = gr.Textbox(label="instruction"), gr.Textbox("0, 0.2"), gr.Textbox("")
+        instruction, lams, gammas = gr.Textbox(label="instruction"), gr.Textbox(validate.SWEEP_LAMS), gr.Textbox("")
         result, info = gr.Image(label="image", type="pil", format="png"), gr.JSON(label="info")
         grid, cells = gr.Gallery(label="cells", format="png"), gr.JSON(label="summary")
         edit_btn, sweep_btn = gr.Button(), gr.Button()

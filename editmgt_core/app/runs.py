@@ -91,32 +91,32 @@ def ended(run: str, shown: dict | None, status: str) -> dict:
     return {"status": SKIP} if RUNS.get(run).superseded else show(shown, status)  # (gradio takes {} as one value)
 
 
-def checked(ctx: Context, value, instruction, strict, knobs) -> tuple:
+def checked(ctx: Context, value, instruction, strict, values) -> tuple:
     """The edit's inputs checked -> (image, mask, options, pixels, notices); ValueError otherwise."""
     image, notice, mask = editor_image(value)
     validate.check_instruction(instruction)
-    validate.check_keywords(knobs.get("keywords"), instruction)
-    options, pixels = validate.request(ctx.editor, **knobs)
+    validate.check_keywords(values.get("keywords"), instruction)
+    options, pixels = validate.request(ctx.editor, **values)
     return image, mask, options, pixels, [notice] * bool(notice) + domain_notices(ctx, image, instruction, pixels,
                                                                                   strict)  # fmt: skip
 
 
-def run_edit(ctx: Context, run, value, instruction, history, shown, strict=False, view=None, **knobs):
+def run_edit(ctx: Context, run, value, instruction, history, shown, strict=False, view=None, **values):
     """Stream the page's run `run` into the live panels; yields {output name: value}. It ends in one state: done
     (every panel from this run), stopped, refused or failed (the previous result back, and the status says so)."""
     try:
-        yield from stream_run(ctx, run, value, instruction, history, shown, strict, view, knobs)
+        yield from stream_run(ctx, run, value, instruction, history, shown, strict, view, values)
     finally:  # however it ends (a closed page included), Stop no longer finds it running
         RUNS.end(run)
 
 
-def stream_run(ctx: Context, run, value, instruction, history, shown, strict, view, knobs: dict):
+def stream_run(ctx: Context, run, value, instruction, history, shown, strict, view, values: dict):
     clock, marks = time.perf_counter(), RUNS.start(run)
     if marks.stopped:  # stopped while queued, or superseded before it started
         yield ended(run, shown, page_state.stopped(page_state.QUEUED, previous(shown)))
         return
     try:
-        image, mask, options, pixels, notices = checked(ctx, value, instruction, strict, knobs)
+        image, mask, options, pixels, notices = checked(ctx, value, instruction, strict, values)
     except ValueError as err:
         say = page_state.refused if isinstance(err, domain.OutOfDomainError) else page_state.failed
         yield ended(run, shown, say(user_message(err), previous(shown)))
@@ -125,7 +125,7 @@ def stream_run(ctx: Context, run, value, instruction, history, shown, strict, vi
         gr.Warning(plain(text), duration=None if "trained" in text else 10)
     warn = "".join(f"\n\n⚠ {text}" for text in notices)
     items = ctx.stream(image, instruction, options, mask, pixels)  # decoding starts now, in the background
-    frames, sent, frame, final = [], 0.0, None, None
+    frames, clock, frame, final = [], streaming.FrameClock(ctx.frame_interval), None, None
     base = render.fit(image, ctx.preview_side)
     preview = render.dim(base)  # until a preview is decoded every token is undecided
     status = f"**Encoding** the {image.width}x{image.height} image and the instruction…{warn}"
@@ -143,8 +143,7 @@ def stream_run(ctx: Context, run, value, instruction, history, shown, strict, vi
                     continue
                 shown_now = live(ctx, item, preview, base)
                 frames.append(cached(shown_now))
-                if item.step == 0 or time.monotonic() - sent >= ctx.frame_interval:  # throttled; the first at once
-                    sent = time.monotonic()
+                if clock.due(force=item.step == 0):  # throttled; the first at once
                     yield shown_now | {"status": shown_now["status"] + warn}
     except Exception as err:  # noqa: BLE001 (any failure ends the run with a readable status, not a stack)
         if not isinstance(err, ValueError):
@@ -156,7 +155,7 @@ def stream_run(ctx: Context, run, value, instruction, history, shown, strict, vi
         return
     RUNS.end(run)
     frames.append(cached(live(ctx, frame, final.image, base)))
-    controls = {**knobs, "seed": final.parameters["seed"], "randomize": False, "view": view}
+    controls = {**values, "seed": final.parameters["seed"], "randomize": False, "view": view}
     record = {"image": final.image, "source": final.source, "parameters": final.parameters, "frames": frames,
               "files": ctx.save(final), "controls": controls, "instruction": instruction, "mask": mask,
               "number": (history[-1]["number"] + 1) if history else 1,

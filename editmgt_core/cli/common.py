@@ -20,8 +20,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--model",
         default=str(DEFAULT_MODEL),
-        help=f"model folder or hub id (default: the bundled {DEFAULT_MODEL.parent.name}/{DEFAULT_MODEL.name};"
-        f" the published model is {PUBLISHED})",
+        help=f"model folder or hub id (default: the bundled model; the published model is {PUBLISHED})",
     )
     g.add_argument(
         "--device",

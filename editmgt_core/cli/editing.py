@@ -31,7 +31,7 @@ class _ModelHelp:
             return text
         value = self.defaults[self.name]
         shown = f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else repr(value)
-        model = f"{DEFAULT_MODEL.parent.name}/{DEFAULT_MODEL.name}"
+        model = "the bundled model"
         if "(demo: " in text:
             return text.replace("(demo: ", f"(default with {model}: {shown}; published demo: ", 1)
         return f"{text} (default with {model}: {shown})"

@@ -27,6 +27,21 @@ from editmgt_core.studio.render import PREVIEW_SIDE, fit, mean_change_outside
 PREVIEW_BUDGET = 0.03  # share of an edit's time that decoding previews may take after the first step's
 
 
+class FrameClock:
+    """Paces what goes to a screen, in one place: an update is due when forced (the first step, a step with a
+    preview) or when `interval` seconds have passed since the last one that went."""
+
+    def __init__(self, interval: float):
+        self.interval, self.last = interval, None
+
+    def due(self, force: bool = False) -> bool:
+        now = time.monotonic()
+        if force or self.last is None or now - self.last >= self.interval:
+            self.last = now
+            return True
+        return False
+
+
 @dataclass(frozen=True)
 class Frame:
     """One decoding step, CPU only."""

@@ -28,6 +28,7 @@ HARD_PIXELS = 40_000_000  # larger inputs are refused before a pixel is decoded 
 MIN_SIDE = 8  # smaller images are refused: there is nothing to edit
 MAX_INSTRUCTION_CHARS = knobs.TEXT_CHARS  # the text encoders read ~256 tokens at most
 MAX_CELLS = 16  # threshold-exploration grid
+SWEEP_LAMS = "0, 0.1, 0.2, 0.4"  # the sweep's λ values when none are given (the page's and the API's)
 LIMITS = knobs.LIMITS  # (lo, hi) of the numeric knobs the app and the API accept
 
 
