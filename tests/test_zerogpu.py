@@ -38,7 +38,8 @@ def test_app_imports_spaces_before_cuda_and_asks_for_durations_per_call(tmp_path
     out = run(
         """
         import sys
-        import app                                   # imports spaces first
+        import app as entry                          # the Space's app.py: imports spaces first
+        from editmgt_core.app import server as app
         assert "spaces" in sys.modules and app.default_device() == "cuda"
         torch.cuda.init()                            # what placing the model on the GPU does at start-up
         import dataclasses, json

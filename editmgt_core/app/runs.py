@@ -125,7 +125,7 @@ def stream_run(ctx: Context, run, value, instruction, history, shown, strict, vi
         gr.Warning(plain(text), duration=None if "trained" in text else 10)
     warn = "".join(f"\n\n⚠ {text}" for text in notices)
     items = ctx.stream(image, instruction, options, mask, pixels)  # decoding starts now, in the background
-    frames, clock, frame, final = [], streaming.FrameClock(ctx.frame_interval), None, None
+    frames, pace, frame, final = [], streaming.FrameClock(ctx.frame_interval), None, None
     base = render.fit(image, ctx.preview_side)
     preview = render.dim(base)  # until a preview is decoded every token is undecided
     status = f"**Encoding** the {image.width}x{image.height} image and the instruction…{warn}"
@@ -143,7 +143,7 @@ def stream_run(ctx: Context, run, value, instruction, history, shown, strict, vi
                     continue
                 shown_now = live(ctx, item, preview, base)
                 frames.append(cached(shown_now))
-                if clock.due(force=item.step == 0):  # throttled; the first at once
+                if pace.due(force=item.step == 0):  # throttled; the first at once
                     yield shown_now | {"status": shown_now["status"] + warn}
     except Exception as err:  # noqa: BLE001 (any failure ends the run with a readable status, not a stack)
         if not isinstance(err, ValueError):
