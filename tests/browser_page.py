@@ -21,8 +21,17 @@ from editmgt_core.model.loading import load_editor
 from editmgt_core.studio.compute import ComputeThread
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-        "--no-first-run", "--disable-component-update", "--disable-sync", "--disable-quic"]  # fmt: skip
+ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+]
 EXAMPLE = app.EXAMPLES / "recolor-yellow-circle.png"
 # The words the test model "knows": an instruction with others is out of its domain (a warning, or Strict refuses).
 WORDS = ["make", "the", "circle", "red", "blue", "green", "paint", "yellow", "it", "square"]
@@ -100,8 +109,9 @@ def upload(page, path):
 
 
 def status_has(page, text, timeout=LONG, where="#status"):
-    page.wait_for_function("([w, t]) => document.querySelector(w).innerText.includes(t)", arg=[where, text],
-                           timeout=timeout)  # fmt: skip
+    page.wait_for_function(
+        "([w, t]) => document.querySelector(w).innerText.includes(t)", arg=[where, text], timeout=timeout
+    )
     return page.locator(where).inner_text()
 
 
@@ -128,8 +138,11 @@ def edit(page, done=True):
     before = page.locator("#history img").count()
     page.locator("#run").click()
     if done:
-        page.wait_for_function("n => document.querySelectorAll('#history img').length > n && "
-                               "document.querySelector('#status').innerText.includes('Done')", arg=before)  # fmt: skip
+        page.wait_for_function(
+            "n => document.querySelectorAll('#history img').length > n && "
+            "document.querySelector('#status').innerText.includes('Done')",
+            arg=before,
+        )
         return status(page)
 
 
@@ -142,5 +155,3 @@ def no_error_badges(page):
 
 def downloads_by_seed(downloads: Path, seed: str) -> list[Path]:
     return sorted(downloads.glob(f"editmgt-{seed}-*.png"), key=lambda p: p.stat().st_mtime)
-
-

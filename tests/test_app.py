@@ -90,8 +90,14 @@ def test_streamed_edit_gives_every_step_then_the_same_result_as_edit(client, edi
 
 
 def test_sweep_returns_one_cell_per_value(client, files):
-    job = client.submit(handle_file(str(files / "photo.png")), "make the circle red", lam_values="0, 0.3, 1",
-                        gamma_values="1, 1.5", **{**FAST, "lam": 0}, api_name="/sweep")  # fmt: skip
+    job = client.submit(
+        handle_file(str(files / "photo.png")),
+        "make the circle red",
+        lam_values="0, 0.3, 1",
+        gamma_values="1, 1.5",
+        **{**FAST, "lam": 0},
+        api_name="/sweep",
+    )
     cells, summary = job.result(timeout=120)
     assert len(cells) == 6 and summary["done"] and summary["seed"] == 5
     assert len(job.outputs()) == 6  # one update per finished cell
@@ -156,8 +162,11 @@ def test_a_large_image_comes_back_at_its_own_resolution_within_the_limit(client,
 
 def test_sweep_rejects_bad_grids(client, files):
     nine = ", ".join(str(i / 10) for i in range(9))
-    for kw, match in [({"lam_values": "0, x"}, "numbers"), ({"lam_values": nine, "gamma_values": "1, 2"}, "at most 16"),
-                      ({"gamma_values": "9"}, "γ values")]:  # fmt: skip
+    for kw, match in [
+        ({"lam_values": "0, x"}, "numbers"),
+        ({"lam_values": nine, "gamma_values": "1, 2"}, "at most 16"),
+        ({"gamma_values": "9"}, "γ values"),
+    ]:
         with pytest.raises(AppError, match=match):
             client.predict(handle_file(str(files / "photo.png")), "make it red", **QUICK, **kw, api_name="/sweep")
 
@@ -233,8 +242,13 @@ def test_the_studios_torch_work_runs_on_its_compute_thread(editor, tmp_path, mon
         ctx = app.make_context(checked, out_dir=tmp_path / "out")
         picture(32, 32).save(tmp_path / "in.png")
         updates = []
-        caller = threading.Thread(target=lambda: updates.extend(app_handlers.api_edit(
-            ctx, str(tmp_path / "in.png"), "make the circle red", steps=2, guidance_scale=2.0, seed=1)))
+        caller = threading.Thread(
+            target=lambda: updates.extend(
+                app_handlers.api_edit(
+                    ctx, str(tmp_path / "in.png"), "make the circle red", steps=2, guidance_scale=2.0, seed=1
+                )
+            )
+        )
         caller.start()
         caller.join(timeout=120)
     finally:
@@ -315,8 +329,15 @@ def test_previews_false_streams_the_steps_without_images(client, files, editor, 
     assert [info["step"] for _, info in without[1:-1]] == [1, 2, 3, 4]
     assert all(info["preview"] is None for _, info in without[1:-1])
     ctx = app.make_context(editor, preview_budget=1.0, frame_interval=0.0, out_dir=tmp_path)  # a preview every step
-    call = lambda **kw: list(app_handlers.api_edit(ctx, str(files / "photo.png"), "make the circle red",  # noqa: E731
-                                                   **{**FAST, "steps": 4}, **kw))  # fmt: skip
+    call = lambda **kw: list(
+        app_handlers.api_edit(
+            ctx,
+            str(files / "photo.png"),
+            "make the circle red",  # noqa: E731
+            **{**FAST, "steps": 4},
+            **kw,
+        )
+    )
     on, off = call(), call(previews=False)
     assert all(info["preview"].startswith("data:image/jpeg") for _, info in on[1:-2])  # the last step is the result
     assert all(info["preview"] is None for _, info in off[1:-1])

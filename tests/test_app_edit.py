@@ -29,9 +29,21 @@ def editor(tmp_path_factory):
 
 
 def edit_knobs(**changes) -> dict:
-    knobs = dict(keywords=["circle"], gamma=1.1, lam=0.3, steps=3, guidance_scale=2.0, seed=7, randomize=False,
-                 negative_prompt="", layers="1, s0", temperature_start=2.0, temperature_end=0.0, resolution=32,
-                 mask_mode="union")  # fmt: skip
+    knobs = dict(
+        keywords=["circle"],
+        gamma=1.1,
+        lam=0.3,
+        steps=3,
+        guidance_scale=2.0,
+        seed=7,
+        randomize=False,
+        negative_prompt="",
+        layers="1, s0",
+        temperature_start=2.0,
+        temperature_end=0.0,
+        resolution=32,
+        mask_mode="union",
+    )
     return knobs | changes
 
 
@@ -80,8 +92,9 @@ def test_ui_handlers(editor, tmp_path):
     assert np.array_equal(np.asarray(stroke.getchannel("A")) > 0, np.asarray(layer.getchannel("A")) > 0)
     again = page_edit(ctx, restored["image_in"], **{**edit_knobs(), "seed": restored["seed"]})[-1]
     assert np.array_equal(np.asarray(again["result"][1]), np.asarray(after))  # Edit after a restore: the same pixels
-    sweep = list(handlers.run_sweep(ctx, handlers.RUNS.begin(), value, "make the circle red", "0, 1", "",
-                                        **edit_knobs()))  # fmt: skip
+    sweep = list(
+        handlers.run_sweep(ctx, handlers.RUNS.begin(), value, "make the circle red", "0, 1", "", **edit_knobs())
+    )
     assert sweep[-2]["grid"].count("<img") == 2 and sweep[-1]["used_seed"] == "7"
     assert sweep[-2]["grid"].count("<tr>") == 2  # a header row and one row per γ
 
@@ -108,8 +121,9 @@ def test_stop_marks_end_the_run_with_the_previous_result(editor, tmp_path):
     value = {"background": picture(32, 32).convert("RGBA"), "layers": [], "composite": None}
     shown = page_edit(ctx, value, **edit_knobs(keywords=[], layers=""))[-1]["shown"]
     run = app_edit.begin(None)["run"]
-    updates = app_edit.run_edit(ctx, run, value, "make it blue", [], shown, **edit_knobs(keywords=[], layers="",
-                                                                                        steps=20))  # fmt: skip
+    updates = app_edit.run_edit(
+        ctx, run, value, "make it blue", [], shown, **edit_knobs(keywords=[], layers="", steps=20)
+    )
     assert next(updates)["status"].startswith("**Encoding**")
     assert next(updates)["status"].startswith("**Step 1/20**")
     assert app_edit.stop(run, "**Step 1/20** · 3% held", shown).startswith("**Stopping** at step 1/20")
@@ -123,15 +137,30 @@ def test_stop_marks_end_the_run_with_the_previous_result(editor, tmp_path):
     superseded = app_edit.begin(queued)["run"]
     app_edit.begin(superseded)  # Edit pressed again: the earlier run shows nothing more
     assert list(app_edit.run_edit(ctx, superseded, value, "make it blue", [], shown, **edit_knobs())) == [
-        {"status": app_edit.SKIP}]
+        {"status": app_edit.SKIP}
+    ]
 
 
 def test_a_gated_edit_says_why_nothing_was_held(editor, tmp_path):
     ctx = app.make_context(editor, frame_interval=0.0, out_dir=tmp_path, preview_side=64)
     value = {"background": picture(32, 32).convert("RGBA"), "layers": [], "composite": None}
-    knobs = dict(keywords=[], gamma=1.0, lam=0.5, steps=2, guidance_scale=2.0, seed=3, randomize=False,
-                 negative_prompt="", layers="", temperature_start=2.0, temperature_end=0.0, resolution=32,
-                 mask_mode="replace", grow=1, keep_pixels=True)  # fmt: skip
+    knobs = dict(
+        keywords=[],
+        gamma=1.0,
+        lam=0.5,
+        steps=2,
+        guidance_scale=2.0,
+        seed=3,
+        randomize=False,
+        negative_prompt="",
+        layers="",
+        temperature_start=2.0,
+        temperature_end=0.0,
+        resolution=32,
+        mask_mode="replace",
+        grow=1,
+        keep_pixels=True,
+    )
     off = page_edit(ctx, value, **{**knobs, "lam": 0.0})[-1]
     assert "region hold off (λ = 0): the map shows" in off["frames"][-1][2]  # the replay frames' status: a map at λ = 0
     held = page_edit(ctx, value, **knobs, focus_gate=0.0)[-1]

@@ -9,8 +9,23 @@ from editmgt_core.bench import cli
 
 
 def test_forward_bench_reports_timings_and_memory(capsys):
-    cli.main(["forward", "--config", "tiny", "--grid", "8", "--text-len", "16", "--capture-from", "2",
-                "--capture-count", "2", "--repeats", "1"])  # fmt: skip
+    cli.main(
+        [
+            "forward",
+            "--config",
+            "tiny",
+            "--grid",
+            "8",
+            "--text-len",
+            "16",
+            "--capture-from",
+            "2",
+            "--capture-count",
+            "2",
+            "--repeats",
+            "1",
+        ]
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["capture_layers"] == [2, 3]
     assert out["median_ms"] > 0 and out["median_ms_capture"] > 0 and out["peak_rss_gb"] > 0
@@ -27,8 +42,22 @@ def test_edit_bench_splits_stages(tmp_path, capsys):
 def test_random_weights_edit_bench_reports_the_published_runs_fields(capsys):
     """The GPU benchmark's CPU smoke run: whole edits of a tiny random editor in bf16, map and hold on, with the
     split, the streamed run, a profile and the eager float32 comparison (no timing asserted)."""
-    cli.main(["edit", "--random-weights", "--config", "tiny", "--dtype", "bf16", "--steps", "3", "--repeats", "1",
-                "--threads", "1"])  # fmt: skip
+    cli.main(
+        [
+            "edit",
+            "--random-weights",
+            "--config",
+            "tiny",
+            "--dtype",
+            "bf16",
+            "--steps",
+            "3",
+            "--repeats",
+            "1",
+            "--threads",
+            "1",
+        ]
+    )
     out = json.loads(capsys.readouterr().out)
     run = out["run"]
     assert run["dtype"] == "bfloat16" and run["tokens"] == 16 and run["steps"] == 3 and run["lam"] == 0.3
@@ -37,8 +66,24 @@ def test_random_weights_edit_bench_reports_the_published_runs_fields(capsys):
     assert run["stream"]["first_frame_after_text_ms"] < run["stream"]["first_frame_ms"]
     assert run["profile"] and all(row["self_ms"] >= 0 for row in run["profile"])
     assert out["eager_fp32"]["dtype"] == "float32" and out["speedup_over_eager_fp32"] > 0
-    cli.main(["edit", "--random-weights", "--config", "tiny", "--dtype", "bf16", "--steps", "2", "--repeats", "1",
-               "--threads", "1", "--quick", "--no-fp32"])  # fmt: skip
+    cli.main(
+        [
+            "edit",
+            "--random-weights",
+            "--config",
+            "tiny",
+            "--dtype",
+            "bf16",
+            "--steps",
+            "2",
+            "--repeats",
+            "1",
+            "--threads",
+            "1",
+            "--quick",
+            "--no-fp32",
+        ]
+    )
     captured = capsys.readouterr()
     quick = json.loads(captured.out)
     assert "stream" not in quick["run"] and "profile" not in quick["run"] and "eager_fp32" not in quick
@@ -67,10 +112,14 @@ def _tiny_inputs(model, seed: int) -> dict:
     import torch
 
     c, g = model.config, torch.Generator().manual_seed(seed)
-    return dict(tokens=torch.randint(0, 64, (2, 8, 8), generator=g), txt=torch.randn(2, 5, c.joint_attention_dim,
-                generator=g), pooled=torch.randn(2, c.pooled_projection_dim, generator=g),
-                micro=torch.tensor([[32.0, 32, 0, 0, 6]]).repeat(2, 1), timestep=torch.full((2,), 10),
-                cond=torch.randint(0, 64, (2, 8, 8), generator=g))  # fmt: skip
+    return dict(
+        tokens=torch.randint(0, 64, (2, 8, 8), generator=g),
+        txt=torch.randn(2, 5, c.joint_attention_dim, generator=g),
+        pooled=torch.randn(2, c.pooled_projection_dim, generator=g),
+        micro=torch.tensor([[32.0, 32, 0, 0, 6]]).repeat(2, 1),
+        timestep=torch.full((2,), 10),
+        cond=torch.randint(0, 64, (2, 8, 8), generator=g),
+    )
 
 
 def test_compiled_blocks_match_eager_and_compile_each_capture_once():

@@ -144,5 +144,3 @@ def test_an_undecodable_upload_says_so(page, tmp_path):
     fake.write_text("this is not an image")
     page.locator("#image-in input[type=file]").set_input_files(str(fake))
     status_has(page, "could not be decoded", where="#upload-note")
-
-

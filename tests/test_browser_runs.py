@@ -160,8 +160,9 @@ def test_restore_brings_back_a_whole_run_and_edit_reproduces_it(page, server):
     assert page.locator("#instruction textarea").input_value() == "Paint the yellow circle green"
     assert page.locator("#lam input[type=number]").input_value() == "0.2"
     assert page.locator("#steps input[type=number]").input_value() == "3"
-    assert page.locator("#map-view input:checked").evaluate("e => e.value") == \
-        page.locator("#map-view input").first.evaluate("e => e.value")  # fmt: skip
+    assert page.locator("#map-view input:checked").evaluate("e => e.value") == page.locator(
+        "#map-view input"
+    ).first.evaluate("e => e.value")
     assert page.locator("#files a").all_inner_texts() == first_files  # run A's downloads, not B's
     assert page.locator("#scrubber").is_visible()
     done = edit(page)  # Edit after a restore: the same seed, the same pixels

@@ -40,7 +40,8 @@ def _subparsers(parser):
 def test_every_option_of_every_command_is_documented():
     commands = _subparsers(cli.build_parser())
     assert set(commands) == {"edit", "batch", "evaluate", "world-eval", "calibrate-layers", "tune-hold", "convert"} | {
-        "app", "deploy-space"
+        "app",
+        "deploy-space",
     }
     for name, parser in commands.items():
         for action in parser._actions:
@@ -165,8 +166,19 @@ def test_tune_hold_measures_each_setting(tmp_path, capsys):
 
     folder = make_model_folder(tmp_path / "model")
     manifest = dataset.write_dataset(tmp_path / "world", 3, seed=5, size=32)
-    argv = ["tune-hold", "--model", str(folder), "--manifest", str(manifest), "--lam-values", "0.2,1", "--grow-values",
-            "0", "--max-drop", "1"]  # fmt: skip
+    argv = [
+        "tune-hold",
+        "--model",
+        str(folder),
+        "--manifest",
+        str(manifest),
+        "--lam-values",
+        "0.2,1",
+        "--grow-values",
+        "0",
+        "--max-drop",
+        "1",
+    ]
     assert cli.main(argv) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 0") or line.startswith("| 1")]
     assert [line.split()[1] for line in lines] == ["0/0", "0.2/0", "1/0"]

@@ -51,10 +51,16 @@ def test_category_weights_shift_the_training_mix():
 
 @pytest.mark.parametrize(
     "spec, message",
-    [("ad=2", "NAME one of"), ("add", "NAME=WEIGHT"), ("add=x", "not a number"), ("add=-1", ">= 0"),
-     ("add=nan", ">= 0"), ("add=2,add=3", "named twice"),
-     (",".join(f"{c}=0" for c in samples.CATEGORIES), "above 0")],
-)  # fmt: skip
+    [
+        ("ad=2", "NAME one of"),
+        ("add", "NAME=WEIGHT"),
+        ("add=x", "not a number"),
+        ("add=-1", ">= 0"),
+        ("add=nan", ">= 0"),
+        ("add=2,add=3", "named twice"),
+        (",".join(f"{c}=0" for c in samples.CATEGORIES), "above 0"),
+    ],
+)
 def test_category_weights_refuse_bad_specs(spec, message):
     with pytest.raises(ValueError, match=message):
         datasets.category_weights(spec)
@@ -139,18 +145,24 @@ def test_slice_shares_draw_robustness_records_for_training():
     for i in range(6):
         rec = datasets.training_record(7, i, 32, None, "mixed", shares)
         expected = (
-            hard_cases.slice_record(7, i, names[i], 32, "mixed") if names[i] else samples.record(7, i, 32,
-                                                                                                     phrasing="mixed")
-        )  # fmt: skip
+            hard_cases.slice_record(7, i, names[i], 32, "mixed")
+            if names[i]
+            else samples.record(7, i, 32, phrasing="mixed")
+        )
         assert text[i] == rec.instruction == expected.instruction and (tgt[i] == expected.tgt).all()
     assert datasets.slice_shares("") == {} and datasets.record_slice(7, 0, {}) is None
 
 
 @pytest.mark.parametrize(
     "spec, message",
-    [("ambiguous=0.1", "no single right edit"), ("tiny=0.1", "NAME one of"), ("small=0.6,crowded=0.6", "more than 1"),
-     ("small=-1", ">= 0"), ("small", "NAME=WEIGHT")],
-)  # fmt: skip
+    [
+        ("ambiguous=0.1", "no single right edit"),
+        ("tiny=0.1", "NAME one of"),
+        ("small=0.6,crowded=0.6", "more than 1"),
+        ("small=-1", ">= 0"),
+        ("small", "NAME=WEIGHT"),
+    ],
+)
 def test_slice_shares_refuse_bad_specs(spec, message, tmp_path, capsys):
     with pytest.raises(ValueError, match=message):
         datasets.slice_shares(spec)

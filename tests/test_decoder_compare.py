@@ -30,8 +30,19 @@ def folders(tmp_path_factory):
 
 def test_each_decoder_is_judged_on_the_same_tokens(folders, tmp_path):
     model, sharp, _ = folders
-    argv = ["--model", str(model), "--decoders", f"sharp={sharp}", "--world-seed", "5", "--n", "3", "--out",
-            str(tmp_path), "--quiet"]  # fmt: skip
+    argv = [
+        "--model",
+        str(model),
+        "--decoders",
+        f"sharp={sharp}",
+        "--world-seed",
+        "5",
+        "--n",
+        "3",
+        "--out",
+        str(tmp_path),
+        "--quiet",
+    ]
     report = decoder_compare.main(decoder_compare.parse_args(argv))
     rows = report["records"]
     assert len(rows) == 3 and json.loads((tmp_path / "decoder_compare.json").read_text())["world_seed"] == 5

@@ -26,13 +26,25 @@ def clone(tmp_path_factory):
 
 
 MODEL_FILES = [
-    "README.md", "model_index.json", "editmgt/config.json", "editmgt/diffusion_pytorch_model.safetensors",
-    "editmgt/diffusion_pytorch_model.bin", "vqvae/config.json", "vqvae/diffusion_pytorch_model.safetensors",
-    "text_encoder/config.json", "text_encoder/model.safetensors", "text_encoder/pytorch_model.bin",
-    "tokenizer/vocab.json", "tokenizer/merges.txt", "llm_encoder/model-00001-of-00002.safetensors",
-    "llm_encoder/model-00002-of-00002.safetensors", "llm_encoder/tokenizer.json", "llm_encoder/training_args.pt",
-    "scheduler/scheduler_config.json", "demo/infer.py",
-]  # fmt: skip
+    "README.md",
+    "model_index.json",
+    "editmgt/config.json",
+    "editmgt/diffusion_pytorch_model.safetensors",
+    "editmgt/diffusion_pytorch_model.bin",
+    "vqvae/config.json",
+    "vqvae/diffusion_pytorch_model.safetensors",
+    "text_encoder/config.json",
+    "text_encoder/model.safetensors",
+    "text_encoder/pytorch_model.bin",
+    "tokenizer/vocab.json",
+    "tokenizer/merges.txt",
+    "llm_encoder/model-00001-of-00002.safetensors",
+    "llm_encoder/model-00002-of-00002.safetensors",
+    "llm_encoder/tokenizer.json",
+    "llm_encoder/training_args.pt",
+    "scheduler/scheduler_config.json",
+    "demo/infer.py",
+]
 
 
 class FakeHub:
@@ -83,11 +95,9 @@ def test_dry_run_on_a_clean_clone_routes_every_binary_through_xet(clone, capsys)
 def test_deploy_uploads_through_the_hub_api(clone, capsys):
     hub = FakeHub(exists=True)
     files = deploy.deploy(hub, "me/studio", clone)
-    assert [n for n, _, _ in hub.calls] == [
-        "repo_exists", "add_space_variable", "list_repo_files", "create_commit"
-    ]  # fmt: skip
+    assert [n for n, _, _ in hub.calls] == ["repo_exists", "add_space_variable", "list_repo_files", "create_commit"]
     assert hub.called("add_space_variable")[0][0] == ("me/studio", "EDITMGT_MODEL", "WeiChow/EditMGT")
-    (_, kw), = hub.called("create_commit")
+    ((_, kw),) = hub.called("create_commit")
     ops = {op.path_in_repo: op for op in kw["operations"]}
     adds = {p for p, op in ops.items() if type(op).__name__ == "CommitOperationAdd"}
     deletes = {p for p, op in ops.items() if type(op).__name__ == "CommitOperationDelete"}
@@ -106,14 +116,21 @@ def test_a_zerogpu_space_gets_buildable_requirements_a_preload_and_its_hardware_
     hub = FakeHub(exists=False)
     deploy.deploy(hub, "me/studio", clone, hardware="zero-a10g", revision="v1")
     assert [n for n, _, _ in hub.calls] == [
-        "list_repo_files", "model_info", "repo_exists", "create_repo", "list_repo_files", "create_commit"
-    ]  # fmt: skip
-    (args, kw), = hub.called("create_repo")  # hardware and variables with the Space itself: one build, on them
+        "list_repo_files",
+        "model_info",
+        "repo_exists",
+        "create_repo",
+        "list_repo_files",
+        "create_commit",
+    ]
+    ((args, kw),) = hub.called("create_repo")  # hardware and variables with the Space itself: one build, on them
     assert args == ("me/studio",) and kw["repo_type"] == "space" and kw["space_sdk"] == "gradio"
     assert kw["space_hardware"] == "zero-a10g"
-    assert kw["space_variables"] == [{"key": "EDITMGT_MODEL", "value": "WeiChow/EditMGT"},
-                                     {"key": "EDITMGT_REVISION", "value": "v1"}]  # fmt: skip
-    (_, kw), = hub.called("create_commit")
+    assert kw["space_variables"] == [
+        {"key": "EDITMGT_MODEL", "value": "WeiChow/EditMGT"},
+        {"key": "EDITMGT_REVISION", "value": "v1"},
+    ]
+    ((_, kw),) = hub.called("create_commit")
     ops = {op.path_in_repo: op.path_or_fileobj for op in kw["operations"] if hasattr(op, "path_or_fileobj")}
     requirements = ops["requirements.txt"].decode().splitlines()
     assert "torch" in requirements and not any(re.match(r"torch\s*[=<>~]", line) for line in requirements)
@@ -124,8 +141,13 @@ def test_a_zerogpu_space_gets_buildable_requirements_a_preload_and_its_hardware_
     model, listed, commit = preload.groups()
     assert model == "WeiChow/EditMGT" and commit == "c0ffee" * 6 + "c0ff"
     listed = set(listed.split(","))
-    assert {"editmgt/diffusion_pytorch_model.safetensors", "llm_encoder/model-00002-of-00002.safetensors",
-            "tokenizer/merges.txt", "scheduler/scheduler_config.json", "model_index.json"} <= listed  # fmt: skip
+    assert {
+        "editmgt/diffusion_pytorch_model.safetensors",
+        "llm_encoder/model-00002-of-00002.safetensors",
+        "tokenizer/merges.txt",
+        "scheduler/scheduler_config.json",
+        "model_index.json",
+    } <= listed
     assert not any(p.endswith((".bin", ".pt")) or p.startswith("demo/") for p in listed)  # what the app never reads
 
 

@@ -41,7 +41,9 @@ def test_valid_and_check():
 
 def test_map_views_and_words():
     assert entries.map_views((5, "s0", "change"), (5,)) == {
-        "model's map": (5, "s0", "change"), "attention": (5, "s0"), "predicted change": ("change",)
+        "model's map": (5, "s0", "change"),
+        "attention": (5, "s0"),
+        "predicted change": ("change",),
     }
     assert entries.map_views(("change",), (5,)) == {"model's map": ("change",), "attention": (5,)}
     assert entries.reads_words((5, "change")) and not entries.reads_words(("change", "kl"))

@@ -300,8 +300,17 @@ def test_tokenizer_ceiling_is_the_targets_round_trip(tmp_path):
 def test_world_table_has_one_column_per_metric_when_hold_is_off():
     from editmgt_core.evaluation.world_eval import markdown_table
 
-    stats = {"n": 2, "success_off": 0.5, "success_on": 0.5, "success_vq": 1.0, "leakage_off": 0.06,
-             "leakage_on": 0.06, "vq_floor": 0.02, "iou_on": None, "held_fraction_on": 0.0}  # fmt: skip
+    stats = {
+        "n": 2,
+        "success_off": 0.5,
+        "success_on": 0.5,
+        "success_vq": 1.0,
+        "leakage_off": 0.06,
+        "leakage_on": 0.06,
+        "vq_floor": 0.02,
+        "iou_on": None,
+        "held_fraction_on": 0.0,
+    }
     summary = {"categories": {"recolor": stats}, "overall": stats}
     off = markdown_table(summary, 0.0).splitlines()[0]
     assert off == (
@@ -316,8 +325,9 @@ def test_acceptance_counts_a_drop_of_exactly_three_points_as_met():
     from editmgt_core.evaluation.world_eval import acceptance_checks, summarize
 
     def rows(off, on):  # 300 records; success_off / success_on on the first `off` / `on` of them
-        return [{"category": "recolor", "success_off": i < off, "success_on": i < on, "seconds_on": 1.0}
-                for i in range(300)]  # fmt: skip
+        return [
+            {"category": "recolor", "success_off": i < off, "success_on": i < on, "seconds_on": 1.0} for i in range(300)
+        ]
 
     for off, on, met in ((244, 235, True), (244, 234, False)):  # 81.3% -> 78.3% (3.0 points), -> 78.0% (3.3)
         table = rows(off, on)

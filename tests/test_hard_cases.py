@@ -74,8 +74,22 @@ def test_slice_records_are_deterministic_and_checked():
 
 
 def test_cli_writes_phrasing_sets_sharing_images(tmp_path):
-    dataset.main(dataset.parse_args(["--n", "3", "--seed", "4", "--size", "32", "--out", str(tmp_path / "p"),
-                                 "--phrasing", "templates,train,heldout"]))  # fmt: skip
+    dataset.main(
+        dataset.parse_args(
+            [
+                "--n",
+                "3",
+                "--seed",
+                "4",
+                "--size",
+                "32",
+                "--out",
+                str(tmp_path / "p"),
+                "--phrasing",
+                "templates,train,heldout",
+            ]
+        )
+    )
     rows = [json.loads(line) for line in (tmp_path / "p" / "manifest.jsonl").read_text().splitlines()]
     assert len(rows) == 9 and len({r["id"] for r in rows}) == 9
     for i in range(3):

@@ -32,12 +32,19 @@ def test_declarations_are_complete_and_hold_the_demo_default(name):
 
 @pytest.mark.parametrize(
     ("values", "match"),
-    [({"gamma": 5.5}, r"gamma=5.5; expected a number in \[0, 5\]"), ({"steps": 2.5}, "steps=2.5; expected an integer"),
-     ({"lam": True}, "lam=True"), ({"mask_mode": "blur"}, "expected replace, union, intersection"),
-     ({"keep_pixels": "yes"}, "True or False"), ({"negative_prompt": "x" * 1001}, "1,000"),
-     ({"temperature": (1.0, 11.0)}, r"temperature=\(1.0, 11.0\)"), ({"seed": -5}, "seed=-5"),
-     ({"token_temperature": 0.0}, r"in \[0.001, 2\]"), ({"layers": ("s0",)}, "source stream alone")],
-)  # fmt: skip
+    [
+        ({"gamma": 5.5}, r"gamma=5.5; expected a number in \[0, 5\]"),
+        ({"steps": 2.5}, "steps=2.5; expected an integer"),
+        ({"lam": True}, "lam=True"),
+        ({"mask_mode": "blur"}, "expected replace, union, intersection"),
+        ({"keep_pixels": "yes"}, "True or False"),
+        ({"negative_prompt": "x" * 1001}, "1,000"),
+        ({"temperature": (1.0, 11.0)}, r"temperature=\(1.0, 11.0\)"),
+        ({"seed": -5}, "seed=-5"),
+        ({"token_temperature": 0.0}, r"in \[0.001, 2\]"),
+        ({"layers": ("s0",)}, "source stream alone"),
+    ],
+)
 def test_one_check_for_every_front_end(values, match):
     """The same value is refused with the same message by SamplerOptions (library, command line, manifests) and by
     knobs.parse (the app and the API): there is one range per knob."""

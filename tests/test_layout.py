@@ -66,14 +66,21 @@ def test_the_walker_sees_function_level_and_type_checking_imports():
 def test_files_and_functions_stay_short(path):
     text = path.read_text()
     assert text.count("\n") <= 400, f"{path.name}: {text.count(chr(10))} lines"
-    long = [f"{n.name} ({n.end_lineno - n.lineno + 1} lines)" for n in ast.walk(ast.parse(text))
-            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 60]  # fmt: skip
+    long = [
+        f"{n.name} ({n.end_lineno - n.lineno + 1} lines)"
+        for n in ast.walk(ast.parse(text))
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 60
+    ]
     assert not long, f"{path.name}: {long}"
 
 
 def test_only_the_app_imports_gradio():
-    outside = [name for name, path in MODULES.items() if not name.startswith("editmgt_core.app")
-               and any(m == "gradio" or m.startswith("gradio.") for m in _all_imports(path))]  # fmt: skip
+    outside = [
+        name
+        for name, path in MODULES.items()
+        if not name.startswith("editmgt_core.app")
+        and any(m == "gradio" or m.startswith("gradio.") for m in _all_imports(path))
+    ]
     assert not outside
 
 

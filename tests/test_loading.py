@@ -116,11 +116,20 @@ def test_hub_download_fetches_no_pickles(monkeypatch, tmp_path):
 
     assert resolve("WeiChow/EditMGT") == tmp_path
     layout = [
-        "editmgt/config.json", "editmgt/diffusion_pytorch_model.safetensors", "editmgt/diffusion_pytorch_model.bin",
-        "vqvae/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors", "text_encoder/pytorch_model.bin",
-        "tokenizer/vocab.json", "tokenizer/merges.txt", "llm_encoder/model-00001-of-00002.safetensors",
-        "llm_encoder/tokenizer.json", "llm_encoder/training_args.pt", "README.md", "model_index.json",
-    ]  # fmt: skip
+        "editmgt/config.json",
+        "editmgt/diffusion_pytorch_model.safetensors",
+        "editmgt/diffusion_pytorch_model.bin",
+        "vqvae/diffusion_pytorch_model.safetensors",
+        "text_encoder/model.safetensors",
+        "text_encoder/pytorch_model.bin",
+        "tokenizer/vocab.json",
+        "tokenizer/merges.txt",
+        "llm_encoder/model-00001-of-00002.safetensors",
+        "llm_encoder/tokenizer.json",
+        "llm_encoder/training_args.pt",
+        "README.md",
+        "model_index.json",
+    ]
     patterns = {k: seen[k] for k in ("allow_patterns", "ignore_patterns")}
     fetched = set(filter_repo_objects(layout, **patterns))
     assert not any(p.endswith((".bin", ".pt")) for p in fetched)

@@ -13,8 +13,30 @@ from editmgt_core.model.loading import load_editor
 from editmgt_core.train import datasets, mgt
 from editmgt_core.world import samples
 
-SMALL = ["--records", "48", "--size", "32", "--text-len", "8", "--dim", "64", "--dual", "1", "--single", "2",
-         "--batch", "4", "--warmup", "2", "--ckpt-every", "3", "--log-every", "1", "--sample-steps", "4"]  # fmt: skip
+SMALL = [
+    "--records",
+    "48",
+    "--size",
+    "32",
+    "--text-len",
+    "8",
+    "--dim",
+    "64",
+    "--dual",
+    "1",
+    "--single",
+    "2",
+    "--batch",
+    "4",
+    "--warmup",
+    "2",
+    "--ckpt-every",
+    "3",
+    "--log-every",
+    "1",
+    "--sample-steps",
+    "4",
+]
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +169,9 @@ def test_init_starts_a_new_run_from_an_exported_model(run, tmp_path, capsys):
     assert "resumed at step 1 (--init ignored" in capsys.readouterr().out
     fresh = ["--vq", str(root / "vq"), "--out", str(tmp_path / "fresh"), *SMALL, "--steps", "1", "--lr", "0"]
     mgt.main(fresh)
-    assert not torch.equal(_weights(tmp_path / "fresh")["model.project_to_hidden.weight"],
-                           tuned["model.project_to_hidden.weight"])  # fmt: skip
+    assert not torch.equal(
+        _weights(tmp_path / "fresh")["model.project_to_hidden.weight"], tuned["model.project_to_hidden.weight"]
+    )
 
 
 def test_init_from_another_architecture_is_refused(run, tmp_path):

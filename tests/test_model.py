@@ -323,8 +323,12 @@ def test_initialize_weights_is_adaln_zero():
     model = EditMGTTransformer(config).eval()
     model.initialize_weights()
     blocks = [*model.transformer_blocks, *model.single_transformer_blocks]
-    assert all(not m.linear.weight.any() and not m.linear.bias.any() for b in blocks for m in b.modules()
-               if isinstance(m, AdaNorm))  # fmt: skip
+    assert all(
+        not m.linear.weight.any() and not m.linear.bias.any()
+        for b in blocks
+        for m in b.modules()
+        if isinstance(m, AdaNorm)
+    )
     tokens = torch.randint(config.codebook_size, (1, 4, 4))
     txt, pooled = torch.randn(1, 3, config.joint_attention_dim), torch.randn(1, config.pooled_projection_dim)
     logits, _ = model(tokens, txt, pooled, torch.zeros(1, 5), torch.tensor([3]), tokens)

@@ -10,8 +10,7 @@ from editmgt_core.world import paraphrase as wp
 from editmgt_core.world import samples, sentences
 from editmgt_core.world.samples import Obj
 
-SLOTS = {"ref": "the red circle", "color": "blue", "shape": "star", "a": "a", "pos": "at the top",
-         "bg": "plain pink"}  # fmt: skip
+SLOTS = {"ref": "the red circle", "color": "blue", "shape": "star", "a": "a", "pos": "at the top", "bg": "plain pink"}
 
 
 def test_every_category_has_at_least_twelve_families_with_every_frame_filled():
@@ -84,7 +83,13 @@ def test_unknown_phrasing_is_refused_with_the_choices():
 
 def test_gerunds():
     assert [wp.gerund(v) for v in ("make it", "get rid of it", "dye it", "swap it", "add it", "tie it")] == [
-        "making it", "getting rid of it", "dyeing it", "swapping it", "adding it", "tying it"]  # fmt: skip
+        "making it",
+        "getting rid of it",
+        "dyeing it",
+        "swapping it",
+        "adding it",
+        "tying it",
+    ]
 
 
 def test_long_references_only_add_what_is_true():

@@ -25,8 +25,13 @@ def published_stand_in(device: str):
         transformer = EditMGTTransformer(TransformerConfig())
     text = SimpleNamespace(model=torch.nn.Linear(1000, 1000))
     settings = SimpleNamespace(pixels=1024 * 1024)
-    return SimpleNamespace(transformer=transformer, text=text, vq=SimpleNamespace(factor=16), settings=settings,
-                           device=torch.device(device))  # fmt: skip
+    return SimpleNamespace(
+        transformer=transformer,
+        text=text,
+        vq=SimpleNamespace(factor=16),
+        settings=settings,
+        device=torch.device(device),
+    )
 
 
 def test_a_cpu_run_of_the_1b_model_warns_with_an_estimate():
@@ -105,6 +110,10 @@ def test_offload_keeps_the_text_encoder_off_the_gpu_between_edits():
     result = edit(editor, image, "make the yellow circle blue", default_options(editor, seed=0))
     assert next(editor.text.model.parameters()).device.type == "cpu"  # back on the CPU after encoding
     assert next(editor.transformer.parameters()).device.type == "cuda"
-    plain = edit(load_editor(app.DEFAULT_MODEL, device="cuda"), image, "make the yellow circle blue",
-                 default_options(editor, seed=0))  # fmt: skip
+    plain = edit(
+        load_editor(app.DEFAULT_MODEL, device="cuda"),
+        image,
+        "make the yellow circle blue",
+        default_options(editor, seed=0),
+    )
     assert torch.equal(result.tokens, plain.tokens)  # offload changes where, not what

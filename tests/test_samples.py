@@ -185,8 +185,9 @@ def test_background_edits_name_kind_and_colours_so_every_orientation_period_and_
     rec = backgrounds[0]
     others = samples.equivalent_targets(rec.tgt_scene, 64)
     assert len(others) == 31 and not any(np.array_equal(o, rec.tgt) for o in others)
-    assert sentences.background_phrase(rec.tgt_scene.background.kind, rec.tgt_scene.background.colors) in \
-        rec.instruction  # kind and colours are all the instruction says
+    assert (
+        sentences.background_phrase(rec.tgt_scene.background.kind, rec.tgt_scene.background.colors) in rec.instruction
+    )  # kind and colours are all the instruction says
     solid = np.zeros((64, 64), bool)
     for i in range(len(rec.tgt_scene.objects)):
         solid |= _solid(rec.tgt_scene.objects, i)

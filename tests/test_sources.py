@@ -83,8 +83,9 @@ def test_the_scheduler_config_must_agree_with_the_transformer(folder):
 
 
 @needs_layout
-@pytest.mark.parametrize("sub, weights", [("text_encoder", "model.safetensors"),
-                                          ("editmgt", "diffusion_pytorch_model.safetensors")])  # fmt: skip
+@pytest.mark.parametrize(
+    "sub, weights", [("text_encoder", "model.safetensors"), ("editmgt", "diffusion_pytorch_model.safetensors")]
+)
 def test_pickled_only_weights_are_refused_unread_with_the_conversion(folder, sub, weights):
     (folder / sub / weights).unlink()
     (folder / sub / "pytorch_model.bin").write_bytes(b"not a pickle: loading it would fail differently")
@@ -123,8 +124,9 @@ def test_hub_errors_are_told_apart(monkeypatch, cls, expected):
 def test_the_resolved_commit_is_recorded_with_the_edit(monkeypatch, tmp_path):
     snapshot = copy_layout(tmp_path / "hub" / "models--some--model" / "snapshots" / COMMIT)
     asked = {}
-    monkeypatch.setattr(huggingface_hub, "snapshot_download",
-                        lambda repo_id, **kw: asked.update(kw, repo_id=repo_id) or str(snapshot))  # fmt: skip
+    monkeypatch.setattr(
+        huggingface_hub, "snapshot_download", lambda repo_id, **kw: asked.update(kw, repo_id=repo_id) or str(snapshot)
+    )
     editor = load_editor("some/model", revision="v1.0")
     assert (asked["repo_id"], asked["revision"], editor.revision) == ("some/model", "v1.0", COMMIT)
     image = Image.new("RGB", (64, 64), (200, 30, 30))
@@ -166,8 +168,14 @@ def test_revision_reaches_load_editor_from_the_cli_and_the_app(monkeypatch):
 
 
 @needs_layout
-@pytest.mark.parametrize("sub, weights", [("vqvae", "diffusion_pytorch_model.safetensors"),
-                                          ("text_encoder", "model.safetensors"), ("llm_encoder", "model.safetensors")])
+@pytest.mark.parametrize(
+    "sub, weights",
+    [
+        ("vqvae", "diffusion_pytorch_model.safetensors"),
+        ("text_encoder", "model.safetensors"),
+        ("llm_encoder", "model.safetensors"),
+    ],
+)
 def test_the_vq_and_text_encoders_refuse_weights_that_do_not_fit(folder, sub, weights):
     """transformers and diffusers only warn and initialise missing weights at random; the loader refuses."""
     path = folder / sub / weights

@@ -67,9 +67,20 @@ def test_parsers_name_the_bad_value(editor):
     with pytest.raises(ValueError, match="too long|at most 1,000"):
         validate.check_instruction("a" * 10_000)
     ok = dict(steps=4, guidance_scale=2, gamma=1, lam=0.2)
-    for field, value in [("steps", 1000), ("steps", 2.5), ("lam", 5), ("gamma", -1), ("guidance_scale", float("inf")),
-                         ("steps", "many"), ("seed", 2**70), ("grow", 17), ("grow", 0.5),
-                         ("token_temperature", 0), ("token_temperature", 3), ("keep_pixels", "yes")]:  # fmt: skip
+    for field, value in [
+        ("steps", 1000),
+        ("steps", 2.5),
+        ("lam", 5),
+        ("gamma", -1),
+        ("guidance_scale", float("inf")),
+        ("steps", "many"),
+        ("seed", 2**70),
+        ("grow", 17),
+        ("grow", 0.5),
+        ("token_temperature", 0),
+        ("token_temperature", 3),
+        ("keep_pixels", "yes"),
+    ]:
         with pytest.raises(ValueError, match=field):
             validate.make_options(editor, **{**ok, field: value})
     with pytest.raises(ValueError, match="mask_mode"):

@@ -96,14 +96,36 @@ def test_pip_install_gives_a_working_editmgt_command(venv, tmp_path):
     example = run([str(python), "-c", "from editmgt_core import paths; print(paths.EXAMPLES)"], cwd=away, env=env)
     image = Path(example.stdout.strip()) / "recolor-yellow-circle.png"
     assert "site-packages" in str(image) and image.is_file()
-    run([str(editmgt), "edit", "--image", str(image), "--instruction", INSTRUCTION, "--out", "out.png", "--seed", "2",
-         "--quiet"], cwd=away, env=env, timeout=600)  # fmt: skip
+    run(
+        [
+            str(editmgt),
+            "edit",
+            "--image",
+            str(image),
+            "--instruction",
+            INSTRUCTION,
+            "--out",
+            "out.png",
+            "--seed",
+            "2",
+            "--quiet",
+        ],
+        cwd=away,
+        env=env,
+        timeout=600,
+    )
     assert (away / "out.png").stat().st_size > 0
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([str(editmgt), "app", "--port", str(port)], cwd=away, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    server = subprocess.Popen(
+        [str(editmgt), "app", "--port", str(port)],
+        cwd=away,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}/"
         for _ in range(600):

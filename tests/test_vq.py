@@ -152,8 +152,9 @@ def test_world_batches_after_parallel_torch_work():
         "assert torch.equal(x[1], datasets.world_images(3, 32, 32, 64))\n"
         "print('delivered', len(x))\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         out, err = proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:
@@ -195,8 +196,10 @@ def test_checkpoint_of_the_earlier_optimizer_layout_still_loads(tmp_path):
     vq.train_step(model, datasets.world_images(0, 0, 2, 32), opt)
     path = vq.save_checkpoint(tmp_path, 1, model, opt, torch.ones(64), {})
     sd = opt.state_dict()
-    save_file({**{f"{i}.{k}": v for i, s in sd["state"].items() for k, v in s.items()}, "usage": torch.ones(64)},
-              path / "optim.safetensors")  # fmt: skip
+    save_file(
+        {**{f"{i}.{k}": v for i, s in sd["state"].items() for k, v in s.items()}, "usage": torch.ones(64)},
+        path / "optim.safetensors",
+    )
     (path / "state.json").write_text(json.dumps({"step": 1, "param_groups": sd["param_groups"]}))
     fresh = vq.build_vq(vq.PRESETS["tiny"])
     fresh_opt = torch.optim.Adam(fresh.parameters(), lr=1e-3)

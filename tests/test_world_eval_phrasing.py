@@ -10,8 +10,11 @@ from editmgt_core.world import hard_cases, paraphrase
 
 
 def _ambiguous(tmp_path, index=0):
-    rec = next(r for i in range(index, index + 50) if (r := hard_cases.slice_record(3, i, "ambiguous", 64)).category
-               in ("recolor", "replace"))  # fmt: skip
+    rec = next(
+        r
+        for i in range(index, index + 50)
+        if (r := hard_cases.slice_record(3, i, "ambiguous", 64)).category in ("recolor", "replace")
+    )
     row = {"candidates": []}
     for j, (tgt, mask) in enumerate(rec.candidates):
         Image.fromarray(tgt).save(tmp_path / f"t{j}.png")
@@ -48,9 +51,15 @@ def test_ambiguity_map_columns(tmp_path):
 
 
 def test_phrasing_and_ambiguity_tables():
-    rows = [{"category": c, "phrasing_set": s, "success_off": ok, "success_on": ok}
-            for s, c, ok in [("templates", "remove", True), ("templates", "style", True), ("heldout", "remove", False),
-                             ("heldout", "style", True)]]  # fmt: skip
+    rows = [
+        {"category": c, "phrasing_set": s, "success_off": ok, "success_on": ok}
+        for s, c, ok in [
+            ("templates", "remove", True),
+            ("templates", "style", True),
+            ("heldout", "remove", False),
+            ("heldout", "style", True),
+        ]
+    ]
     table = world_report.phrasing_table(rows, 0.0)
     assert "| templates | λ=0 | 2 | 100.0% | 100.0% | 100.0% |" in table
     assert "| heldout | λ=0 | 2 | 50.0% | 0.0% | 100.0% |" in table and "λ=0.2" not in table
@@ -74,16 +83,36 @@ def test_world_eval_generates_an_ambiguous_slice_under_two_phrasings(tmp_path, c
 
     model = make_model_folder(tmp_path / "tiny")
     out = tmp_path / "eval"
-    argv = ["world-eval", "--world-seed", "5", "--n", "2", "--slice", "ambiguous", "--phrasing", "templates,heldout",
-            "--model", str(model), "--out", str(out), "--steps", "2", "--lam", "0.3", "--quiet"]  # fmt: skip
+    argv = [
+        "world-eval",
+        "--world-seed",
+        "5",
+        "--n",
+        "2",
+        "--slice",
+        "ambiguous",
+        "--phrasing",
+        "templates,heldout",
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+        "--steps",
+        "2",
+        "--lam",
+        "0.3",
+        "--quiet",
+    ]
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert "| templates | λ=0 | 2 |" in printed and "| heldout | λ=0.3 | 2 |" in printed
     assert "Ambiguous instructions" in printed and "| λ=0.3 | 4 |" in printed
     report = json.loads((out / "world_eval.json").read_text())
     assert [r["phrasing_set"] for r in report["records"]] == ["templates", "heldout"] * 2
-    assert all(r["ambiguity_on"] in world_report.AMBIGUITY_OUTCOMES and 0 <= r["map_on_candidates"] <= 1
-               for r in report["records"])  # fmt: skip
+    assert all(
+        r["ambiguity_on"] in world_report.AMBIGUITY_OUTCOMES and 0 <= r["map_on_candidates"] <= 1
+        for r in report["records"]
+    )
     assert (out / "world" / "manifest.jsonl").is_file() and set(report["phrasing_sets"]) == {"templates", "heldout"}
     assert cli.main(["world-eval", "--out", str(out), "--slice", "small"]) == 1  # nothing to evaluate
     assert "give --manifest" in capsys.readouterr().err

@@ -30,8 +30,9 @@ def run(body: str, tmp_path: Path, zero_gpu: bool = True, limit: int = 120):
     env["ZEROGPU_RECORD"] = str(tmp_path / "durations.jsonl")
     env["ZEROGPU_MAX_SECONDS"] = str(limit)
     code = PATCH + textwrap.dedent(body)
-    return subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_app_imports_spaces_before_cuda_and_asks_for_durations_per_call(tmp_path):

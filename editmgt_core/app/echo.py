@@ -9,6 +9,7 @@ import gradio as gr
 def echo_server(port: str) -> None:
     """`stream`'s transport floor: a Blocks app with /edit's first two inputs whose generator yields at once (the
     upload, queue and first-message cost of any gradio endpoint on this machine, without the model)."""
+
     def echo(image, instruction):
         yield None, {"step": 0}
         yield None, {"done": True}

@@ -27,8 +27,10 @@ from editmgt_core.studio import domain, page_state, render, streaming, validate
 # composited onto it, edit/composite.py); the page refuses larger ones with a message, and so does the server.
 FULL_RESOLUTION_PIXELS = 16_000_000
 SKIP = gr.skip()
-NO_IMAGE = ("no image: upload, paste or capture an image first (an uploaded file that shows nothing here could not "
-            "be decoded as an image: use PNG, JPEG, WebP, BMP, GIF or TIFF)")  # fmt: skip
+NO_IMAGE = (
+    "no image: upload, paste or capture an image first (an uploaded file that shows nothing here could not "
+    "be decoded as an image: use PNG, JPEG, WebP, BMP, GIF or TIFF)"
+)
 RUNS = page_state.Runs()  # the page's runs (edits and sweeps): Stop marks them, their handlers read the marks
 log = logging.getLogger("editmgt.app")
 
@@ -106,9 +108,11 @@ def full_resolution(image: Image.Image | None) -> tuple[Image.Image, str | None]
     if notice is None:
         return checked, None
     if image.width * image.height > FULL_RESOLUTION_PIXELS:
-        raise ValueError(f"the image is {image.width}x{image.height} ({image.width * image.height / 1e6:.0f} "
-                         f"megapixels); images up to {FULL_RESOLUTION_PIXELS / 1e6:.0f} megapixels are edited at "
-                         "their own resolution: downscale it first")  # fmt: skip
+        raise ValueError(
+            f"the image is {image.width}x{image.height} ({image.width * image.height / 1e6:.0f} "
+            f"megapixels); images up to {FULL_RESOLUTION_PIXELS / 1e6:.0f} megapixels are edited at "
+            "their own resolution: downscale it first"
+        )
     return to_rgb(image), None
 
 
@@ -134,8 +138,10 @@ def gate_note(item: streaming.Frame | streaming.Final) -> str:
         return ""
     gate = item.parameters["focus_gate"] if isinstance(item, streaming.Final) else None
     limit = f" < gate {gate:g}" if gate is not None else ""
-    return (f" · nothing held by the map: the instruction reads as a whole-image edit (focus {item.focus:.3f}{limit};"
-            " lower the focus gate to hold anyway)")  # fmt: skip
+    return (
+        f" · nothing held by the map: the instruction reads as a whole-image edit (focus {item.focus:.3f}{limit};"
+        " lower the focus gate to hold anyway)"
+    )
 
 
 def begin_sweep(run):
@@ -185,8 +191,11 @@ def run_sweep(ctx: Context, run, value, instruction, lam_values, gamma_values, s
                 if isinstance(item, streaming.Cell):
                     cells.append(item)
                     status = f"Cell {item.index + 1} done (λ={item.lam:g}, γ={item.gamma:g}) · {len(cells)} finished"
-                    yield {"grid": render.sweep_table(cells, lams, gammas), "table": cell_rows(cells),
-                           "sweep_status": status + warn}  # fmt: skip
+                    yield {
+                        "grid": render.sweep_table(cells, lams, gammas),
+                        "table": cell_rows(cells),
+                        "sweep_status": status + warn,
+                    }
                 elif clock.due():
                     status = cell_step_status(item)
                     yield {"sweep_status": status + warn}
@@ -236,8 +245,7 @@ def api_edit(ctx: Context, image, instruction, mask=None, **values):
         previews = bool(values.pop("previews", True))
         img, warnings, user_mask, options, pixels = api_request(ctx, image, instruction, mask, values)
         items = ctx.stream(img, instruction, options, user_mask, pixels, previews)  # decoding starts now
-        yield None, {"step": 0, "num_steps": options.steps, "held_fraction": 0.0, "preview": None,
-                     "warnings": warnings}  # fmt: skip
+        yield None, {"step": 0, "num_steps": options.steps, "held_fraction": 0.0, "preview": None, "warnings": warnings}
         clock = streaming.FrameClock(ctx.frame_interval)
         with contextlib.closing(items):
             for item in items:
@@ -245,11 +253,22 @@ def api_edit(ctx: Context, image, instruction, mask=None, **values):
                     if not clock.due(force=item.step == 0 or item.preview is not None):
                         continue
                     preview = None if item.preview is None else render.data_url(item.preview)
-                    yield None, {"step": item.step + 1, "num_steps": item.num_steps, "preview": preview,
-                                 "held_fraction": item.held_fraction}  # fmt: skip
+                    yield (
+                        None,
+                        {
+                            "step": item.step + 1,
+                            "num_steps": item.num_steps,
+                            "preview": preview,
+                            "held_fraction": item.held_fraction,
+                        },
+                    )
                 else:
-                    info = {"held_fraction": item.held_fraction, "timings": item.timings, "warnings": warnings,
-                            "notice": " ".join(warnings) or None}  # fmt: skip
+                    info = {
+                        "held_fraction": item.held_fraction,
+                        "timings": item.timings,
+                        "warnings": warnings,
+                        "notice": " ".join(warnings) or None,
+                    }
                     yield ctx.save(item)[0], {"done": True, **item.parameters, **info}
 
 

@@ -110,6 +110,15 @@ def run_edit(ctx: Context, run, value, instruction, history, shown, strict=False
         RUNS.end(run)
 
 
+def history_record(ctx: Context, final, frames: list, mask, controls: dict, instruction: str, history: list) -> dict:
+    """A finished run as the history keeps it: every panel's content and every control, to restore it whole."""
+    reads = entries.reads_words(final.parameters["layers"] or ctx.editor.settings.attention_layers)
+    number = (history[-1]["number"] + 1) if history else 1
+    record = {"image": final.image, "source": final.source, "parameters": final.parameters, "frames": frames}
+    record |= {"files": ctx.save(final), "controls": controls, "instruction": instruction, "mask": mask}
+    return record | {"number": number, "reads_words": reads}
+
+
 def stream_run(ctx: Context, run, value, instruction, history, shown, strict, view, values: dict):
     clock, marks = time.perf_counter(), RUNS.start(run)
     if marks.stopped:  # stopped while queued, or superseded before it started
@@ -156,10 +165,7 @@ def stream_run(ctx: Context, run, value, instruction, history, shown, strict, vi
     RUNS.end(run)
     frames.append(cached(live(ctx, frame, final.image, base)))
     controls = {**values, "seed": final.parameters["seed"], "randomize": False, "view": view}
-    record = {"image": final.image, "source": final.source, "parameters": final.parameters, "frames": frames,
-              "files": ctx.save(final), "controls": controls, "instruction": instruction, "mask": mask,
-              "number": (history[-1]["number"] + 1) if history else 1,
-              "reads_words": entries.reads_words(final.parameters["layers"] or ctx.editor.settings.attention_layers)}
+    record = history_record(ctx, final, frames, mask, controls, instruction, history)
     p, took = final.parameters, time.perf_counter() - clock
     status = f"**Done** · {p['steps']} steps in {took:.1f} s · seed {p['seed']} · {final.held_fraction:.0%} held"
     history = [*history, record][-HISTORY:]

@@ -52,7 +52,6 @@ log = logging.getLogger("editmgt.app")
 # ---------------------------------------------------------------------------------------------------- ZeroGPU
 
 
-
 def gpu_wrapper():
     """On ZeroGPU: (fn, duration) -> spaces.GPU(duration=duration)(fn), duration a number or a function of fn's
     arguments; identity elsewhere."""
@@ -80,8 +79,9 @@ def make_context(
     board = gpu_calls.StopBoard()
 
     def stream(image, instruction, options, mask, pixels, previews, run):  # on the GPU worker under ZeroGPU
-        kw = {"user_mask": mask, "pixels": pixels, "preview_side": preview_side, "preview_interval": frame_interval,
-              "preview_budget": preview_budget if previews else 0.0}  # no more previews than the screen shows
+        budget = preview_budget if previews else 0.0  # no more previews than the screen shows
+        kw = dict(user_mask=mask, pixels=pixels, preview_side=preview_side, preview_interval=frame_interval)
+        kw["preview_budget"] = budget
         yield from gpu_calls.until_stopped(streaming.stream(editor, image, instruction, options, **kw), board, run)
 
     def sweep(image, instruction, options, lams, gammas, mask, pixels, run):  # on the GPU worker under ZeroGPU
@@ -111,15 +111,8 @@ def make_context(
         return gpu_calls.start_sweep(board, compute.prefetch, gpu_sweep, fits, *args)
 
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="editmgt-studio-"))
-    return Context(
-        editor,
-        start_stream,
-        start_sweep,
-        preview_side,
-        frame_interval,
-        out_dir,
-        partial(compute.call, on_gpu(check, 30)) if domain.domain_of(editor) else lambda *args: [],
-    )
+    checks = partial(compute.call, on_gpu(check, 30)) if domain.domain_of(editor) else lambda *args: []
+    return Context(editor, start_stream, start_sweep, preview_side, frame_interval, out_dir, checks)
 
 
 # ---------------------------------------------------------------------------------------------------- layout
@@ -130,7 +123,6 @@ def examples() -> list[list[str]]:
     if not listing.is_file():
         return []
     return [[str(EXAMPLES / e["image"]), e["instruction"]] for e in json.loads(listing.read_text())]
-
 
 
 def build_app(editor: Editor, *, concurrency: int = 1, max_queue: int = 16, **context) -> gr.Blocks:

@@ -20,8 +20,16 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 # no background networking, component updates or sync: offline, they cost seconds of CPU per page
-ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-        "--disable-component-update", "--disable-sync", "--disable-quic"]  # fmt: skip
+ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+]
 
 
 def photo(path: Path, width: int = 4000, height: int = 3000) -> Path:
@@ -63,14 +71,19 @@ def bench_browser(args) -> dict:
                 page.evaluate("() => { document.querySelector('#upload-note').textContent = '…'; }")
                 page.locator("#image-in input[type=file]").set_input_files(str(big))
                 # the page hands the photo on at its own size: its note empties, and the editor shows the image
-                page.wait_for_function("() => document.querySelector('#upload-note').innerText === ''"
-                                       " && !document.querySelector('#image-in').innerText.includes('Upload an')")
+                page.wait_for_function(
+                    "() => document.querySelector('#upload-note').innerText === ''"
+                    " && !document.querySelector('#image-in').innerText.includes('Upload an')"
+                )
                 uploaded = time.perf_counter() - start
                 before = page.locator("#status").inner_text()
                 start = time.perf_counter()
                 page.locator("#run").click()
-                page.wait_for_function("b => { const t = document.querySelector('#status').innerText; "
-                                       "return t.includes('Done') && t !== b; }", arg=before)  # fmt: skip
+                page.wait_for_function(
+                    "b => { const t = document.querySelector('#status').innerText; "
+                    "return t.includes('Done') && t !== b; }",
+                    arg=before,
+                )
                 if i:  # the first run is a warm-up
                     clicks.append(time.perf_counter() - start)
                     uploads.append(uploaded)
@@ -81,9 +94,16 @@ def bench_browser(args) -> dict:
         server.wait(timeout=30)
     local = _in_process(args, big)
     med = lambda xs: round(1000 * statistics.median(xs), 1)  # noqa: E731
-    return {"model": str(args.model), "threads": args.threads, "runs": args.runs, "image": "4000x3000 JPEG",
-            "browser_prepare_ms": med(uploads), "click_to_done_ms": med(clicks),
-            "in_process_edit_ms": med(local), "click_over_in_process": round(med(clicks) / med(local), 3)}  # fmt: skip
+    return {
+        "model": str(args.model),
+        "threads": args.threads,
+        "runs": args.runs,
+        "image": "4000x3000 JPEG",
+        "browser_prepare_ms": med(uploads),
+        "click_to_done_ms": med(clicks),
+        "in_process_edit_ms": med(local),
+        "click_over_in_process": round(med(clicks) / med(local), 3),
+    }
 
 
 def _wait_http(port: int, seconds: float = 120.0) -> None:

@@ -50,25 +50,48 @@ def add_edit(sub) -> None:
     ed = sub.add_parser("edit", help="time whole edits of a model folder, split by stage")
     ed.add_argument("--model", default="editmgt_core/assets/default-model", help="model folder or hub id")
     ed.add_argument("--instruction", default="make the red circle blue")
-    ed.add_argument("--lam", type=float, help="λ for the capture + consolidation + hold run (default: the model's "
-                    "when above 0, else 0.3); 'plain' runs at λ = 0, both with the model's other defaults")  # fmt: skip
+    ed.add_argument(
+        "--lam",
+        type=float,
+        help="λ for the capture + consolidation + hold run (default: the model's "
+        "when above 0, else 0.3); 'plain' runs at λ = 0, both with the model's other defaults",
+    )
     ed.add_argument("--steps", type=int, default=None, help="decoding steps (default: the model's)")
     ed.add_argument("--device", default="cpu")
     ed.add_argument("--threads", type=int, default=2)
     ed.add_argument("--repeats", type=int, default=5, help="timed edits per setting after one warm-up")
-    ed.add_argument("--random-weights", action="store_true", help="build --config's editor with random weights "
-                    "instead of loading --model (published shapes for 'editmgt'; nothing is downloaded)")  # fmt: skip
+    ed.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="build --config's editor with random weights "
+        "instead of loading --model (published shapes for 'editmgt'; nothing is downloaded)",
+    )
     ed.add_argument("--config", default="editmgt", help="preset for --random-weights: editmgt or tiny")
-    ed.add_argument("--size", type=int, default=None, help="working side in pixels (--random-weights; default the "
-                    "preset's: 1024 for editmgt)")  # fmt: skip
-    ed.add_argument("--dtype", default="fp32", choices=sorted(DTYPES), help="transformer and text encoders' precision "
-                    "(--random-weights; the VQ stays float32)")  # fmt: skip
+    ed.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="working side in pixels (--random-weights; default the preset's: 1024 for editmgt)",
+    )
+    ed.add_argument(
+        "--dtype",
+        default="fp32",
+        choices=sorted(DTYPES),
+        help="transformer and text encoders' precision (--random-weights; the VQ stays float32)",
+    )
     ed.add_argument("--offload", action="store_true", help="text encoders visit the device only while encoding")
-    ed.add_argument("--compile", default="off", choices=("off", "default", "reduce-overhead", "max-autotune"),
-                    help="torch.compile each transformer block in this mode (--random-weights)")  # fmt: skip
+    ed.add_argument(
+        "--compile",
+        default="off",
+        choices=("off", "default", "reduce-overhead", "max-autotune"),
+        help="torch.compile each transformer block in this mode (--random-weights)",
+    )
     ed.add_argument("--no-fp32", action="store_true", help="skip the eager float32 comparison (--random-weights)")
-    ed.add_argument("--quick", action="store_true", help="timed edits and peak memory only: no streamed run and no "
-                    "profile (--random-weights)")  # fmt: skip
+    ed.add_argument(
+        "--quick",
+        action="store_true",
+        help="timed edits and peak memory only: no streamed run and no profile (--random-weights)",
+    )
 
 
 def add_stream_and_browser(sub) -> None:

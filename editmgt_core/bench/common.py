@@ -51,6 +51,7 @@ def time_forward(model, inputs, capture, gamma, repeats) -> list[float]:
             times.append(time.perf_counter() - start)
     return times
 
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -65,6 +66,7 @@ def studio_process(model, root: Path, env: dict) -> tuple[int, subprocess.Popen]
     port = free_port()
     cmd = [sys.executable, str(root / "app.py"), "--model", str(model), "--port", str(port), "--device", "cpu"]
     return port, subprocess.Popen(cmd, env=env, **QUIET)
+
 
 def connect(client_class, port: int, seconds: float = 120.0):
     for _ in range(int(seconds / 0.5)):

@@ -54,11 +54,15 @@ def main(args: argparse.Namespace) -> dict:
         if i == 0:
             continue
         edit_s, decode_s = edit_s + wall, decode_s + spent
-        print(f"edit {i}: {wall:.3f} s, {timed.calls - calls} decodes {spent:.3f} s ({spent / wall:.1%}); "
-              f"output {final.image.size[0]}x{final.image.size[1]}")  # fmt: skip
+        print(
+            f"edit {i}: {wall:.3f} s, {timed.calls - calls} decodes {spent:.3f} s ({spent / wall:.1%}); "
+            f"output {final.image.size[0]}x{final.image.size[1]}"
+        )
     share = decode_s / edit_s
-    print(f"decoding: {decode_s:.3f} s of {edit_s:.3f} s over {args.edits} edits = {share:.1%} "
-          f"({args.threads} threads, {options.steps} steps, decoder scale {editor.vq.scale})")  # fmt: skip
+    print(
+        f"decoding: {decode_s:.3f} s of {edit_s:.3f} s over {args.edits} edits = {share:.1%} "
+        f"({args.threads} threads, {options.steps} steps, decoder scale {editor.vq.scale})"
+    )
     return {"share": share, "edit_seconds": edit_s, "decode_seconds": decode_s}
 
 

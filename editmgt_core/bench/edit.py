@@ -48,8 +48,11 @@ def _timed_edits(editor, image, instruction, options, repeats) -> dict:
             runs.append(result.timings)
             totals.append(time.perf_counter() - start)
     ms = lambda xs: round(1000 * statistics.median(xs), 1)  # noqa: E731
-    return {"median_ms": ms(totals), "runs_ms": [round(1000 * t, 1) for t in totals],
-            "parts_ms": {k: ms([r[k] for r in runs]) for k in runs[0]}}  # fmt: skip
+    return {
+        "median_ms": ms(totals),
+        "runs_ms": [round(1000 * t, 1) for t in totals],
+        "parts_ms": {k: ms([r[k] for r in runs]) for k in runs[0]},
+    }
 
 
 def _streamed(editor, image, instruction, options, repeats) -> dict:
@@ -105,10 +108,17 @@ def _run(args, dtype: torch.dtype, compile_mode: str, repeats: int, full: bool) 
     lam = 0.3 if args.lam is None else args.lam
     options = default_options(editor, lam=lam, seed=0, steps=args.steps or 36)
     _peak_reset(device)
-    out = {"dtype": str(dtype).removeprefix("torch."), "compile": compile_mode, "offload": args.offload,
-           "work_side": side, "tokens": side // editor.vq.factor, "steps": options.steps, "lam": lam,
-           "map": list(options.layers or editor.settings.attention_layers),
-           "edit": _timed_edits(editor, image, args.instruction, options, repeats)}  # fmt: skip
+    out = {
+        "dtype": str(dtype).removeprefix("torch."),
+        "compile": compile_mode,
+        "offload": args.offload,
+        "work_side": side,
+        "tokens": side // editor.vq.factor,
+        "steps": options.steps,
+        "lam": lam,
+        "map": list(options.layers or editor.settings.attention_layers),
+        "edit": _timed_edits(editor, image, args.instruction, options, repeats),
+    }
     out["peak_gib"], out["build_s"] = _peak_gib(device), built
     _progress(f"edits: median {out['edit']['median_ms']} ms, peak {out['peak_gib']} GiB")
     if full:
@@ -162,8 +172,12 @@ def bench_edit(args) -> dict:
         runs = [edit(editor, image, args.instruction, options) for _ in range(args.repeats + 1)][1:]
         parts = {k: round(1000 * statistics.median(r.timings[k] for r in runs), 1) for k in runs[0].timings}
         total = [sum(r.timings.values()) for r in runs]
-        result[name] = {"lam": lam, "steps": options.steps, "median_ms": round(1000 * statistics.median(total), 1),
-                        "parts_ms": parts}  # fmt: skip
+        result[name] = {
+            "lam": lam,
+            "steps": options.steps,
+            "median_ms": round(1000 * statistics.median(total), 1),
+            "parts_ms": parts,
+        }
     result["hold_overhead_sampling"] = round(
         result["hold"]["parts_ms"]["sampling"] / result["plain"]["parts_ms"]["sampling"] - 1, 4
     )

@@ -86,11 +86,16 @@ def call(http: httpx.Client, endpoint: Endpoint, file: str, *values, **named) ->
     out, start = Streamed(), time.perf_counter()
     with open(file, "rb") as f:
         path = http.post(f"{endpoint.base}/gradio_api/upload", files={"files": f}).raise_for_status().json()[0]
-    data = [{"path": path, "meta": {"_type": "gradio.FileData"}}, *values, *endpoint.defaults[1 + len(values):]]
+    data = [{"path": path, "meta": {"_type": "gradio.FileData"}}, *values, *endpoint.defaults[1 + len(values) :]]
     for name, value in named.items():
         data[endpoint.names.index(name)] = value
-    body = {"data": data, "fn_index": endpoint.fn_index, "session_hash": endpoint.session, "event_data": None,
-            "trigger_id": None}  # fmt: skip
+    body = {
+        "data": data,
+        "fn_index": endpoint.fn_index,
+        "session_hash": endpoint.session,
+        "event_data": None,
+        "trigger_id": None,
+    }
     http.post(f"{endpoint.base}/gradio_api/queue/join", json=body).raise_for_status()
     params = {"session_hash": endpoint.session}
     with http.stream("GET", f"{endpoint.base}/gradio_api/queue/data", params=params, timeout=600) as events:

@@ -21,8 +21,10 @@ import torch
 from ..model.encoders import ClipGemmaTextEncoder, SingleTextEncoder, VQTokenizer
 from ..model.loading import Editor, Settings
 
-WORDS = ("make turn paint the a red blue green yellow sky circle square dog cat photo into remove add bigger "
-         "smaller background style of it left right top bottom").split()  # fmt: skip
+WORDS = (
+    "make turn paint the a red blue green yellow sky circle square dog cat photo into remove add bigger "
+    "smaller background style of it left right top bottom"
+).split()
 
 # per preset: VQ blocks (channels), VQ latent channels, codebook, working side in pixels, text stack
 SHAPES = {
@@ -61,29 +63,61 @@ def word_tokenizer(padding_side: str = "right", bos: bool = False):
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     if bos:
         tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", bos_token="<bos>",
-                                   eos_token="<eos>", padding_side=padding_side, model_max_length=512)  # fmt: skip
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        unk_token="<unk>",
+        bos_token="<bos>",
+        eos_token="<eos>",
+        padding_side=padding_side,
+        model_max_length=512,
+    )
 
 
 def _clip_gemma(pooled: int, width: int, device, dtype, offload: bool) -> ClipGemmaTextEncoder:
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection, Gemma2Config, Gemma2Model
 
-    clip_cfg = CLIPTextConfig(vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
-                              num_attention_heads=16, projection_dim=pooled)  # fmt: skip
-    gemma_cfg = Gemma2Config(vocab_size=256000, hidden_size=width, intermediate_size=9216, num_hidden_layers=26,
-                             num_attention_heads=8, num_key_value_heads=4, head_dim=256)  # fmt: skip
+    clip_cfg = CLIPTextConfig(
+        vocab_size=49408,
+        hidden_size=1024,
+        intermediate_size=4096,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        projection_dim=pooled,
+    )
+    gemma_cfg = Gemma2Config(
+        vocab_size=256000,
+        hidden_size=width,
+        intermediate_size=9216,
+        num_hidden_layers=26,
+        num_attention_heads=8,
+        num_key_value_heads=4,
+        head_dim=256,
+    )
     home = torch.device("cpu") if offload else torch.device(device)
     with torch.device(home):
         clip, gemma = CLIPTextModelWithProjection(clip_cfg), Gemma2Model(gemma_cfg)
-    return ClipGemmaTextEncoder(clip.to(dtype), word_tokenizer(), gemma.to(dtype), word_tokenizer("left", bos=True),
-                                device=torch.device(device), offload=offload)  # fmt: skip
+    return ClipGemmaTextEncoder(
+        clip.to(dtype),
+        word_tokenizer(),
+        gemma.to(dtype),
+        word_tokenizer("left", bos=True),
+        device=torch.device(device),
+        offload=offload,
+    )
 
 
 def _single(width: int, device, dtype, offload: bool) -> SingleTextEncoder:
     from transformers import BertConfig, BertModel
 
-    cfg = BertConfig(vocab_size=len(WORDS) + 4, hidden_size=width, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=2 * width, max_position_embeddings=64)  # fmt: skip
+    cfg = BertConfig(
+        vocab_size=len(WORDS) + 4,
+        hidden_size=width,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=2 * width,
+        max_position_embeddings=64,
+    )
     model = BertModel(cfg).to("cpu" if offload else device, dtype)
     return SingleTextEncoder(model, word_tokenizer(), 16, device=torch.device(device), offload=offload)
 
@@ -119,8 +153,13 @@ def random_editor(
         text = _PooledTo(text, pooled)
     band = tuple(range(28, 37)) if c.depth >= 37 else (c.depth - 2, c.depth - 1)
     side = side or shape["side"]
-    settings = Settings(text={"kind": shape["text"]}, pixels=side * side, attention_layers=layers or band,
-                        name=f"random weights at the {config} shapes", defaults={"steps": 36, "lam": 0.3})  # fmt: skip
+    settings = Settings(
+        text={"kind": shape["text"]},
+        pixels=side * side,
+        attention_layers=layers or band,
+        name=f"random weights at the {config} shapes",
+        defaults={"steps": 36, "lam": 0.3},
+    )
     return Editor(transformer, vq, text, settings, Path("."), device, model_id=f"random:{config}")
 
 

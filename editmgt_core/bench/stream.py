@@ -29,8 +29,16 @@ def _start(args, root: Path, env: dict) -> tuple[int, int, list[subprocess.Popen
 def _edit_worker(args, root: Path, env: dict, path: Path):
     """In-process edits in a process of their own (gradio_client's threads would hold this one's GIL) -> (process,
     a function that runs one edit there and returns (seconds, steps))."""
-    work = [sys.executable, "-m", "editmgt_core.bench", "edit-worker", str(args.model), str(path), args.instruction,
-            str(args.threads)]  # fmt: skip
+    work = [
+        sys.executable,
+        "-m",
+        "editmgt_core.bench",
+        "edit-worker",
+        str(args.model),
+        str(path),
+        args.instruction,
+        str(args.threads),
+    ]
     pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.DEVNULL, "text": True}
     worker = subprocess.Popen(work, cwd=root, env=env, **pipes)
 
@@ -71,8 +79,9 @@ def bench_stream(args) -> dict:
     try:
         client, floor = connect(Client, port), connect(Client, echo_port)
         http = httpx.Client(timeout=600)
-        endpoint, echo_endpoint = (http_stream.Endpoint.of(http, f"http://127.0.0.1:{p}", "/edit")
-                                   for p in (port, echo_port))  # fmt: skip
+        endpoint, echo_endpoint = (
+            http_stream.Endpoint.of(http, f"http://127.0.0.1:{p}", "/edit") for p in (port, echo_port)
+        )
         path = Path(args.image or paths.EXAMPLES / "recolor-yellow-circle.png")
         worker, local_edit = _edit_worker(args, root, env, path)
         named = {"seed": 1} if args.previews else {"seed": 1, "previews": False}
@@ -97,18 +106,28 @@ def bench_stream(args) -> dict:
             s.wait(timeout=30)
     med = lambda xs: round(1000 * statistics.median(xs), 1)  # noqa: E731
     local = med(rows["in_process"])
-    result = {"model": str(args.model), "threads": args.threads, "runs": args.runs, "steps": steps,
-              "previews": args.previews, "in_process_ms": local}  # fmt: skip
+    result = {
+        "model": str(args.model),
+        "threads": args.threads,
+        "runs": args.runs,
+        "steps": steps,
+        "previews": args.previews,
+        "in_process_ms": local,
+    }
     for name in ("lean", "gradio_client"):
         first, frame, total, updates = zip(*rows[name], strict=True)
         # each streamed edit over the in-process edit run just before it: drift on a shared machine cancels
         paired = [round(t / i, 3) for t, i in zip(total, rows["in_process"], strict=True)]
         result[name] = {
-            "first_update_ms": med(first), "first_frame_ms": med(frame), "streamed_ms": med(total),
-            "updates": statistics.median(updates), "streamed_over_in_process": round(med(total) / local, 3),
-            "paired_ratio": statistics.median(paired), "paired_ratios": paired,
+            "first_update_ms": med(first),
+            "first_frame_ms": med(frame),
+            "streamed_ms": med(total),
+            "updates": statistics.median(updates),
+            "streamed_over_in_process": round(med(total) / local, 3),
+            "paired_ratio": statistics.median(paired),
+            "paired_ratios": paired,
             "transport_floor_ms": med(rows["floor_" + name]),
-        }  # fmt: skip
+        }
     return result
 
 

@@ -21,8 +21,13 @@ def cmd_deploy_space(args: argparse.Namespace) -> int:
     from editmgt_core.release import deploy
 
     api = HfApi()  # a dry run only reads: the model's file list for preload_from_hub
-    kw = {"hardware": args.hardware, "private": args.private, "model": args.space_model,
-          "revision": args.space_revision, "dry_run": args.dry_run}  # fmt: skip
+    kw = {
+        "hardware": args.hardware,
+        "private": args.private,
+        "model": args.space_model,
+        "revision": args.space_revision,
+        "dry_run": args.dry_run,
+    }
     deploy.deploy(api, args.repo, deploy.ROOT, **kw)
     return 0
 
@@ -56,6 +61,9 @@ def add_deploy_space(sub) -> None:
         default=PUBLISHED,
         help=f"the model the Space loads on GPU hardware (its EDITMGT_MODEL variable; default {PUBLISHED})",
     )
-    p.add_argument("--space-revision", help="pin the model to this branch, tag or commit (the Space's EDITMGT_REVISION "
-                   "and the preloaded files' commit; default: main)")  # fmt: skip
+    p.add_argument(
+        "--space-revision",
+        help="pin the model to this branch, tag or commit (the Space's EDITMGT_REVISION "
+        "and the preloaded files' commit; default: main)",
+    )
     p.set_defaults(run=cmd_deploy_space)

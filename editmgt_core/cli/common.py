@@ -73,8 +73,14 @@ def editor_from_args(args: argparse.Namespace, device: str | None = None):
     diffusers_logging.disable_progress_bar()
     device = device or args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        editor = load_editor(args.model, device=device, dtype=args.dtype, offload=args.offload, compile=args.compile,
-                             revision=getattr(args, "revision", None))
+        editor = load_editor(
+            args.model,
+            device=device,
+            dtype=args.dtype,
+            offload=args.offload,
+            compile=args.compile,
+            revision=getattr(args, "revision", None),
+        )
         warning = cpu_warning(editor, getattr(args, "steps", None) or default_options(editor).steps)
         if warning:
             print(f"warning: {warning}", file=sys.stderr)

@@ -80,11 +80,20 @@ def _world_manifest(args: argparse.Namespace):
 
     if args.manifest or args.n is None or args.n < 1:
         raise ValueError("--world-seed needs --n N (>= 1) and no --manifest")
-    manifest = write_dataset(Path(args.out) / "world", args.n, args.world_seed, args.world_size,
-                             phrasings=args.phrasing, slice_name=args.slice)  # fmt: skip
+    manifest = write_dataset(
+        Path(args.out) / "world",
+        args.n,
+        args.world_seed,
+        args.world_size,
+        phrasings=args.phrasing,
+        slice_name=args.slice,
+    )
     if args.world_seed != EVALUATION_SEED:
-        print(f"note: world seed {args.world_seed} is not the evaluation seed {EVALUATION_SEED}; report "
-              "numbers from that one", file=sys.stderr)  # fmt: skip
+        print(
+            f"note: world seed {args.world_seed} is not the evaluation seed {EVALUATION_SEED}; report "
+            "numbers from that one",
+            file=sys.stderr,
+        )
     return manifest
 
 
@@ -175,15 +184,26 @@ def add_world_eval(sub) -> None:
     )
     p.add_argument("--manifest", help="world manifest.jsonl (source, target, mask, category)")
     p.add_argument("--out", required=True, help="folder for world_eval.json/.md/.png and world_examples.png")
-    p.add_argument("--world-seed", type=int, help="instead of --manifest: generate --n records of this world seed "
-                   "under OUT/world (2027 is the evaluation seed; 555 and 777 are for development)")  # fmt: skip
+    p.add_argument(
+        "--world-seed",
+        type=int,
+        help="instead of --manifest: generate --n records of this world seed "
+        "under OUT/world (2027 is the evaluation seed; 555 and 777 are for development)",
+    )
     p.add_argument("--n", type=int, help="records to generate with --world-seed")
     p.add_argument("--world-size", type=int, default=64, help="generated records' side in pixels (default 64)")
-    p.add_argument("--phrasing", type=world_phrasings, default=(),
-                   help="with --world-seed: comma list of templates, train, heldout, mixed or family names; each "
-                   "record is evaluated under each, side by side")  # fmt: skip
-    p.add_argument("--slice", choices=("small", "overlap", "crowded", "ambiguous"),
-                   help="with --world-seed: records of a robustness slice")  # fmt: skip
+    p.add_argument(
+        "--phrasing",
+        type=world_phrasings,
+        default=(),
+        help="with --world-seed: comma list of templates, train, heldout, mixed or family names; each "
+        "record is evaluated under each, side by side",
+    )
+    p.add_argument(
+        "--slice",
+        choices=("small", "overlap", "crowded", "ambiguous"),
+        help="with --world-seed: records of a robustness slice",
+    )
     p.add_argument("--limit", type=int, help="evaluate only the first N records")
     p.add_argument(
         "--max-error",
@@ -213,8 +233,7 @@ def add_tune_hold(sub) -> None:
         "setting that cuts change beyond one token of the edit most while success drops by at most --max-drop "
         "(see tune_hold.py). Use a validation seed.",
     )
-    p.add_argument("--manifest", required=True,
-                   help="edit-world manifest.jsonl (python -m editmgt_core.world.samples)")
+    p.add_argument("--manifest", required=True, help="edit-world manifest.jsonl (python -m editmgt_core.world.samples)")
     p.add_argument("--lam-values", default="0.05,0.1,0.2,0.3", help="λ values, comma-separated")
     p.add_argument("--grow-values", default="1,2", help="grow values (tokens), comma-separated")
     p.add_argument("--layers", default=None, help="map entries (default: the model's), e.g. 'change' or '5, s0'")
@@ -235,8 +254,12 @@ def add_calibrate_layers(sub) -> None:
     p.add_argument("--records", type=int, default=64, help="local-category records to score (default 64)")
     p.add_argument("--size", type=int, default=64, help="world image side in pixels (default 64)")
     p.add_argument("--width", type=int, default=3, help="longest band to report (default 3 blocks)")
-    p.add_argument("--write", action="store_true", help="write the suggested map recipe and gate to the model's "
-                   "editmgt_studio.json (attention_layers, defaults.focus_gate)")  # fmt: skip
+    p.add_argument(
+        "--write",
+        action="store_true",
+        help="write the suggested map recipe and gate to the model's "
+        "editmgt_studio.json (attention_layers, defaults.focus_gate)",
+    )
     add_model_args(p)
     p.set_defaults(run=cmd_calibrate_layers)
 

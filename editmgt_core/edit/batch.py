@@ -83,8 +83,14 @@ def run_item(editor: Editor, item: Item, root: Path, out: Path, base: dict, mode
         if result.hold is not None:
             outputs["hold"] = f"hold/{item.key}.png"
             write_bytes_atomic(out / outputs["hold"], encode_image(mask_image(result.hold.numpy()), ".png"))
-        record.update(status="ok", **outputs, parameters=result.parameters(), held_fraction=result.held_fraction,
-                      focus=result.focus, gated=result.gated)  # fmt: skip
+        record.update(
+            status="ok",
+            **outputs,
+            parameters=result.parameters(),
+            held_fraction=result.held_fraction,
+            focus=result.focus,
+            gated=result.gated,
+        )
     except Exception as err:  # a bad item is recorded and the batch goes on
         record.update(status="error", error=one_line(err))
     record["seconds"] = round(time.perf_counter() - clock, 4)

@@ -61,8 +61,8 @@ class EditResult:
     def parameters(self) -> dict:
         """JSON-able record of the edit (embedded in saved PNGs and sidecars)."""
         opts = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self.options).items()}
-        return {"model": self.model, "revision": self.revision, "instruction": self.instruction,
-                "work_size": list(self.work_size), "size": list(self.image.size), "resize": self.resize, **opts}
+        run = {"model": self.model, "revision": self.revision, "instruction": self.instruction}
+        return {**run, "work_size": list(self.work_size), "size": list(self.image.size), "resize": self.resize, **opts}
 
     @property
     def resize(self) -> str:

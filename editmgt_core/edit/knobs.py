@@ -19,11 +19,20 @@ __all__ = ["KNOBS", "LIMITS", "SAMPLER", "SEED_MAX", "TEXT_CHARS", "Knob", "pars
 
 # Knobs of an edit request that are not sampler fields.
 REQUEST = {
-    "pixels": Knob("Working pixels", "Working pixel count: inputs are resized to about this many pixels, aspect kept "
-                   "(default: the model's; 1024x1024 published).", "int", lo=1, flags=("--pixels",)),
-    "strict": Knob("Strict: refuse inputs the model was not trained on", "Refuse inputs outside what the model was "
-                   "trained on instead of editing them with a warning.", "bool"),
-}  # fmt: skip
+    "pixels": Knob(
+        "Working pixels",
+        "Working pixel count: inputs are resized to about this many pixels, aspect kept "
+        "(default: the model's; 1024x1024 published).",
+        "int",
+        lo=1,
+        flags=("--pixels",),
+    ),
+    "strict": Knob(
+        "Strict: refuse inputs the model was not trained on",
+        "Refuse inputs outside what the model was trained on instead of editing them with a warning.",
+        "bool",
+    ),
+}
 SAMPLER = tuple(SamplerOptions.knobs())  # the SamplerOptions fields, all of them, in the front ends' order
 KNOBS = SamplerOptions.knobs() | REQUEST
 LIMITS = {name: (k.lo, k.hi) for name, k in KNOBS.items() if k.lo is not None and k.hi is not None}

@@ -54,8 +54,9 @@ def load_decoder(editor: Editor, folder: Path) -> VQTokenizer:
 def judged(row: dict, image, src, tgt, mask, suffix: str, equivalents) -> dict:
     """Both judges' columns for one output image (PIL, at any size)."""
     pred = at_size(image, (src.shape[1], src.shape[0]))
-    ok = metrics.edit_success(pred, src, tgt, mask)[0] or any(metrics.edit_success(pred, src, t, mask)[0]
-                                                               for t in equivalents)  # fmt: skip
+    ok = metrics.edit_success(pred, src, tgt, mask)[0] or any(
+        metrics.edit_success(pred, src, t, mask)[0] for t in equivalents
+    )
     return {f"success_{suffix}": ok, **shape_columns(row, image, ok, suffix)}
 
 
@@ -95,8 +96,12 @@ def summary_table(rows: list[dict], decoders: list[str]) -> tuple[dict, str]:
     keys = [f"{col}_{d}{vq}" for col in COLUMNS for d in decoders for vq in ("", "_vq")]
     summary = {name: {"n": len(g), **{k: column_mean(g, k) for k in keys}} for name, g in groups}
     heads = [("success", "Pixel judge"), ("shape", "Shape judge"), ("others_changed", "Other object changed")]
-    cols = [(f"{c}_{d}{vq}", f"{label}, {d}{' ceiling' if vq else ''}") for c, label in heads for vq in ("", "_vq")
-            for d in decoders]  # fmt: skip
+    cols = [
+        (f"{c}_{d}{vq}", f"{label}, {d}{' ceiling' if vq else ''}")
+        for c, label in heads
+        for vq in ("", "_vq")
+        for d in decoders
+    ]
     lines = ["| Category | N | " + " | ".join(h for _, h in cols) + " |", "|---|---:|" + "---:|" * len(cols)]
     fmt = lambda v: "–" if v is None else f"{100 * v:.1f}%"
     for name, s in summary.items():
@@ -116,11 +121,18 @@ def main(args: argparse.Namespace) -> dict:
     editors = {name: dataclasses.replace(model, vq=load_decoder(model, Path(folder))) for name, folder in args.decoders}
     editors["model"] = model
     items = [it for it in read_manifest(manifest) if it.row is not None]
-    rows = [compare_record(editors, it, manifest.parent, args.seed)
-            for it in tqdm(items, desc="decoders", unit="record", file=sys.stderr, disable=args.quiet)]  # fmt: skip
+    rows = [
+        compare_record(editors, it, manifest.parent, args.seed)
+        for it in tqdm(items, desc="decoders", unit="record", file=sys.stderr, disable=args.quiet)
+    ]
     summary, table = summary_table(rows, list(editors))
-    report = {"model": str(args.model), "decoders": dict(args.decoders), "world_seed": args.world_seed,
-              "summary": summary, "records": rows}  # fmt: skip
+    report = {
+        "model": str(args.model),
+        "decoders": dict(args.decoders),
+        "world_seed": args.world_seed,
+        "summary": summary,
+        "records": rows,
+    }
     write_json_atomic(out / "decoder_compare.json", report)
     write_bytes_atomic(out / "decoder_compare.md", table.encode())
     print(f"world seed {args.world_seed}, {len(rows)} records, λ {rows[0]['lam']:g}\n{table}", end="")
@@ -137,8 +149,13 @@ def _named(text: str) -> tuple[str, str]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="VQ decoders on the same world edits, under both judges.")
     p.add_argument("--model", default=str(paths.BUNDLED_MODEL), help="model folder (its own decoder is 'model')")
-    p.add_argument("--decoders", nargs="+", type=_named, required=True,
-                   help="NAME=FOLDER: vqvae folders of the decoders to compare with the model's")  # fmt: skip
+    p.add_argument(
+        "--decoders",
+        nargs="+",
+        type=_named,
+        required=True,
+        help="NAME=FOLDER: vqvae folders of the decoders to compare with the model's",
+    )
     p.add_argument("--world-seed", type=int, required=True, help="world seed of the generated records")
     p.add_argument("--n", type=int, default=300, help="records")
     p.add_argument("--world-size", type=int, default=64, help="records' side in pixels")

@@ -242,8 +242,7 @@ def run_evaluate(
 
 
 def module_argv(argv: list[str]) -> list[str]:
-    """`python -m editmgt_core.evaluation.evaluate [world|convert] ARGS` -> the arguments of `python -m editmgt_core`.
-    """
+    """`python -m editmgt_core.evaluation.evaluate [world|convert] ARGS` -> `python -m editmgt_core`'s arguments."""
     command = {"world": "world-eval", "convert": "convert"}.get(argv[0] if argv else "")
     return [command, *argv[1:]] if command else ["evaluate", *argv]
 

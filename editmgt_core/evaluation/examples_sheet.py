@@ -44,8 +44,10 @@ def sheet(examples: list[dict], columns: list[tuple[str, list[Image.Image]]], ce
         y = text_h + i * (cell + text_h + pad)
         d.text((pad, y + 2), ex["instruction"], fill="black", font=f)
         for j, (_, images) in enumerate(columns):
-            out.paste(images[i].convert("RGB").resize((cell, cell), Image.Resampling.NEAREST),
-                      (pad + j * (cell + pad), y + text_h))  # fmt: skip
+            out.paste(
+                images[i].convert("RGB").resize((cell, cell), Image.Resampling.NEAREST),
+                (pad + j * (cell + pad), y + text_h),
+            )
     return out
 
 
@@ -55,8 +57,10 @@ def main(args: argparse.Namespace) -> Path:
     torch.set_num_threads(args.threads)
     examples = json.loads((EXAMPLES / "examples.json").read_text())
     columns = [("input", [Image.open(EXAMPLES / ex["image"]) for ex in examples])]
-    columns += [(f"{label} (seed {args.seed})", outputs(m, examples, args.seed))
-                for m, label in zip(args.models, args.labels, strict=True)]  # fmt: skip
+    columns += [
+        (f"{label} (seed {args.seed})", outputs(m, examples, args.seed))
+        for m, label in zip(args.models, args.labels, strict=True)
+    ]
     sheet(examples, columns, args.cell).save(args.out, optimize=True)
     print(f"wrote {args.out}")
     return Path(args.out)

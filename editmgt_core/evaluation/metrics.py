@@ -86,8 +86,9 @@ def other_objects(src: np.ndarray, edit_mask: np.ndarray, margin: int) -> np.nda
     return objects & ~near
 
 
-def touches_other(out: np.ndarray, src: np.ndarray, others: np.ndarray, min_change: float = 0.1,
-                  share: float = 0.05) -> bool | None:  # fmt: skip
+def touches_other(
+    out: np.ndarray, src: np.ndarray, others: np.ndarray, min_change: float = 0.1, share: float = 0.05
+) -> bool | None:
     """The edit changed another object: more than `share` of the other objects' pixels changed by more than
     min_change in some channel. None when the image has no other object."""
     if not others.any():

@@ -108,8 +108,7 @@ def shape_fits(sil: np.ndarray, obj: drawing.Obj, hidden: np.ndarray, region: np
         unit = shape_mask(shape, size / 2, size / 2, size / 4, size).sum() / (size / 4) ** 2  # area at radius 1
         by_area = np.sqrt(target.sum() / max(unit, 1e-9)) / (obj.r * size) if target.any() else 1.0
         radii = {obj.r * size * k for k in RADII} | {obj.r * size * by_area * k for k in (0.9, 1.0, 1.1)}
-        fits[shape] = max(iou(shape_mask(shape, cx, cy, r, size) & domain, target)
-                          for cx, cy in centres for r in radii)  # fmt: skip
+        fits[shape] = max(iou(shape_mask(shape, cx, cy, r, size) & domain, target) for cx, cy in centres for r in radii)
     fits[RIVAL_ELLIPSE] = max(iou(ellipse_mask(target, k) & domain, target) for k in (0.9, 1.0, 1.1))
     return fits
 

@@ -100,8 +100,10 @@ def markdown(summary: dict) -> str:
     for key, t in summary["settings"].items():
         ratio = "–" if t["far_ratio"] is None else f"{t['far_ratio']:.2f}"
         mark = " **(suggested)**" if key == summary["suggested"] else ""
-        lines.append(f"| {key}{mark} | {100 * t['success']:.1f}% | {100 * t['drop']:.1f} | {t['far_change']:.5f} | "
-                     f"{ratio} | {100 * (t['touched'] or 0):.1f}% | {100 * t['held']:.1f}% |")  # fmt: skip
+        lines.append(
+            f"| {key}{mark} | {100 * t['success']:.1f}% | {100 * t['drop']:.1f} | {t['far_change']:.5f} | "
+            f"{ratio} | {100 * (t['touched'] or 0):.1f}% | {100 * t['held']:.1f}% |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -113,6 +115,8 @@ def main(editor: Editor, manifest: str | Path, lam_values, grow_values, limit=No
     rows = record_rows(editor, Path(manifest), settings, limit, layers)
     summary = summarize(rows, settings, max_drop)
     print(markdown(summary))
-    print(f"suggested λ / grow: {summary['suggested'] or 'none within the drop limit'} ({summary['n']} records)",
-          file=sys.stderr)  # fmt: skip
+    print(
+        f"suggested λ / grow: {summary['suggested'] or 'none within the drop limit'} ({summary['n']} records)",
+        file=sys.stderr,
+    )
     return summary

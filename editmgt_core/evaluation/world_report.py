@@ -43,10 +43,17 @@ def markdown_table(summary: dict, lam: float, checks: dict | None = None) -> str
     for name, s in rows:
         lines.append(f"| {name} | {s['n']} | " + " | ".join(_fmt(s.get(k), kind) for k, _, kind in cols) + " |")
     if lam > 0:  # what the hold buys where it matters (local categories)
-        lines += ["", f"| Category | Change beyond 1 token λ=0 | λ={lam:g} | Other object touched λ=0 | λ={lam:g} |",
-                  "|---|---:|---:|---:|---:|"]  # fmt: skip
-        hold_cols = [("far_change_off", "leak"), ("far_change_on", "leak"), ("touched_off", "pct"),
-                     ("touched_on", "pct")]  # fmt: skip
+        lines += [
+            "",
+            f"| Category | Change beyond 1 token λ=0 | λ={lam:g} | Other object touched λ=0 | λ={lam:g} |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        hold_cols = [
+            ("far_change_off", "leak"),
+            ("far_change_on", "leak"),
+            ("touched_off", "pct"),
+            ("touched_on", "pct"),
+        ]
         for name, s in rows:
             if s.get("far_change_off") is not None:
                 lines.append(f"| {name} | " + " | ".join(_fmt(s.get(k), kind) for k, kind in hold_cols) + " |")
@@ -112,8 +119,13 @@ def phrasing_table(rows: list[dict], lam: float) -> str:
     cats = [c for c in CATEGORIES if any(r["category"] == c for r in rows)]
     settings = [("success_off", "λ=0")] + ([("success_on", f"λ={lam:g}")] if lam else [])
     head = "| Phrasing | Setting | N | overall | " + " | ".join(cats) + " |"
-    lines = ["", "Success by phrasing set (the same records under each):", "", head,
-             "|---|---|---:|---:|" + "---:|" * len(cats)]  # fmt: skip
+    lines = [
+        "",
+        "Success by phrasing set (the same records under each):",
+        "",
+        head,
+        "|---|---|---:|---:|" + "---:|" * len(cats),
+    ]
     for name in sets:
         group = [r for r in rows if r.get("phrasing_set") == name]
         for key, label in settings:
@@ -129,17 +141,24 @@ def ambiguity_table(rows: list[dict], lam: float) -> str:
     if not amb:
         return ""
     settings = [("off", "λ=0")] + ([("on", f"λ={lam:g}")] if lam else [])
-    lines = ["", "Ambiguous instructions (words fit 2-3 objects; no single right answer):", "",
-             "| Setting | N | exactly one candidate edited | several changed | other |",
-             "|---|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        "",
+        "Ambiguous instructions (words fit 2-3 objects; no single right answer):",
+        "",
+        "| Setting | N | exactly one candidate edited | several changed | other |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for s, label in settings:
         cells = [_fmt(_share(amb, f"ambiguity_{s}", o), "pct") for o in AMBIGUITY_OUTCOMES]
         lines.append(f"| {label} | {len(amb)} | " + " | ".join(cells) + " |")
     if any("map_on_candidates" in r for r in amb):
         on_cands = _fmt(column_mean(amb, "map_on_candidates"), "pct")
         top_share = _fmt(column_mean(amb, "map_top_share"), "pct")
-        lines += ["", f"Map (λ={lam:g}): share of its mass on the candidates {on_cands}; "
-                  f"the top candidate's share of the candidates' mass {top_share}; "
-                  f"top candidate = the one edited, where exactly one was: "
-                  f"{_fmt(_share(amb, 'map_points_at_edited', True), 'pct')}"]  # fmt: skip
+        lines += [
+            "",
+            f"Map (λ={lam:g}): share of its mass on the candidates {on_cands}; "
+            f"the top candidate's share of the candidates' mass {top_share}; "
+            f"top candidate = the one edited, where exactly one was: "
+            f"{_fmt(_share(amb, 'map_points_at_edited', True), 'pct')}",
+        ]
     return "\n".join(lines) + "\n"

@@ -38,12 +38,19 @@ COMPILE_HELP = (
 def add_runtime_args(group) -> None:
     """--revision, --dtype, --compile and --offload on an argparse parser or group: one declaration for the app and
     the CLI."""
-    group.add_argument("--revision", default=None, help="a hub model's branch, tag or commit (default: main); the "
-                       "commit it resolves to is saved with every result")  # fmt: skip
+    group.add_argument(
+        "--revision",
+        default=None,
+        help="a hub model's branch, tag or commit (default: main); the "
+        "commit it resolves to is saved with every result",
+    )
     group.add_argument("--dtype", choices=DTYPE_CHOICES, default="fp32", help=DTYPE_HELP)
     group.add_argument("--compile", choices=("off", *COMPILE_MODES), default="off", help=COMPILE_HELP)
-    group.add_argument("--offload", action="store_true", help="keep the text encoders on the CPU between encodings "
-                       "(the published model on a 16 GB card)")  # fmt: skip
+    group.add_argument(
+        "--offload",
+        action="store_true",
+        help="keep the text encoders on the CPU between encodings (the published model on a 16 GB card)",
+    )
 
 
 @dataclass(frozen=True)
@@ -146,8 +153,10 @@ def check_scheduler(path: str | Path, config: TransformerConfig) -> dict:
     d = json.loads(Path(path).read_text())
     mask = d.get("mask_token_id", config.mask_id)
     if mask != config.mask_id:
-        raise ValueError(f"{path}: mask_token_id {mask!r} differs from the transformer's mask id {config.mask_id} "
-                         f"(vocab_size {config.vocab_size} - 1)")  # fmt: skip
+        raise ValueError(
+            f"{path}: mask_token_id {mask!r} differs from the transformer's mask id {config.mask_id} "
+            f"(vocab_size {config.vocab_size} - 1)"
+        )
     schedule = d.get("masking_schedule", "cosine")
     if schedule not in SCHEDULES:
         raise ValueError(f"{path}: masking_schedule {schedule!r} is not supported; expected one of {SCHEDULES}")

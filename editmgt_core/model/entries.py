@@ -72,8 +72,10 @@ def parse(entry) -> Entry:
             if heads is not None and len(set(heads)) != len(heads):
                 raise ValueError(f"capture entry {entry!r} names a head twice")
             return Entry(m[1] or "", int(m[2]), heads)
-    raise ValueError(f"capture entry {entry!r}: expected a block index, 's<i>', 'r<i>' or 'rs<i>' (optionally with "
-                     f"':h<a>+<b>' heads), or one of {sorted(LOGIT_ENTRIES)}")  # fmt: skip
+    raise ValueError(
+        f"capture entry {entry!r}: expected a block index, 's<i>', 'r<i>' or 'rs<i>' (optionally with "
+        f"':h<a>+<b>' heads), or one of {sorted(LOGIT_ENTRIES)}"
+    )
 
 
 def from_text(text: str) -> tuple[int | str, ...]:
@@ -86,10 +88,12 @@ def from_text(text: str) -> tuple[int | str, ...]:
             continue
         m = re.fullmatch(r"(rs|s|r)?(\d+)(?:-(\d+))?(:h\d+(?:\+\d+)*)?", part)
         if not m or (m[3] and int(m[3]) < int(m[2])):
-            raise ValueError(f"attention layers {text!r}: write block indices like '28-36' or '5, 7', 's0' for "
-                             "block 0's source-image map, 'rs0' for its source rows -> instruction, ':h1+2' for heads, "
-                             "or "
-                             f"{' / '.join(LOGIT_ENTRIES)}")  # fmt: skip
+            raise ValueError(
+                f"attention layers {text!r}: write block indices like '28-36' or '5, 7', 's0' for "
+                "block 0's source-image map, 'rs0' for its source rows -> instruction, ':h1+2' for heads, "
+                "or "
+                f"{' / '.join(LOGIT_ENTRIES)}"
+            )
         for i in range(int(m[2]), int(m[3] or m[2]) + 1):
             out.append(f"{m[1] or ''}{i}{m[4] or ''}" if m[1] or m[4] else i)  # a plain block index is an int
     for e in out:

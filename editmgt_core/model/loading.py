@@ -79,9 +79,11 @@ class Settings:
             if d.get(key) is not None:
                 d[key] = tuple(d[key])
         if not entries.valid(d.get("attention_layers", cls.attention_layers)):
-            raise ValueError(f"{path}: attention_layers {d['attention_layers']!r} must be distinct map entries (block "
-                             "indices, 's<i>', 'r<i>', 'rs<i>', 'change', 'kl'), at least one not read from the source "
-                             "stream alone")  # fmt: skip
+            raise ValueError(
+                f"{path}: attention_layers {d['attention_layers']!r} must be distinct map entries (block "
+                "indices, 's<i>', 'r<i>', 'rs<i>', 'change', 'kl'), at least one not read from the source "
+                "stream alone"
+            )
         ref = d.get("reference_layers")
         if ref is not None and not (
             ref and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ref)
@@ -125,8 +127,11 @@ def strict_pretrained(cls, folder: Path, tolerated: tuple[str, ...] = (), **kwar
         "unexpected keys": sorted(k for k in info.get("unexpected_keys") or () if not k.startswith(tolerated)),
         "shape mismatches": sorted(str(k) for k in info.get("mismatched_keys") or ()),
     }
-    problems = [f"{label} ({len(keys)}): {', '.join(keys[:20])}{' ...' if len(keys) > 20 else ''}"
-                for label, keys in found.items() if keys]  # fmt: skip
+    problems = [
+        f"{label} ({len(keys)}): {', '.join(keys[:20])}{' ...' if len(keys) > 20 else ''}"
+        for label, keys in found.items()
+        if keys
+    ]
     if problems:
         raise CheckpointError(f"{folder}: the weights do not match the model: " + "; ".join(problems))
     return model

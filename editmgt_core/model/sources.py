@@ -54,8 +54,10 @@ def _hub_error(err: Exception, repo_id: str, revision: str | None) -> ModelNotFo
             "set HF_TOKEN to a read token of that account (on a Space: a secret named HF_TOKEN)"
         )
     if isinstance(err, errors.RevisionNotFoundError):
-        return ModelNotFoundError(f"model {repo_id!r} has no revision {revision!r}: pass a branch, tag or commit "
-                                  f"that exists (see https://huggingface.co/{repo_id}/commits/main)")  # fmt: skip
+        return ModelNotFoundError(
+            f"model {repo_id!r} has no revision {revision!r}: pass a branch, tag or commit "
+            f"that exists (see https://huggingface.co/{repo_id}/commits/main)"
+        )
     if isinstance(err, errors.RepositoryNotFoundError):
         return ModelNotFoundError(
             f"model {repo_id!r} was not found on the hub: check the id, or for a private repo set HF_TOKEN to a "
@@ -88,8 +90,15 @@ def resolve(path_or_id: str | Path, revision: str | None = None) -> Path:
 
     offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
     try:
-        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=DOWNLOAD_PATTERNS,
-                                      ignore_patterns=PICKLE_PATTERNS, local_files_only=offline))  # fmt: skip
+        return Path(
+            snapshot_download(
+                repo_id,
+                revision=revision,
+                allow_patterns=DOWNLOAD_PATTERNS,
+                ignore_patterns=PICKLE_PATTERNS,
+                local_files_only=offline,
+            )
+        )
     except Exception as err:
         raise _hub_error(err, repo_id, revision) from err
 

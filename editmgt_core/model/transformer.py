@@ -191,8 +191,9 @@ class EditMGTTransformer(nn.Module):
         entries.check([entry for entry, _ in parsed], self.config.depth, self.config.num_heads)
         source = [entry for entry, e in parsed if e.needs_source]
         if source and (cond is None or gamma == 0):
-            raise ValueError(f"source-image maps {source} ('s<i>', 'rs<i>' entries) need the condition stream: cond "
-                             "and gamma > 0")  # fmt: skip
+            raise ValueError(
+                f"source-image maps {source} ('s<i>', 'rs<i>' entries) need the condition stream: cond and gamma > 0"
+            )
         wanted = {}
         for entry, e in parsed:
             wanted.setdefault(e.block, []).append((entry, e))

@@ -165,8 +165,9 @@ def _size(n: int) -> str:
     return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.1f} kB"
 
 
-def describe(files: list[Planned], fields: dict, repo_id: str, hardware: str | None, variables: dict,
-             requirements: str) -> str:  # fmt: skip
+def describe(
+    files: list[Planned], fields: dict, repo_id: str, hardware: str | None, variables: dict, requirements: str
+) -> str:
     lfs = [f for f in files if f.lfs]
     lines = [
         f"Space {repo_id} (hardware: {hardware or 'unchanged; a new Space starts on cpu-basic'}); variables "
@@ -250,8 +251,14 @@ def create_or_update(api, repo_id: str, hardware: str | None, variables: dict, p
     """A new Space in one call with its hardware and variables (its first build runs on them); an existing one
     updated: hardware requested, variables set."""
     if not api.repo_exists(repo_id, repo_type="space"):
-        api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, space_hardware=hardware,
-                        space_variables=[{"key": k, "value": v} for k, v in variables.items()])  # fmt: skip
+        api.create_repo(
+            repo_id,
+            repo_type="space",
+            space_sdk="gradio",
+            private=private,
+            space_hardware=hardware,
+            space_variables=[{"key": k, "value": v} for k, v in variables.items()],
+        )
         return
     if hardware:
         api.request_space_hardware(repo_id, hardware)

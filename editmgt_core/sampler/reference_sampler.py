@@ -30,12 +30,16 @@ def check_reference_options(options: SamplerOptions, user_mask: Tensor | None) -
     extra = [k for k, v in REFERENCE_VALUES.items() if getattr(options, k) != v]
     if extra:
         use = ", ".join(f"{k}={REFERENCE_VALUES[k]:g}" for k in extra)
-        raise ValueError(f"{', '.join(extra)} not supported with reference_compatible=True (the reference sampler "
-                         f"has no such knob); use {use}")  # fmt: skip
+        raise ValueError(
+            f"{', '.join(extra)} not supported with reference_compatible=True (the reference sampler "
+            f"has no such knob); use {use}"
+        )
     parsed = [entries.parse(e) for e in options.layers or ()]
     if any(p.needs_source for p in parsed):
-        raise ValueError("source-image maps ('s<i>', 'rs<i>' layers) are not supported with reference_compatible=True "
-                         "(the reference reads instruction -> target attention only)")  # fmt: skip
+        raise ValueError(
+            "source-image maps ('s<i>', 'rs<i>' layers) are not supported with reference_compatible=True "
+            "(the reference reads instruction -> target attention only)"
+        )
     if any(p.kind != "" or p.heads is not None for p in parsed):
         raise ValueError(
             "row, head-selected and logit maps ('r<i>', ':h..', 'change', 'kl') are not supported with "

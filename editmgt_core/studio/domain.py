@@ -106,8 +106,10 @@ def check_instruction(domain: dict, instruction: str) -> Notice | None:
     else:
         shown = ", ".join(f"'{w}'" for w in unknown[:6]) + (", ..." if len(unknown) > 6 else "")
         what = f"The model never saw {len(unknown)} of the instruction's words in training ({shown})"
-    text = f"{what}; it was trained on {domain.get('trained_on', 'a narrow domain')}, so the edit is a guess. " \
-        f"Try words like 'make the red circle blue', or for free-form instructions {advice(domain)}."  # fmt: skip
+    text = (
+        f"{what}; it was trained on {domain.get('trained_on', 'a narrow domain')}, so the edit is a guess. "
+        f"Try words like 'make the red circle blue', or for free-form instructions {advice(domain)}."
+    )
     return Notice("instruction", text, known)
 
 
@@ -120,9 +122,11 @@ def check_image(editor: Editor, image: Image.Image, pixels: int | None = None) -
     error = vq_error(editor, image, pixels)
     if error <= limit:
         return None
-    text = f"This image is unlike anything the model was trained on ({domain.get('trained_on', 'a narrow domain')}): " \
-        f"its tokenizer reproduces it with error {error:.3f} against at most {limit:.3f} on its training images, so " \
-        f"expect blocky, wrong colours. To edit photos, {advice(domain)}."  # fmt: skip
+    text = (
+        f"This image is unlike anything the model was trained on ({domain.get('trained_on', 'a narrow domain')}): "
+        f"its tokenizer reproduces it with error {error:.3f} against at most {limit:.3f} on its training images, so "
+        f"expect blocky, wrong colours. To edit photos, {advice(domain)}."
+    )
     return Notice("image", text, error)
 
 
@@ -188,8 +192,9 @@ def calibrate(editor: Editor, seed: int, n: int = 200, margin: float = 1.25) -> 
 
     side = int(round(editor.settings.pixels**0.5))
     # at the working side and at 4x it (uploads of world pictures are larger and downscaled to the working size)
-    worlds = [vq_error(editor, Image.fromarray(samples.record(seed, i, size=side * (1 + 3 * (i % 2))).src))
-              for i in range(n)]  # fmt: skip
+    worlds = [
+        vq_error(editor, Image.fromarray(samples.record(seed, i, size=side * (1 + 3 * (i % 2))).src)) for i in range(n)
+    ]
     limit = round(margin * max(worlds), 4)
     rng = np.random.default_rng(seed)
     photos = {k: [vq_error(editor, photo_like(rng, k)) for _ in range(n // len(PHOTO_KINDS))] for k in PHOTO_KINDS}
@@ -212,8 +217,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", default="editmgt_core/assets/default-model")
     p.add_argument("--seed", type=int, default=555, help="world seed for images and instructions (not 2027)")
     p.add_argument("--n", type=int, default=200, help="images of each side")
-    p.add_argument("--phrasing", default="", help="the wording the model was trained on (the trainer's --phrasing: "
-                   "'' the templates, 'mixed' templates and the training families); sets the vocabulary")  # fmt: skip
+    p.add_argument(
+        "--phrasing",
+        default="",
+        help="the wording the model was trained on (the trainer's --phrasing: "
+        "'' the templates, 'mixed' templates and the training families); sets the vocabulary",
+    )
     p.add_argument("--write", action="store_true", help="store the result in the model's editmgt_studio.json")
     args = p.parse_args(argv)
     torch.set_num_threads(2)

@@ -107,8 +107,19 @@ def start(board: StopBoard, prefetch: Callable, gpu_fn: Callable, *args) -> Stop
     return StoppableRun(prefetch(gpu_fn(*args, run)), board, run)
 
 
-def start_sweep(board: StopBoard, prefetch: Callable, gpu_sweep: Callable, fits: Callable[[int], bool],
-                image, instruction, options, lams, gammas, mask, pixels) -> StoppableRun:  # fmt: skip
+def start_sweep(
+    board: StopBoard,
+    prefetch: Callable,
+    gpu_sweep: Callable,
+    fits: Callable[[int], bool],
+    image,
+    instruction,
+    options,
+    lams,
+    gammas,
+    mask,
+    pixels,
+) -> StoppableRun:
     """A sweep as one or more calls of `gpu_sweep(image, instruction, options, lams, gammas, mask, pixels, run)`
     (`sweep_plan` with `fits`), its cells numbered in the whole grid, stoppable between any two steps."""
     run = board.open()

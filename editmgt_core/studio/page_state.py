@@ -91,23 +91,31 @@ def where_stopped(status: str | None) -> str:
 
 
 def queued() -> str:
-    return ("**Queued** · waiting for the edits ahead of this one to finish (the position is shown at the right). "
-            "**Stop** takes it out.")  # fmt: skip
+    return (
+        "**Queued** · waiting for the edits ahead of this one to finish (the position is shown at the right). "
+        "**Stop** takes it out."
+    )
 
 
 def stopping(where: str) -> str:
     if where == QUEUED:
         return stopped(QUEUED, None)
-    wait = "the image is being encoded; it ends as soon as that is done" if where == ENCODING else \
-        "it ends after the current step"  # fmt: skip
+    wait = (
+        "the image is being encoded; it ends as soon as that is done"
+        if where == ENCODING
+        else "it ends after the current step"
+    )
     return f"**Stopping** {where}… ({wait})"
 
 
 def stopped(where: str, previous: str | None) -> str:
     """The status after a stopped run: where it ended and what the page shows now (previous: the result kept on
     screen, described; None: there was none)."""
-    kept = f"The panels show the previous result again ({previous}); nothing of the stopped edit was kept." \
-        if previous else "Nothing was kept: the stopped edit made no result, and there is no earlier one to show."
+    kept = (
+        f"The panels show the previous result again ({previous}); nothing of the stopped edit was kept."
+        if previous
+        else "Nothing was kept: the stopped edit made no result, and there is no earlier one to show."
+    )
     return f"**Stopped** {where}. {kept} Press **Edit** to run again."
 
 

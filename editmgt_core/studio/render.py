@@ -123,15 +123,20 @@ def sweep_table(cells: list, lams: tuple[float, ...], gammas: tuple[float, ...],
                 tds.append("<td class='pending'>…</td>")
                 continue
             img = data_url(fit(c.result.image, side, enlarge=False))
-            tds.append(f"<td><img src='{img}' alt='{c.label}' title='{c.label}'><div>{c.result.held_fraction:.0%} "
-                       f"held · Δ outside hold {c.change_outside:.1f}</div></td>")  # fmt: skip
+            tds.append(
+                f"<td><img src='{img}' alt='{c.label}' title='{c.label}'><div>{c.result.held_fraction:.0%} "
+                f"held · Δ outside hold {c.change_outside:.1f}</div></td>"
+            )
         rows.append(f"<tr><th>γ = {gamma:g}</th>{''.join(tds)}</tr>")
-    legend = ("Rows: γ, condition strength (how closely the edit follows the source). Columns: λ, hold threshold "
-              "(0 = nothing held). <b>% held</b>: share of the image's tokens restored to the source at every step "
-              "(the hold region). <b>Δ outside hold</b>: mean change of the pixels outside the hold region, the part "
-              "left free to edit (with nothing held, the whole image), 0 to 255 per colour channel (0 = unchanged).")
-    return (f"<table class='sweep-grid'><tr><th></th>{head}</tr>{''.join(rows)}</table>"
-            f"<p class='sweep-legend'>{legend}</p>")  # fmt: skip
+    legend = (
+        "Rows: γ, condition strength (how closely the edit follows the source). Columns: λ, hold threshold "
+        "(0 = nothing held). <b>% held</b>: share of the image's tokens restored to the source at every step "
+        "(the hold region). <b>Δ outside hold</b>: mean change of the pixels outside the hold region, the part "
+        "left free to edit (with nothing held, the whole image), 0 to 255 per colour channel (0 = unchanged)."
+    )
+    return (
+        f"<table class='sweep-grid'><tr><th></th>{head}</tr>{''.join(rows)}</table><p class='sweep-legend'>{legend}</p>"
+    )
 
 
 def prune(folder: Path, max_age_s: float = 3600.0) -> None:

@@ -80,8 +80,9 @@ def _np(t) -> np.ndarray | None:
 
 def _frame(p: Progress, preview: Image.Image | None) -> Frame:
     r = p.record
-    return Frame(r.step, r.num_steps, preview, _np(r.revealed), _np(r.scores), _np(r.hold), r.held_fraction,
-                 *r.gate_of(0))  # fmt: skip
+    return Frame(
+        r.step, r.num_steps, preview, _np(r.revealed), _np(r.scores), _np(r.hold), r.held_fraction, *r.gate_of(0)
+    )
 
 
 def _final(result: EditResult, source: Image.Image, mask: np.ndarray | None = None) -> Final:
@@ -89,8 +90,18 @@ def _final(result: EditResult, source: Image.Image, mask: np.ndarray | None = No
     t = lambda x: None if x is None else x.numpy()
     parameters = result.parameters()
     parameters["model"] = files.public_model(parameters.get("model"))
-    return Final(result.image, source, parameters, t(result.scores), t(result.hold), result.held_fraction,
-                 dict(result.timings), result.focus, result.gated, mask)  # fmt: skip
+    return Final(
+        result.image,
+        source,
+        parameters,
+        t(result.scores),
+        t(result.hold),
+        result.held_fraction,
+        dict(result.timings),
+        result.focus,
+        result.gated,
+        mask,
+    )
 
 
 def stream(
@@ -142,8 +153,10 @@ class Cell:
 
     @property
     def label(self) -> str:
-        return (f"λ={self.lam:g} γ={self.gamma:g} · {self.result.held_fraction:.0%} held · "
-                f"Δ outside hold {self.change_outside:.1f}")  # fmt: skip
+        return (
+            f"λ={self.lam:g} γ={self.gamma:g} · {self.result.held_fraction:.0%} held · "
+            f"Δ outside hold {self.change_outside:.1f}"
+        )
 
     def summary(self) -> dict:
         keys = ("index", "lam", "gamma", "change_outside")
@@ -194,9 +207,16 @@ def save_result(final: Final, folder: Path, extra: dict | None = None) -> tuple[
     mask itself (a PNG data URL, white = may edit), so a brushed edit can be made again from its download."""
     folder.mkdir(parents=True, exist_ok=True)
     mask = final.mask
-    record = {**final.parameters, "held_fraction": final.held_fraction, "focus": final.focus, "gated": final.gated,
-              "timings": final.timings, "source_sha256": files.image_sha256(final.source),
-              "mask_sha256": None if mask is None else files.mask_sha256(mask), **(extra or {})}  # fmt: skip
+    record = {
+        **final.parameters,
+        "held_fraction": final.held_fraction,
+        "focus": final.focus,
+        "gated": final.gated,
+        "timings": final.timings,
+        "source_sha256": files.image_sha256(final.source),
+        "mask_sha256": None if mask is None else files.mask_sha256(mask),
+        **(extra or {}),
+    }
     stem = f"editmgt-{final.parameters['seed']}-{time.strftime('%Y%m%d-%H%M%S')}-{time.monotonic_ns() % 10**6:06d}"
     png, sidecar = folder / f"{stem}.png", folder / f"{stem}.json"
     files.save_image(final.image, png, record)

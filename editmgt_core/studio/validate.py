@@ -90,8 +90,10 @@ def check_keywords(keywords, instruction: str) -> None:
     chosen = knobs.parse_keywords("keywords", keywords or ())
     missing = [k for k in chosen if not set(re.findall(r"\w+", k.lower())) <= present]
     if missing:
-        raise ValueError(f"keywords {', '.join(map(repr, missing))} are not words of the instruction "
-                         f"{instruction!r}; pick words it contains, or none (all words)")  # fmt: skip
+        raise ValueError(
+            f"keywords {', '.join(map(repr, missing))} are not words of the instruction "
+            f"{instruction!r}; pick words it contains, or none (all words)"
+        )
 
 
 def words(instruction: str | None, limit: int = 40) -> list[str]:
@@ -114,8 +116,9 @@ def parse_layers(value: str | None, depth: int) -> tuple[int | str, ...] | None:
     if bad:
         raise ValueError(f"attention layers {bad} out of range; this model has blocks 0..{depth - 1}")
     if not entries.valid(layers):
-        raise ValueError(f"attention layers {value!r}: name at least one block without 's' (the target map), or "
-                         "'change'")  # fmt: skip
+        raise ValueError(
+            f"attention layers {value!r}: name at least one block without 's' (the target map), or 'change'"
+        )
     return layers
 
 
@@ -138,8 +141,9 @@ def sweep_grid(lam_values, gamma_values, gamma: float) -> tuple[tuple[float, ...
     if str(gamma_values or "").strip():
         gammas = parse_values(gamma_values, "γ values", *LIMITS["gamma"])
     if len(lams) * len(gammas) > MAX_CELLS:
-        raise ValueError(f"{len(lams)} λ x {len(gammas)} γ values = {len(lams) * len(gammas)} cells; "
-                         f"at most {MAX_CELLS}")  # fmt: skip
+        raise ValueError(
+            f"{len(lams)} λ x {len(gammas)} γ values = {len(lams) * len(gammas)} cells; at most {MAX_CELLS}"
+        )
     return lams, gammas
 
 
@@ -214,8 +218,10 @@ def mask_from_image(mask: Image.Image, size: tuple[int, int], image_size: tuple[
     if mask.size != image_size:
         (mw, mh), (iw, ih) = mask.size, image_size
         if abs(mw / mh - iw / ih) > 0.02 * iw / ih:
-            raise ValueError(f"the mask is {mw}x{mh} but the image is {iw}x{ih}; give a mask of the image's size "
-                             "(white = may edit, black = keep)")  # fmt: skip
+            raise ValueError(
+                f"the mask is {mw}x{mh} but the image is {iw}x{ih}; give a mask of the image's size "
+                "(white = may edit, black = keep)"
+            )
         notice = f"The mask is {mw}x{mh} and the image {iw}x{ih}: the mask was scaled to the image."
     return np.asarray(to_rgb(mask).convert("L").resize(size, Image.Resampling.BILINEAR)) > 127, notice
 
@@ -245,16 +251,22 @@ def stopped_status(status: str | None) -> str | None:
     k, n = found.groups()
     cell = re.search(r"Cell (\d+)/(\d+)", status)
     if cell:
-        return f"**Stopped** at cell {cell[1]}/{cell[2]}, step {k}/{n}: the finished cells stay. Press **Explore** " \
-            "to run again."  # fmt: skip
-    return f"**Stopped** at step {k}/{n}: the panels show that step; results and history are unchanged. Press " \
-        "**Edit** to run again."  # fmt: skip
+        return (
+            f"**Stopped** at cell {cell[1]}/{cell[2]}, step {k}/{n}: the finished cells stay. Press **Explore** "
+            "to run again."
+        )
+    return (
+        f"**Stopped** at step {k}/{n}: the panels show that step; results and history are unchanged. Press "
+        "**Edit** to run again."
+    )
 
 
 def brush_note(mask: np.ndarray | None, options: SamplerOptions) -> str | None:
     """Why a sweep's λ cells can be alike: with a painted brush in 'replace' mode the brush alone is the hold region."""
     if mask is None or options.mask_mode != "replace":
         return None
-    return "A brush is painted and the brush mask mode is 'replace': the brush, not the map, decides what is held, " \
-        "so λ changes nothing and cells differing only in λ are identical. Choose 'union' or 'intersection' " \
-        "(Advanced) to compare λ, or clear the brush."  # fmt: skip
+    return (
+        "A brush is painted and the brush mask mode is 'replace': the brush, not the map, decides what is held, "
+        "so λ changes nothing and cells differing only in λ are identical. Choose 'union' or 'intersection' "
+        "(Advanced) to compare λ, or clear the brush."
+    )

@@ -84,8 +84,10 @@ def slice_shares(spec: str) -> dict[str, float]:
     if not spec.strip():
         return {}
     if "ambiguous" in {item.partition("=")[0].strip() for item in spec.split(",")}:
-        raise ValueError("--slices: ambiguous records have no single right edit (their target picks one of several "
-                         f"candidates), so training does not use them; expected {TRAINING_SLICES}")  # fmt: skip
+        raise ValueError(
+            "--slices: ambiguous records have no single right edit (their target picks one of several "
+            f"candidates), so training does not use them; expected {TRAINING_SLICES}"
+        )
     shares = _spec(spec, TRAINING_SLICES, "--slices")
     if sum(shares.values()) > 1:
         raise ValueError(f"--slices: the shares add up to {sum(shares.values()):g}, more than 1")
@@ -117,8 +119,11 @@ TRAINING_PHRASINGS = ("", "templates", "mixed", "train", *sorted(paraphrase.TRAI
 def check_phrasing(phrasing: str) -> str:
     """`phrasing` if training may use it; held-out families (and the "heldout" mode) are refused by name."""
     if phrasing not in TRAINING_PHRASINGS:
-        held = " (a held-out phrasing: training never sees those)" if phrasing in paraphrase.MODES or \
-            phrasing in paraphrase.HELDOUT_FAMILIES else ""  # fmt: skip
+        held = (
+            " (a held-out phrasing: training never sees those)"
+            if phrasing in paraphrase.MODES or phrasing in paraphrase.HELDOUT_FAMILIES
+            else ""
+        )
         raise ValueError(f"--phrasing {phrasing!r}{held}; expected one of {TRAINING_PHRASINGS[1:]} or empty")
     return phrasing
 
@@ -152,8 +157,15 @@ def _world_records_at(cfg: TrainConfig, workers: int, starts: list[int], chunk: 
     category_weights(cfg.categories)  # a bad spec fails here, before any worker starts
     slice_shares(cfg.slices)
     check_phrasing(cfg.phrasing)
-    args = (itertools.repeat(cfg.seed), starts, stops, itertools.repeat(cfg.size), itertools.repeat(cfg.categories),
-            itertools.repeat(cfg.phrasing), itertools.repeat(cfg.slices))  # fmt: skip
+    args = (
+        itertools.repeat(cfg.seed),
+        starts,
+        stops,
+        itertools.repeat(cfg.size),
+        itertools.repeat(cfg.categories),
+        itertools.repeat(cfg.phrasing),
+        itertools.repeat(cfg.slices),
+    )
     if workers <= 1:
         yield from map(_world_chunk, *args)
         return
@@ -184,9 +196,11 @@ def prepare_world(
         if done % 10000 == 0 or done == cfg.records:
             print(f"[data] {done}/{cfg.records} world records, {time.time() - start:.0f}s", flush=True)
     data = {
-        "src_px": torch.from_numpy(np.concatenate(src)), "tgt_px": torch.from_numpy(np.concatenate(tgt)),
-        "text": torch.tensor(ids, dtype=torch.int32), **text_features(instructions, cfg.text_len, text_path, device),
-    }  # fmt: skip
+        "src_px": torch.from_numpy(np.concatenate(src)),
+        "tgt_px": torch.from_numpy(np.concatenate(tgt)),
+        "text": torch.tensor(ids, dtype=torch.int32),
+        **text_features(instructions, cfg.text_len, text_path, device),
+    }
     out.mkdir(parents=True, exist_ok=True)
     save_file(data, path)
     (out / "instructions.json").write_text(json.dumps(instructions))
@@ -259,13 +273,17 @@ def prepare_tokens(
         Path(f"{name}.tmp").write_text(json.dumps(texts))
         os.replace(f"{name}.tmp", f"{name}.json")
         count += len(texts)
-        print(f"[data] records {begin}-{begin + len(texts)} tokenized ({count} this run, "
-              f"{time.time() - start:.0f}s)", flush=True)  # fmt: skip
+        print(
+            f"[data] records {begin}-{begin + len(texts)} tokenized ({count} this run, {time.time() - start:.0f}s)",
+            flush=True,
+        )
     index, parts, count = {"": 0}, [], 0  # index: instruction -> its row, in order of first use
     for f in sorted(chunks.glob("*.safetensors")):
         if int(f.stem) != count:  # chunks must tile the records exactly once, in order
-            raise RuntimeError(f"{chunks}: expected a chunk starting at record {count}, found {f.name}; remove the "
-                               "folder to generate the records again")  # fmt: skip
+            raise RuntimeError(
+                f"{chunks}: expected a chunk starting at record {count}, found {f.name}; remove the "
+                "folder to generate the records again"
+            )
         ids = [index.setdefault(t, len(index)) for t in json.loads(f.with_suffix(".json").read_text())]
         parts.append({**load_file(f), "text": torch.tensor(ids, dtype=torch.int32)})
         count += len(ids)
@@ -277,8 +295,11 @@ def prepare_tokens(
     names.write_text(json.dumps(instructions))
     shutil.rmtree(chunks)  # all of it is in tokens.safetensors now
     share = data["changed"].float().mean()
-    print(f"[data] {len(data['text'])} records, {len(instructions) - 1} unique instructions, tokens "
-          f"{tuple(data['src'].shape[1:])}, {share:.3f} of tokens change", flush=True)  # fmt: skip
+    print(
+        f"[data] {len(data['text'])} records, {len(instructions) - 1} unique instructions, tokens "
+        f"{tuple(data['src'].shape[1:])}, {share:.3f} of tokens change",
+        flush=True,
+    )
     return data
 
 

@@ -31,8 +31,16 @@ class TrainConfig:
     def model_config(self, codebook: int) -> TransformerConfig:
         heads = self.dim // 64
         return TransformerConfig(
-            num_layers=self.dual, num_single_layers=self.single, num_heads=heads, head_dim=64,
-            joint_attention_dim=384, pooled_projection_dim=384, axes_dims_rope=(16, 24, 24),
-            vocab_size=codebook + 1, codebook_size=codebook, text_encoder_architecture="MiniLM-L6",
-            downsample=self.downsample, upsample=self.downsample,
-        )  # fmt: skip
+            num_layers=self.dual,
+            num_single_layers=self.single,
+            num_heads=heads,
+            head_dim=64,
+            joint_attention_dim=384,
+            pooled_projection_dim=384,
+            axes_dims_rope=(16, 24, 24),
+            vocab_size=codebook + 1,
+            codebook_size=codebook,
+            text_encoder_architecture="MiniLM-L6",
+            downsample=self.downsample,
+            upsample=self.downsample,
+        )

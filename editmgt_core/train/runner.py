@@ -152,8 +152,10 @@ def plot_loss(history: list, path: Path, title: str = "training loss (masked-tok
     d = ImageDraw.Draw(img)
     x0, y0, x1, y1 = 60, 20, 620, 320
     lo, hi = float(losses.min()), float(losses.max())
-    px = lambda s, v: (x0 + (s - steps[0]) / max(1, steps[-1] - steps[0]) * (x1 - x0),
-                       y1 - (v - lo) / max(1e-9, hi - lo) * (y1 - y0))  # fmt: skip
+    px = lambda s, v: (
+        x0 + (s - steps[0]) / max(1, steps[-1] - steps[0]) * (x1 - x0),
+        y1 - (v - lo) / max(1e-9, hi - lo) * (y1 - y0),
+    )
     d.rectangle([x0, y0, x1, y1], outline="black")
     d.line([px(s, v) for s, v in zip(steps, losses, strict=True)], fill=(30, 90, 200), width=2)
     d.text((x0, y1 + 8), f"step {steps[0]}", fill="black")

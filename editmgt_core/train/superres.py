@@ -142,15 +142,18 @@ def build(cfg: SRConfig) -> tuple[SRDecoder, list[nn.Parameter]]:
     the decoder unless cfg.head_only)."""
     folder = Path(cfg.decoder_from)
     if not (folder / "config.json").is_file() or not (folder / "diffusion_pytorch_model.safetensors").is_file():
-        raise ValueError(f"--decoder-from {folder}: expected a vqvae folder (config.json and "
-                         "diffusion_pytorch_model.safetensors)")  # fmt: skip
+        raise ValueError(
+            f"--decoder-from {folder}: expected a vqvae folder (config.json and diffusion_pytorch_model.safetensors)"
+        )
     vq = VQModel.from_pretrained(folder, use_safetensors=True)
     head = load_upsampler(folder)  # a super-resolving decoder trains on from where it is
     if head is None:
         head = Upsampler(UpsamplerConfig(cfg.scale, vq.config.block_out_channels[0], cfg.width))
     if (head.cfg.scale, head.cfg.width) != (cfg.scale, cfg.width):
-        raise ValueError(f"{folder} holds an upsampler of scale {head.cfg.scale} and width {head.cfg.width}; "
-                         f"asked for {cfg.scale} and {cfg.width}")  # fmt: skip
+        raise ValueError(
+            f"{folder} holds an upsampler of scale {head.cfg.scale} and width {head.cfg.width}; "
+            f"asked for {cfg.scale} and {cfg.width}"
+        )
     model = SRDecoder(vq, head)
     for p in model.parameters():
         p.requires_grad_(False)
@@ -189,8 +192,9 @@ def crop_windows(h: torch.Tensor, y: torch.Tensor, large: torch.Tensor, crop: in
         return h, y, large
     s = large.shape[-1] // size
     ys, xs = torch.randint(size - crop + 1, (2, h.shape[0]), generator=gen).tolist()
-    pick = lambda t, k: torch.stack([t[i, :, a * k : (a + crop) * k, b * k : (b + crop) * k]
-                                     for i, (a, b) in enumerate(zip(ys, xs, strict=True))])  # fmt: skip
+    pick = lambda t, k: torch.stack(
+        [t[i, :, a * k : (a + crop) * k, b * k : (b + crop) * k] for i, (a, b) in enumerate(zip(ys, xs, strict=True))]
+    )
     return pick(h, 1), pick(y, 1), pick(large, s)
 
 
@@ -204,8 +208,9 @@ def save_checkpoint(out: Path, step: int, model: SRDecoder, opt, meta: dict, kee
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
-    save_file({k: v.contiguous().cpu() for k, v in runner.optimizer_tensors(model, opt).items()},
-              tmp / "optim.safetensors")  # fmt: skip
+    save_file(
+        {k: v.contiguous().cpu() for k, v in runner.optimizer_tensors(model, opt).items()}, tmp / "optim.safetensors"
+    )
     (tmp / "state.json").write_text(json.dumps({"step": step, **meta}, indent=1))
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
@@ -256,20 +261,30 @@ def train(out: Path, cfg: SRConfig, resume_run: bool = False, minutes: float | N
         now = time.time()
         sps, clock[0] = len(window) / max(now - clock[0], 1e-9), now
         avg = {k: sum(m[k] for m in window) / len(window) for k in window[0]}
-        print(f"[sr] step {done} loss {avg['loss']:.4f} l1 {avg['l1']:.4f} grad {avg['grad']:.4f} edge "
-              f"{avg['edge']:.4f} psnr {avg['psnr']:.2f} dB lr {lr:.2e} {sps:.2f} steps/s", flush=True)  # fmt: skip
+        print(
+            f"[sr] step {done} loss {avg['loss']:.4f} l1 {avg['l1']:.4f} grad {avg['grad']:.4f} edge "
+            f"{avg['edge']:.4f} psnr {avg['psnr']:.2f} dB lr {lr:.2e} {sps:.2f} steps/s",
+            flush=True,
+        )
 
     save = lambda done: save_checkpoint(out, done, model, opt, meta)
     model.train()
     done = runner.run_steps(step, opt, cfg, start, budget, save, log, "sr")
     model.eval()
     export(model, out / "vqvae")
-    report = {**sr_measures(model.vq, model.head, start_vq, *held, outlines), "steps": done, **meta,
-              "train_seconds": round(time.time() - t0, 1)}  # fmt: skip
+    report = {
+        **sr_measures(model.vq, model.head, start_vq, *held, outlines),
+        "steps": done,
+        **meta,
+        "train_seconds": round(time.time() - t0, 1),
+    }
     (out / "sr_report.json").write_text(json.dumps(report, indent=1))
-    print(f"[sr] held-out psnr {report['psnr']:.2f} dB at {cfg.size * cfg.scale} px (bicubic of the starting "
-          f"decoder: {report['psnr_bicubic']:.2f} dB); edge sharpness {report['sharpness_ratio']:.3f} of the "
-          f"render's; model in {out / 'vqvae'}", flush=True)  # fmt: skip
+    print(
+        f"[sr] held-out psnr {report['psnr']:.2f} dB at {cfg.size * cfg.scale} px (bicubic of the starting "
+        f"decoder: {report['psnr_bicubic']:.2f} dB); edge sharpness {report['sharpness_ratio']:.3f} of the "
+        f"render's; model in {out / 'vqvae'}",
+        flush=True,
+    )
     return report
 
 
@@ -285,10 +300,28 @@ def main(args: argparse.Namespace) -> dict:
     if args.steps < 1 or args.batch < 2:
         raise ValueError(f"--steps must be >= 1 and --batch >= 2, got {args.steps} and {args.batch}")
     torch.set_num_threads(args.threads)
-    names = ("steps", "batch", "lr", "seed", "grad_weight", "edge_weight", "edge_pool", "scale", "width", "ckpt_every",
-             "log_every", "eval_images", "head_only", "crop", "size")  # fmt: skip
-    cfg = SRConfig(**{k: getattr(args, k) for k in names}, warmup=min(SRConfig.warmup, args.steps),
-                   decoder_from=str(args.decoder_from))  # fmt: skip
+    names = (
+        "steps",
+        "batch",
+        "lr",
+        "seed",
+        "grad_weight",
+        "edge_weight",
+        "edge_pool",
+        "scale",
+        "width",
+        "ckpt_every",
+        "log_every",
+        "eval_images",
+        "head_only",
+        "crop",
+        "size",
+    )
+    cfg = SRConfig(
+        **{k: getattr(args, k) for k in names},
+        warmup=min(SRConfig.warmup, args.steps),
+        decoder_from=str(args.decoder_from),
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     return train(out, cfg, resume_run=args.resume, minutes=args.minutes)

@@ -65,16 +65,24 @@ def write_dataset(
             extra.update(source_scene=scene_dict(rec.src_scene), target_scene=scene_dict(rec.tgt_scene))
             if rec.candidates:
                 extra["candidates"] = [
-                    {"target": _save(out, f"images/{rid}_cand{j}_tgt.png", tgt),
-                     "mask": _save(out, f"images/{rid}_cand{j}_mask.png", mask)}
+                    {
+                        "target": _save(out, f"images/{rid}_cand{j}_tgt.png", tgt),
+                        "mask": _save(out, f"images/{rid}_cand{j}_mask.png", mask),
+                    }
                     for j, (tgt, mask) in enumerate(rec.candidates)
-                ]  # fmt: skip
+                ]
             for p, variant in _variants(rec, phrasings, rng_key):
-                row = {"id": rid if len(phrasings) < 2 else f"{rid}-{p}", **paths, "instruction": variant.instruction,
-                       "category": variant.category, "edit": variant.edit}  # fmt: skip
+                row = {
+                    "id": rid if len(phrasings) < 2 else f"{rid}-{p}",
+                    **paths,
+                    "instruction": variant.instruction,
+                    "category": variant.category,
+                    "edit": variant.edit,
+                }
                 if p is not None:
-                    row.update(phrasing=variant.edit["phrasing"], held_out=variant.edit["held_out"],
-                               phrasing_set=p, record=i)  # fmt: skip
+                    row.update(
+                        phrasing=variant.edit["phrasing"], held_out=variant.edit["held_out"], phrasing_set=p, record=i
+                    )
                 f.write(json.dumps({**row, **extra}) + "\n")
             if (i + 1) % log_every == 0 or i + 1 == n:
                 rate = (i + 1) / max(time.time() - t0, 1e-9)
@@ -92,8 +100,9 @@ def _phrasings(text: str) -> tuple[str, ...]:
 def main(args: argparse.Namespace) -> None:
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
-    manifest = write_dataset(Path(args.out), args.n, args.seed, args.size, phrasings=args.phrasing,
-                             slice_name=args.slice)  # fmt: skip
+    manifest = write_dataset(
+        Path(args.out), args.n, args.seed, args.size, phrasings=args.phrasing, slice_name=args.slice
+    )
     print(f"[world] wrote {manifest}")
 
 
@@ -103,12 +112,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="stream seed; record i uses default_rng([seed, i])")
     p.add_argument("--out", required=True, help="output folder (gets images/ and manifest.jsonl)")
     p.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
-    p.add_argument("--phrasing", type=_phrasings, default=(),
-                   help="reword instructions: a comma list of templates, train, heldout, mixed or family names "
-                        "(one row per record and phrasing, same images); default: the world's own templates, "
-                        "rows as always")  # fmt: skip
-    p.add_argument("--slice", choices=("small", "overlap", "crowded", "ambiguous"),
-                   help="write records of a robustness slice instead of the world's own stream")  # fmt: skip
+    p.add_argument(
+        "--phrasing",
+        type=_phrasings,
+        default=(),
+        help="reword instructions: a comma list of templates, train, heldout, mixed or family names "
+        "(one row per record and phrasing, same images); default: the world's own templates, "
+        "rows as always",
+    )
+    p.add_argument(
+        "--slice",
+        choices=("small", "overlap", "crowded", "ambiguous"),
+        help="write records of a robustness slice instead of the world's own stream",
+    )
     return p.parse_args(argv)
 
 

@@ -184,11 +184,20 @@ def ambiguous_record(rng: np.random.Generator, size: int, category: str) -> Reco
         ref = {"it": "it", "shape": f"the {first.shape}", "color": f"the {first.color} one"}[word]
         instruction, template = sentences.fill(rng, key, ref=ref, **slots)
         candidates = [samples.obj_dict(scene.objects[i]) for i in cands]
-        edit = samples._edit(category, new, first, (ref, "ambiguous"), template=template, slice="ambiguous",
-                                candidates=candidates, ambiguity=word)  # fmt: skip
+        edit = samples._edit(
+            category,
+            new,
+            first,
+            (ref, "ambiguous"),
+            template=template,
+            slice="ambiguous",
+            candidates=candidates,
+            ambiguity=word,
+        )
         tgt_scene, tgt, mask = outs[0]
-        return Record(src, tgt, mask, instruction, category, edit, scene, tgt_scene,
-                      candidates=tuple((t, m) for _, t, m in outs))  # fmt: skip
+        return Record(
+            src, tgt, mask, instruction, category, edit, scene, tgt_scene, candidates=tuple((t, m) for _, t, m in outs)
+        )
     raise RuntimeError(f"no ambiguous {category} record after {MAX_TRIES} scenes")
 
 

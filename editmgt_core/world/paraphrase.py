@@ -51,6 +51,8 @@ _BG_VP = ("change the background to {bg}", "set the background to {bg}", "replac
           "make the background {bg}", "use {bg} for the background")  # fmt: skip
 _IMAGE = ("the image", "the picture")
 
+# a table, one row per category:
+# fmt: off
 LEXICON: dict[str, Lexicon] = {
     "recolor": Lexicon(
         ("{ref}",), _RECOLOR_VP,
@@ -127,6 +129,7 @@ LEXICON: dict[str, Lexicon] = {
         ("the image", ("turn it into a line drawing", "make it a sketch")),
     ),  # fmt: skip
 }
+# fmt: on
 
 # name -> frames; {vp} an imperative phrase, {ing} its gerund, {subj}/{pred}/{pp} the end-state parts,
 # {topic}/{tvp} the topic-first parts. Held-out families use frames and verbs no training family uses.
@@ -144,8 +147,11 @@ TRAINING_FAMILIES: dict[str, tuple[str, ...]] = {
     "go_ahead": ("go ahead and {vp}", "try to {vp}", "just {vp}"),
 }
 HELDOUT_FAMILIES: dict[str, tuple[str, ...]] = {
-    "wish_instead": ("I'd like {subj} to be {pred} instead", "I'd rather have {subj} {pred}",
-                     "I wish {subj} were {pred}"),  # fmt: skip
+    "wish_instead": (
+        "I'd like {subj} to be {pred} instead",
+        "I'd rather have {subj} {pred}",
+        "I wish {subj} were {pred}",
+    ),  # fmt: skip
     "mind_gerund": ("would you mind {ing}?", "do you mind {ing}?"),
     "how_about": ("how about {ing}?", "what about {ing}?", "what if {subj} were {pred}?"),
     "topic_first": ("as for {topic}, {tvp}", "{topic}: {tvp}", "{topic} - {tvp}"),

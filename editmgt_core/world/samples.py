@@ -113,14 +113,20 @@ def bg_dict(bg: Background) -> dict:
 
 def scene_dict(scene: Scene) -> dict:
     """JSON-able, exact (scene_from_dict rebuilds the same scene)."""
-    return {"background": bg_dict(scene.background), "objects": [dataclasses.asdict(o) for o in scene.objects],
-            "style": scene.style}  # fmt: skip
+    return {
+        "background": bg_dict(scene.background),
+        "objects": [dataclasses.asdict(o) for o in scene.objects],
+        "style": scene.style,
+    }
 
 
 def scene_from_dict(d: dict) -> Scene:
     bg = d["background"]
-    return Scene(Background(bg["kind"], tuple(bg["colors"]), bg["vertical"], bg["period"], bg["phase"]),
-                 tuple(Obj(**o) for o in d["objects"]), d.get("style"))  # fmt: skip
+    return Scene(
+        Background(bg["kind"], tuple(bg["colors"]), bg["vertical"], bg["period"], bg["phase"]),
+        tuple(Obj(**o) for o in d["objects"]),
+        d.get("style"),
+    )
 
 
 def equivalent_backgrounds(bg: Background) -> list[Background]:
@@ -132,8 +138,12 @@ def equivalent_backgrounds(bg: Background) -> list[Background]:
     if bg.kind == "gradient":
         return [bg, dataclasses.replace(bg, vertical=not bg.vertical)]
     verticals = (True, False) if bg.kind == "stripes" else (bg.vertical,)  # checks look the same either way
-    others = [Background(bg.kind, bg.colors, v, p / 8, k / BG_PHASES)
-              for v in verticals for p in BG_PERIOD_EIGHTHS for k in range(BG_PHASES)]  # fmt: skip
+    others = [
+        Background(bg.kind, bg.colors, v, p / 8, k / BG_PHASES)
+        for v in verticals
+        for p in BG_PERIOD_EIGHTHS
+        for k in range(BG_PHASES)
+    ]
     return [bg, *[o for o in others if o != bg]]
 
 
