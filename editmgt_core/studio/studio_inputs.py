@@ -86,7 +86,8 @@ def check_instruction(instruction: str | None) -> str:
 def check_keywords(keywords, instruction: str) -> None:
     """ValueError naming the keywords that are not words of the instruction (the map reads only its words)."""
     present = {w.lower() for w in words(instruction, limit=10_000)}
-    missing = [k for k in knobs.parse_keywords(keywords or ()) if not set(re.findall(r"\w+", k.lower())) <= present]
+    chosen = knobs.parse_keywords("keywords", keywords or ())
+    missing = [k for k in chosen if not set(re.findall(r"\w+", k.lower())) <= present]
     if missing:
         raise ValueError(f"keywords {', '.join(map(repr, missing))} are not words of the instruction "
                          f"{instruction!r}; pick words it contains, or none (all words)")  # fmt: skip
