@@ -4,7 +4,7 @@ Serves the studio (`app.py` in a subprocess) and drives headless Chromium (Playw
 default /usr/bin/chromium): uploads a 4000x3000 JPEG (timing the in-page preparation), types the instruction,
 presses Edit and times the click to "Done", for --runs runs (only that is waited for: a second wait in between, for
 the first status change, doubled the click-to-done time in headless Chromium); then times `edit()` in-process on
-the same file (decode included), the server's side of the same work. Prints both and their ratio (issue 21's
+the same file (decode included), the server's side of the same work. Prints both and their ratio (the
 target: click to done <= 2x the server's edit).
 """
 

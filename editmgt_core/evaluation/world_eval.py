@@ -62,7 +62,7 @@ from editmgt_core.model.loading import Editor
 from editmgt_core.world.samples import CATEGORIES, GLOBAL_CATEGORIES, equivalent_targets, scene_from_dict
 
 LOCAL_CATEGORIES = tuple(c for c in CATEGORIES if c not in GLOBAL_CATEGORIES)
-IOU_CHECKED = ("recolor", "remove", "replace", "resize")  # issue 4: IoU >= 0.5 on these
+IOU_CHECKED = ("recolor", "remove", "replace", "resize")  # the bundle's target: map IoU >= 0.5 on these
 
 
 def _last(stream):
@@ -201,7 +201,7 @@ def summarize(rows: list[dict]) -> dict:
 
 
 def acceptance_checks(summary: dict, rows: list[dict]) -> dict:
-    """The numbers of issue 4's acceptance list, each with its target and whether it is met."""
+    """The bundle's targets (success, hold, map IoU), each with its value and whether it is met."""
     per, overall = summary["categories"], summary["overall"]
     checks = {}
 
@@ -225,7 +225,7 @@ def acceptance_checks(summary: dict, rows: list[dict]) -> dict:
 
 
 def map_checks(summary: dict) -> dict:
-    """The numbers of issue 19's acceptance list (the map and the hold), each with its target and whether it is met."""
+    """The map's and the hold's targets, each with its value and whether it is met."""
     per, overall = summary["categories"], summary["overall"]
     checks = {}
 
