@@ -36,6 +36,8 @@ def test_dependency_ranges_admit_the_pinned_set():
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     pinned = pins(ROOT / "requirements.txt") | pins(ROOT / "requirements-dev.txt")
+    assert all(isinstance(v, list) for v in project["optional-dependencies"].values())  # extras are lists only
+    assert isinstance(project["description"], str) and project["readme"] == "README.md"
     groups = {"": project["dependencies"], "dev": project["optional-dependencies"]["dev"]}
     for group, lines in groups.items():
         for line in lines:

@@ -22,7 +22,7 @@ INSTRUCTION = "make the yellow circle blue"
 
 CHECKOUT_DRIVER = """
 import json, socket
-import app
+from editmgt_core.app import server as app
 from gradio_client import Client, handle_file
 from editmgt_core.edit import files
 
