@@ -155,3 +155,29 @@ def no_error_badges(page):
 
 def downloads_by_seed(downloads: Path, seed: str) -> list[Path]:
     return sorted(downloads.glob(f"editmgt-{seed}-*.png"), key=lambda p: p.stat().st_mtime)
+
+
+# ---------------------------------------------------------------------------------------------------- fixtures
+# (the browser test modules import these: one served studio and one Chromium per module)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    yield from serve(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def url(server):
+    return server[0]
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    yield from chromium()
+
+
+@pytest.fixture
+def page(browser, url):
+    page = open_page(browser, url)
+    yield page
+    page.close()

@@ -12,32 +12,18 @@ import shutil
 
 import numpy as np
 import pytest
-from browser_page import EXAMPLE, chromium, edit, number, open_page, serve, status, status_has, upload
+from browser_page import (
+    EXAMPLE,
+    edit,
+    number,
+    open_page,
+    status,
+    status_has,
+    upload,
+)
 from PIL import Image
 
 pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore:::gradio.queueing")]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    yield from serve(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def url(server):
-    return server[0]
-
-
-@pytest.fixture(scope="module")
-def browser(server):
-    yield from chromium()
-
-
-@pytest.fixture
-def page(browser, url):
-    page = open_page(browser, url)
-    yield page
-    page.close()
 
 
 # ---------------------------------------------------------------------------------------------------- a run

@@ -8,7 +8,6 @@ Edit/Stop and the live canvas; Ctrl+Enter edits and Esc stops. Shared setup and 
 import numpy as np
 import pytest
 from browser_page import (
-    chromium,
     downloads_by_seed,
     edit,
     holding,
@@ -17,7 +16,6 @@ from browser_page import (
     open_page,
     prepare,
     seed_shown,
-    serve,
     status,
     status_has,
     upload,
@@ -27,28 +25,6 @@ from PIL import Image
 from editmgt_core.edit.files import read_parameters
 
 pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore:::gradio.queueing")]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    yield from serve(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def url(server):
-    return server[0]
-
-
-@pytest.fixture(scope="module")
-def browser(server):
-    yield from chromium()
-
-
-@pytest.fixture
-def page(browser, url):
-    page = open_page(browser, url)
-    yield page
-    page.close()
 
 
 @pytest.fixture
