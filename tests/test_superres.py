@@ -99,3 +99,30 @@ def test_bad_arguments(tmp_path, tiny_vq):
         superres.main(_args(tmp_path, tmp_path / "nowhere", 2))
     with pytest.raises(ValueError, match="--minutes"):
         superres.main(_args(tmp_path, tiny_vq, 2, "--minutes", "0"))
+
+
+def test_a_trunk_grows_on_a_trained_head_and_starts_as_it(tmp_path, tiny_vq):
+    first = tmp_path / "head"
+    superres.main(_args(first, tiny_vq, 2, "--head-only", "--crop", "8"))
+    trained = load_upsampler(first / "vqvae")
+    vq_model = VQModel.from_pretrained(first / "vqvae").eval()
+    model, params = superres.build(
+        superres.SRConfig(
+            decoder_from=str(first / "vqvae"), scale=2, width=8, trunk_width=16, trunk_blocks=2, head_only=True
+        )
+    )
+    assert model.head.trunk is not None and {id(p) for p in model.head.trunk.parameters()} <= {id(p) for p in params}
+    quant = vq_model.quantize(vq_model.encode(torch.rand(2, 3, 32, 32) * 2 - 1).latents)[0]
+    with torch.no_grad():
+        assert torch.equal(model.head.decode(vq_model, quant), trained.decode(vq_model, quant))
+
+    grown = tmp_path / "grown"
+    superres.main(_args(grown, first / "vqvae", 3, "--head-only", "--crop", "8", "--trunk-width", "16"))
+    head = load_upsampler(grown / "vqvae")
+    assert head.cfg.trunk_width == 16 and head.trunk.proj.weight.abs().sum() > 0  # the trunk learnt
+    with torch.no_grad():
+        assert not torch.equal(head.decode(vq_model, quant), trained.decode(vq_model, quant))
+    tok = VQTokenizer(VQModel.from_pretrained(grown / "vqvae"), (-1, 1), head)
+    assert tok.decode(torch.zeros(1, 8, 8, dtype=torch.long)).shape == (1, 3, 64, 64)
+    with pytest.raises(ValueError, match="trunk_width"):
+        superres.main(_args(grown, first / "vqvae", 4, "--head-only", "--resume", "--trunk-width", "32"))

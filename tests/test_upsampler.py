@@ -61,6 +61,24 @@ def test_folders_without_a_head_and_bad_heads(tmp_path):
         Upsampler(UpsamplerConfig(scale=3))
 
 
+def test_a_trunk_needs_the_tokens_and_configs_name_known_keys_only(tmp_path):
+    head = Upsampler(UpsamplerConfig(scale=2, in_channels=8, width=8, trunk_width=16, trunk_blocks=1), token_dim=4)
+    h, y, quant = torch.rand(1, 8, 16, 16), torch.rand(1, 3, 16, 16), torch.rand(1, 4, 4, 4)
+    with torch.no_grad():
+        assert head(h, y, quant).shape == (1, 3, 32, 32)
+        with pytest.raises(ValueError, match="quantized tokens"):
+            head(h, y)
+    save_upsampler(head, tmp_path)
+    again = load_upsampler(tmp_path, token_dim=4)
+    with torch.no_grad():
+        assert torch.equal(again(h, y, quant), head(h, y, quant))
+    (tmp_path / "upsampler.json").write_text('{"scale": 4, "colour": 1}')
+    with pytest.raises(ValueError, match="unknown keys"):
+        load_upsampler(tmp_path)
+    with pytest.raises(ValueError, match="trunk_factor"):
+        Upsampler(UpsamplerConfig(trunk_width=30, trunk_factor=4))
+
+
 def test_the_editor_decodes_at_the_heads_size(editor):
     tokens = torch.randint(0, editor.vq.codebook_size, (1, 16, 16))
     assert editor.vq.scale == 4 and editor.vq.decode(tokens).shape == (1, 3, 128, 128)

@@ -7,7 +7,7 @@ Output folder:
   maps/<id>.png      the localization map on the token grid (white = edit), when computed (lam > 0)
   hold/<id>.png      the tokens held to the source (white), when region-hold was on
   items/<id>.json    the item's result record: written last, so its presence (status "ok") marks the item finished
-  logs/rank<r>.log   one line per item a process finished: id, status, seconds (appended)
+  logs/rank<r>.log   one line per item a process finished: id, status, seconds (appended just before its record)
   results.jsonl      every record in manifest order, rebuilt atomically at the end of each run
 
 Every file is written to a temporary name and renamed into place, so killing a batch at any moment leaves whole
@@ -191,8 +191,10 @@ def run_batch(
         for item in bar:
             record = run_item(editor, item, manifest.parent, out, base or {}, model)
             record["rank"] = state.process_index
-            write_json_atomic(item_path(out, item), record)
+            # the log line first: the record is the item's finished marker, so a kill between the two leaves
+            # an item that is logged and redone (two lines, both true), never one finished and unlogged
             _log(out, state.process_index, record)
+            write_json_atomic(item_path(out, item), record)
     state.wait_for_everyone()
     if not state.is_main_process:
         return {}

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .upsampler import decoder_features
-
 
 @dataclass(frozen=True)
 class TextFeatures:
@@ -185,6 +183,6 @@ class VQTokenizer:
         else:
             quant = self.vq.quantize.get_codebook_entry(tokens.reshape(b, -1), shape)
             if self.upsampler is not None:
-                return self._from_model(self.upsampler(*decoder_features(self.vq, quant)))
+                return self._from_model(self.upsampler.decode(self.vq, quant))
             out = self.vq.decode(quant, force_not_quantize=True).sample
         return self._from_model(out)

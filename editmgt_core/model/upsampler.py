@@ -5,10 +5,15 @@ output factor is fixed by the tokenizer). The head reads the decoder's last feat
 `conv_out`) and adds a residual, drawn by sub-pixel convolutions, to the decoder's own image upscaled bicubically:
 
     base = bicubic(conv_out(h), scale)                    # (B, 3, S*H, S*W)
-    img  = base + shuffle(conv(silu(conv(... h ...))))     # one 2x pixel-shuffle stage per factor of 2
+    x    = silu(conv(silu(conv(h)) + trunk(quant)))       # features at the decoder's size
+    img  = base + shuffle(conv(... x ...))                # one 2x pixel-shuffle stage per factor of 2
 
-The last convolution starts at zero, so an untrained head returns exactly the bicubic upscale of the decoder it was
-added to. The tokens, the encoder and the codebook are untouched: a transformer trained on them still fits.
+The trunk (optional: `trunk_width` > 0) reads the quantized tokens themselves through residual convolutions at the
+token grid, where a few layers see a whole object, and brings them to the decoder's size by pixel shuffles: the
+decoder alone is too small to know which shape a cluster of tokens draws. Its last convolution starts at zero, as
+does the head's, so an untrained head returns exactly the bicubic upscale of the decoder it was added to, and a
+trunk added to a trained head starts as that head. The tokens, the encoder and the codebook are untouched: a
+transformer trained on them still fits.
 
 Files in a vqvae folder: `upsampler.json` (an `UpsamplerConfig`) and `upsampler.safetensors` (its weights).
 """
@@ -35,12 +40,51 @@ class UpsamplerConfig:
     in_channels: int = 16  # the decoder's last feature width (block_out_channels[0])
     width: int = 32  # feature width at the decoder's resolution
     fine_width: int = 16  # feature width after each 2x stage but the last
+    trunk_width: int = 0  # the token trunk's width at the token grid (0: no trunk)
+    trunk_blocks: int = 4  # residual blocks (two 3x3 convolutions each) of the trunk
+    trunk_factor: int = 4  # decoder pixels per token along each side (the trunk's pixel-shuffle stages)
+
+
+class Trunk(nn.Module):
+    """quantized tokens (B, D, h, w) -> features (B, out, f*h, f*w) at the decoder's size (f: cfg.trunk_factor)."""
+
+    def __init__(self, cfg: UpsamplerConfig, token_dim: int):
+        super().__init__()
+        stages = round(math.log2(cfg.trunk_factor))
+        if cfg.trunk_factor < 2 or 2**stages != cfg.trunk_factor or cfg.trunk_width % 2**stages:
+            raise ValueError(
+                f"trunk_factor must be a power of 2 >= 2 dividing trunk_width, got {cfg.trunk_factor} and "
+                f"{cfg.trunk_width}"
+            )
+        w = cfg.trunk_width
+        self.conv_in = nn.Conv2d(token_dim, w, 3, padding=1)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.SiLU(), nn.Conv2d(w, w, 3, padding=1), nn.SiLU(), nn.Conv2d(w, w, 3, padding=1))
+            for _ in range(cfg.trunk_blocks)
+        )
+        for block in self.blocks:  # each block starts near the identity
+            nn.init.normal_(block[-1].weight, std=1e-3)
+            nn.init.zeros_(block[-1].bias)
+        widths = [w // 2**i for i in range(stages + 1)]
+        self.up = nn.ModuleList(nn.Conv2d(a, 4 * b, 3, padding=1) for a, b in zip(widths, widths[1:], strict=False))
+        self.proj = nn.Conv2d(widths[-1], cfg.width, 1)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, quant: Tensor) -> Tensor:
+        t = self.conv_in(quant)
+        for block in self.blocks:
+            t = t + block(t)
+        for up in self.up:
+            t = F.pixel_shuffle(up(F.silu(t)), 2)
+        return self.proj(F.silu(t))
 
 
 class Upsampler(nn.Module):
-    """features h (B, C, H, W) and the decoder's image y (B, 3, H, W) -> image (B, 3, scale*H, scale*W)."""
+    """features h (B, C, H, W) and the decoder's image y (B, 3, H, W) -> image (B, 3, scale*H, scale*W); with a
+    trunk, also the quantized tokens (B, D, H/f, W/f) it reads."""
 
-    def __init__(self, cfg: UpsamplerConfig):
+    def __init__(self, cfg: UpsamplerConfig, token_dim: int = 16):
         super().__init__()
         stages = round(math.log2(cfg.scale))
         if cfg.scale < 2 or 2**stages != cfg.scale:
@@ -55,10 +99,28 @@ class Upsampler(nn.Module):
         self.refine = nn.ModuleList(nn.Conv2d(o, o, 3, padding=1) for o in outs[:-1])
         nn.init.zeros_(self.expand[-1].weight)
         nn.init.zeros_(self.expand[-1].bias)
+        self.trunk = Trunk(cfg, token_dim) if cfg.trunk_width else None
 
-    def forward(self, h: Tensor, y: Tensor) -> Tensor:
+    def features(self, h: Tensor, quant: Tensor | None = None) -> Tensor:
+        """The features at the decoder's size that the 2x stages draw from."""
+        x = F.silu(self.conv_in(h))
+        if self.trunk is not None:
+            if quant is None:
+                raise ValueError("this upsampler has a token trunk: pass the quantized tokens")
+            x = x + self.trunk(quant)
+        return F.silu(self.conv_mid(x))
+
+    def forward(self, h: Tensor, y: Tensor, quant: Tensor | None = None) -> Tensor:
+        return self.draw(self.features(h, quant), y)
+
+    def decode(self, vq, quant: Tensor) -> Tensor:
+        """The image of quantized latents (B, D, h, w) through the decoder of diffusers VQModel `vq` and this head."""
+        h, y = decoder_features(vq, quant)
+        return self(h, y, quant)
+
+    def draw(self, x: Tensor, y: Tensor) -> Tensor:
+        """features x (from `features`) and the decoder's image y -> the image at `scale` times their size."""
         base = F.interpolate(y, scale_factor=self.cfg.scale, mode="bicubic", align_corners=False)
-        x = F.silu(self.conv_mid(F.silu(self.conv_in(h))))
         for i, expand in enumerate(self.expand):
             x = F.pixel_shuffle(expand(x), 2)
             if i < len(self.refine):
@@ -85,14 +147,22 @@ def save_upsampler(head: Upsampler, folder: Path) -> None:
     save_file({k: v.detach().contiguous().cpu() for k, v in head.state_dict().items()}, folder / WEIGHTS_NAME)
 
 
-def load_upsampler(folder: Path) -> Upsampler | None:
-    """The folder's upsampler in eval mode, or None when it has none (the decoder then decodes at its own size)."""
+def load_upsampler(folder: Path, token_dim: int | None = None) -> Upsampler | None:
+    """The folder's upsampler in eval mode, or None when it has none (the decoder then decodes at its own size).
+    token_dim: the codebook's vector width (default: the folder's config.json `vq_embed_dim`, else 16)."""
     folder = Path(folder)
     if not (folder / CONFIG_NAME).is_file():
         return None
     if not (folder / WEIGHTS_NAME).is_file():
         raise ValueError(f"{folder} has {CONFIG_NAME} but no {WEIGHTS_NAME}")
-    cfg = UpsamplerConfig(**json.loads((folder / CONFIG_NAME).read_text()))
-    head = Upsampler(cfg)
+    raw = json.loads((folder / CONFIG_NAME).read_text())
+    known = {f.name for f in dataclasses.fields(UpsamplerConfig)}
+    if set(raw) - known:
+        raise ValueError(f"{folder / CONFIG_NAME}: unknown keys {sorted(set(raw) - known)}; known: {sorted(known)}")
+    cfg = UpsamplerConfig(**raw)
+    if token_dim is None:
+        vq_cfg = folder / "config.json"
+        token_dim = (json.loads(vq_cfg.read_text()).get("vq_embed_dim") if vq_cfg.is_file() else None) or 16
+    head = Upsampler(cfg, token_dim)
     head.load_state_dict(load_file(folder / WEIGHTS_NAME))
     return head.eval()

@@ -59,11 +59,14 @@ class SRConfig:
     warmup: int = 100  # warmup steps
     seed: int = 21  # world stream seed; held-out images use seed + 1_000_003
     grad_weight: float = 1.0  # weight of the image-gradient L1 term
+    mse_weight: float = 1.0  # weight of the MSE term (MSE settles for a blur where L1 settles for an edge)
     edge_weight: float = 0.0  # weight of the local edge-energy term (edge_energy_l1)
     edge_pool: int = 8  # window of the edge-energy term, in output pixels
     scale: int = 4  # output pixels per tokenizer pixel along each side
     size: int = 64  # the tokenizer's image side (the encoder's input)
     width: int = 32  # Upsampler width at the decoder's resolution
+    trunk_width: int = 0  # width of the Upsampler's token trunk (0: none); added to a trained head, it starts as it
+    trunk_blocks: int = 4  # residual blocks of the token trunk
     head_only: bool = False  # train the Upsampler alone on the frozen decoder's features (cheap: no decoder backward)
     crop: int = 0  # head_only: train on random crop x crop windows of the features (and scale x that of the image)
     ckpt_every: int = 200  # checkpoint period (steps)
@@ -134,7 +137,7 @@ class SRDecoder(nn.Module):
         return self.vq.quantize(self.vq.encode(x).latents)[0]
 
     def forward(self, quant: torch.Tensor) -> torch.Tensor:
-        return self.head(*decoder_features(self.vq, quant))
+        return self.head.decode(self.vq, quant)
 
 
 def build(cfg: SRConfig) -> tuple[SRDecoder, list[nn.Parameter]]:
@@ -146,14 +149,24 @@ def build(cfg: SRConfig) -> tuple[SRDecoder, list[nn.Parameter]]:
             f"--decoder-from {folder}: expected a vqvae folder (config.json and diffusion_pytorch_model.safetensors)"
         )
     vq = VQModel.from_pretrained(folder, use_safetensors=True)
+    want = UpsamplerConfig(
+        cfg.scale,
+        vq.config.block_out_channels[0],
+        cfg.width,
+        trunk_width=cfg.trunk_width,
+        trunk_blocks=cfg.trunk_blocks,
+        trunk_factor=2 ** (len(vq.config.block_out_channels) - 1),
+    )
     head = load_upsampler(folder)  # a super-resolving decoder trains on from where it is
     if head is None:
-        head = Upsampler(UpsamplerConfig(cfg.scale, vq.config.block_out_channels[0], cfg.width))
-    if (head.cfg.scale, head.cfg.width) != (cfg.scale, cfg.width):
-        raise ValueError(
-            f"{folder} holds an upsampler of scale {head.cfg.scale} and width {head.cfg.width}; "
-            f"asked for {cfg.scale} and {cfg.width}"
-        )
+        head = Upsampler(want, vq.config.vq_embed_dim or vq.config.latent_channels)
+    elif head.cfg != want and head.cfg == dataclasses.replace(want, trunk_width=0, trunk_blocks=head.cfg.trunk_blocks):
+        grown = Upsampler(want, vq.config.vq_embed_dim or vq.config.latent_channels)  # a trunk added to a trained head
+        missing, unexpected = grown.load_state_dict(head.state_dict(), strict=False)
+        assert not unexpected and all(k.startswith("trunk.") for k in missing), (missing, unexpected)
+        head = grown
+    if head.cfg != want:
+        raise ValueError(f"{folder} holds an upsampler {head.cfg}; asked for {want}")
     model = SRDecoder(vq, head)
     for p in model.parameters():
         p.requires_grad_(False)
@@ -169,14 +182,16 @@ def sr_step(model: SRDecoder, small: torch.Tensor, large: torch.Tensor, opt, cfg
     """One optimizer step: decode the tokens of `small` and fit `large` (L1 + MSE + grad_weight * gradient L1)."""
     if cfg.head_only:
         with torch.no_grad():
-            h, y = decoder_features(model.vq, model.quantize(small))
-        h, y, large = crop_windows(h, y, large, cfg.crop, gen or torch.Generator().manual_seed(cfg.seed))
-        out = model.head(h, y)
+            quant = model.quantize(small)
+            h, y = decoder_features(model.vq, quant)
+        x = model.head.features(h, quant)  # the whole image: the trunk sees every token
+        x, y, large = crop_windows(x, y, large, cfg.crop, gen or torch.Generator().manual_seed(cfg.seed))
+        out = model.head.draw(x, y)
     else:
         out = model(model.quantize(small))
     l1, mse, grad = F.l1_loss(out, large), F.mse_loss(out, large), gradient_l1(out, large)
     edge = edge_energy_l1(out, large, cfg.edge_pool) if cfg.edge_weight else torch.zeros(())
-    loss = l1 + mse + cfg.grad_weight * grad + cfg.edge_weight * edge
+    loss = l1 + cfg.mse_weight * mse + cfg.grad_weight * grad + cfg.edge_weight * edge
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -227,8 +242,8 @@ def resume(out: Path, model: SRDecoder, opt, cfg: SRConfig) -> int:
         return 0
     state = json.loads((ckpts[-1] / "state.json").read_text())
     saved = state["config"]
-    for key in ("decoder_from", "scale", "width", "head_only"):
-        if saved[key] != getattr(cfg, key):
+    for key in ("decoder_from", "scale", "width", "head_only", "trunk_width", "trunk_blocks"):
+        if saved.get(key, SRConfig.__dataclass_fields__[key].default) != getattr(cfg, key):
             raise ValueError(f"{ckpts[-1]} was trained with {key}={saved[key]!r}, not {getattr(cfg, key)!r}")
     model.load_state_dict(load_file(ckpts[-1] / "model.safetensors"))
     runner.load_optimizer_tensors(model, opt, load_file(ckpts[-1] / "optim.safetensors"))
@@ -306,10 +321,13 @@ def main(args: argparse.Namespace) -> dict:
         "lr",
         "seed",
         "grad_weight",
+        "mse_weight",
         "edge_weight",
         "edge_pool",
         "scale",
         "width",
+        "trunk_width",
+        "trunk_blocks",
         "ckpt_every",
         "log_every",
         "eval_images",
@@ -338,11 +356,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
     p.add_argument("--seed", type=int, default=d.seed, help="world stream seed")
     p.add_argument("--grad-weight", type=float, default=d.grad_weight, help="weight of the image-gradient L1")
+    p.add_argument("--mse-weight", type=float, default=d.mse_weight, help="weight of the MSE term")
     p.add_argument("--edge-weight", type=float, default=d.edge_weight, help="weight of the edge-energy term")
     p.add_argument("--edge-pool", type=int, default=d.edge_pool, help="window of the edge-energy term (pixels)")
     p.add_argument("--scale", type=int, default=d.scale, help="output pixels per tokenizer pixel (a power of 2)")
     p.add_argument("--size", type=int, default=d.size, help="the tokenizer's image side in pixels")
     p.add_argument("--width", type=int, default=d.width, help="upsampler width at the decoder's resolution")
+    p.add_argument("--trunk-width", type=int, default=d.trunk_width, help="width of the token trunk (0: none)")
+    p.add_argument("--trunk-blocks", type=int, default=d.trunk_blocks, help="residual blocks of the token trunk")
     p.add_argument("--ckpt-every", type=int, default=d.ckpt_every, help="checkpoint period in steps")
     p.add_argument("--log-every", type=int, default=d.log_every, help="log period in steps")
     p.add_argument("--eval-images", type=int, default=d.eval_images, help="held-out images for the report")

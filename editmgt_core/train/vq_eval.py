@@ -82,12 +82,11 @@ def sr_measures(vq: VQModel, head, start_vq: VQModel, small, large, outline, chu
     """Held-out measures of a super-resolving decoder (`vq` with its Upsampler `head`) against the large renders:
     PSNR and edge sharpness on object outlines, beside the starting decoder's output (`start_vq`, at the small
     size) upscaled bicubically. small (B, 3, h, w) and large (B, 3, H, W) in [-1, 1]; outline (B, H, W) bool."""
-    from editmgt_core.model.upsampler import decoder_features
 
     outs, bicubic = [], []
     for xb in small.split(chunk):
         quant = vq.quantize(vq.encode(xb).latents)[0]
-        outs.append(head(*decoder_features(vq, quant)).clamp(-1, 1))
+        outs.append(head.decode(vq, quant).clamp(-1, 1))
         y = start_vq.decode(start_vq.encode(xb).latents).sample
         bicubic.append(F.interpolate(y, size=large.shape[-2:], mode="bicubic", align_corners=False).clamp(-1, 1))
     out, bic = torch.cat(outs), torch.cat(bicubic)
