@@ -126,3 +126,30 @@ def test_a_trunk_grows_on_a_trained_head_and_starts_as_it(tmp_path, tiny_vq):
     assert tok.decode(torch.zeros(1, 8, 8, dtype=torch.long)).shape == (1, 3, 64, 64)
     with pytest.raises(ValueError, match="trunk_width"):
         superres.main(_args(grown, first / "vqvae", 4, "--head-only", "--resume", "--trunk-width", "32"))
+
+
+def test_snapping_sharpens_an_edge_in_place_and_leaves_gradients_alone():
+    from editmgt_core.train.vq_eval import psnr, snap_edges
+
+    big = torch.full((1, 3, 64, 64), -0.8)
+    big[..., :, 27:] = 0.6  # a vertical edge at a column that is not a multiple of 4
+    up = torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(big, 4), scale_factor=4, mode="bicubic")
+    snapped = snap_edges(up)
+    assert psnr(snapped, big) > psnr(up, big) + 1.5
+    shifted = torch.cat([up[..., :1].expand(-1, -1, -1, 3), up[..., :-3]], -1)  # its edge 3 px off: a sharp edge
+    assert psnr(snap_edges(shifted), big) < psnr(shifted, big)  # in the wrong place costs more than the blur
+    ramp = torch.linspace(-0.15, 0.15, 64).expand(1, 3, 64, 64)  # a slow gradient: under the contrast floor
+    assert torch.equal(snap_edges(ramp), ramp)
+
+
+def test_the_feed_renders_ahead_in_workers_the_same_pairs():
+    cfg = superres.SRConfig(batch=4, size=32, scale=2, steps=5, workers=2)
+    feed = superres.PairFeed(cfg)
+    try:
+        for i in (0, 1, 3):  # in order and with a gap; the gap's step is dropped unused
+            small, large = feed(i)
+            want = superres.world_pairs(cfg.seed, i * 2, 4, 32, 2)
+            assert torch.equal(small, want[0]) and torch.equal(large, want[1])
+        assert set(feed.ahead) == {4}  # steps 4 (ahead) only: 2 was passed over
+    finally:
+        feed.close()

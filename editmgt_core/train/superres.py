@@ -73,6 +73,8 @@ class SRConfig:
     log_every: int = 25  # log period (steps)
     eval_images: int = 128  # held-out images for the report
     decoder_from: str = ""  # the trained vqvae folder whose tokens are kept
+    device: str = "cpu"  # where the decoder trains ("cuda" on a GPU); the world renders on the CPU
+    workers: int = 0  # processes rendering the next steps' pairs ahead (0: each step renders its own)
 
 
 def world_pairs(seed: int, start: int, n: int, size: int, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,6 +124,39 @@ def edge_energy_l1(x: torch.Tensor, y: torch.Tensor, pool: int) -> torch.Tensor:
 
     window = lambda e: F.avg_pool2d(e, pool, stride=max(1, pool // 2))  # overlapping: no window edge decides
     return F.l1_loss(window(energy(x)), window(energy(y)))
+
+
+class PairFeed:
+    """The pairs of step i (`world_pairs` of its records), rendered `workers` steps ahead by a process pool when
+    workers > 0: on a GPU a step takes less time than drawing its batch on one core. The same pairs either way."""
+
+    def __init__(self, cfg: SRConfig):
+        self.cfg, self.ahead = cfg, {}
+        self.pool = None
+        if cfg.workers > 0:
+            import concurrent.futures
+            import multiprocessing
+
+            ctx = multiprocessing.get_context("spawn")  # no forked torch threads in the workers
+            self.pool = concurrent.futures.ProcessPoolExecutor(cfg.workers, mp_context=ctx)
+
+    def _args(self, i: int) -> tuple:
+        c = self.cfg
+        return c.seed, i * c.batch // 2, c.batch, c.size, c.scale
+
+    def __call__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.pool is None:
+            return world_pairs(*self._args(i))
+        for j in [j for j in self.ahead if j < i]:  # steps passed over (a resume elsewhere): not kept
+            self.ahead.pop(j).cancel()
+        for j in range(i, i + 2 * self.cfg.workers):
+            if j not in self.ahead and j < self.cfg.steps:
+                self.ahead[j] = self.pool.submit(world_pairs, *self._args(j))
+        return self.ahead.pop(i).result() if i in self.ahead else world_pairs(*self._args(i))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
 
 
 class SRDecoder(nn.Module):
@@ -245,7 +280,7 @@ def resume(out: Path, model: SRDecoder, opt, cfg: SRConfig) -> int:
     for key in ("decoder_from", "scale", "width", "head_only", "trunk_width", "trunk_blocks"):
         if saved.get(key, SRConfig.__dataclass_fields__[key].default) != getattr(cfg, key):
             raise ValueError(f"{ckpts[-1]} was trained with {key}={saved[key]!r}, not {getattr(cfg, key)!r}")
-    model.load_state_dict(load_file(ckpts[-1] / "model.safetensors"))
+    model.load_state_dict(load_file(ckpts[-1] / "model.safetensors", device=str(next(model.parameters()).device)))
     runner.load_optimizer_tensors(model, opt, load_file(ckpts[-1] / "optim.safetensors"))
     print(f"[sr] resumed from {ckpts[-1]} at step {state['step']}", flush=True)
     return state["step"]
@@ -257,10 +292,12 @@ def resume(out: Path, model: SRDecoder, opt, cfg: SRConfig) -> int:
 def train(out: Path, cfg: SRConfig, resume_run: bool = False, minutes: float | None = None) -> dict:
     """Train (or resume) into `out`; returns the held-out report also written to out/sr_report.json."""
     torch.manual_seed(cfg.seed)
+    device = torch.device(cfg.device)
     model, params = build(cfg)
-    start_vq = VQModel.from_pretrained(cfg.decoder_from, use_safetensors=True).eval()
-    held = world_pairs(cfg.seed + 1_000_003, 0, cfg.eval_images, cfg.size, cfg.scale)
-    outlines = outline_masks(cfg.seed + 1_000_003, 0, cfg.eval_images, cfg.size * cfg.scale)
+    model.to(device)
+    start_vq = VQModel.from_pretrained(cfg.decoder_from, use_safetensors=True).eval().to(device)
+    held = [t.to(device) for t in world_pairs(cfg.seed + 1_000_003, 0, cfg.eval_images, cfg.size, cfg.scale)]
+    outlines = outline_masks(cfg.seed + 1_000_003, 0, cfg.eval_images, cfg.size * cfg.scale).to(device)
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.99))
     start = resume(out, model, opt, cfg) if resume_run else 0
     meta = {"config": dataclasses.asdict(cfg)}
@@ -268,8 +305,10 @@ def train(out: Path, cfg: SRConfig, resume_run: bool = False, minutes: float | N
     budget = runner.Budget(runner.deadline(minutes, t0), t0)
     clock = [t0]
 
+    feed = PairFeed(cfg)
+
     def step(i: int) -> dict:
-        small, large = world_pairs(cfg.seed, i * cfg.batch // 2, cfg.batch, cfg.size, cfg.scale)
+        small, large = (t.to(device, non_blocking=True) for t in feed(i))
         return sr_step(model, small, large, opt, cfg, torch.Generator().manual_seed(cfg.seed * 1_000_003 + i))
 
     def log(done: int, window: list[dict], lr: float) -> None:
@@ -284,7 +323,10 @@ def train(out: Path, cfg: SRConfig, resume_run: bool = False, minutes: float | N
 
     save = lambda done: save_checkpoint(out, done, model, opt, meta)
     model.train()
-    done = runner.run_steps(step, opt, cfg, start, budget, save, log, "sr")
+    try:
+        done = runner.run_steps(step, opt, cfg, start, budget, save, log, "sr")
+    finally:
+        feed.close()
     model.eval()
     export(model, out / "vqvae")
     report = {
@@ -334,6 +376,8 @@ def main(args: argparse.Namespace) -> dict:
         "head_only",
         "crop",
         "size",
+        "device",
+        "workers",
     )
     cfg = SRConfig(
         **{k: getattr(args, k) for k in names},
@@ -368,6 +412,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-every", type=int, default=d.log_every, help="log period in steps")
     p.add_argument("--eval-images", type=int, default=d.eval_images, help="held-out images for the report")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--device", default=d.device, help="where the decoder trains: cpu, cuda, cuda:1 ...")
+    p.add_argument("--workers", type=int, default=d.workers, help="processes rendering pairs ahead (0: none)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     p.add_argument("--head-only", action="store_true", help="train the upsampler alone; the decoder stays frozen")
     p.add_argument("--crop", type=int, default=d.crop, help="--head-only: train on CROPxCROP feature windows")
