@@ -102,3 +102,27 @@ def test_previews_come_at_the_decoders_size(editor):
     items = list(edit_stream(editor, Image.new("RGB", (32, 32), (200, 40, 40)), "add a hat", FAST))
     first = items[0].preview(editor)
     assert first.size == (128, 128) == items[-1].image.size
+
+
+def test_a_trunk_that_embeds_codes_reads_the_ids_of_the_decoded_tokens(folder):
+    vq = VQModel.from_pretrained(folder / "vqvae").eval()
+    cfg = UpsamplerConfig(
+        scale=4,
+        in_channels=8,
+        width=8,
+        trunk_width=8,
+        trunk_blocks=1,
+        trunk_codes=vq.config.num_vq_embeddings,
+        trunk_factor=2 ** (len(vq.config.block_out_channels) - 1),
+    )
+    head = Upsampler(cfg, token_dim=vq.config.vq_embed_dim)
+    with torch.no_grad():
+        for p in head.parameters():  # a head and trunk that draw something of their own
+            p.add_(0.1 * torch.randn_like(p))
+        ids = torch.randint(0, vq.config.num_vq_embeddings, (2, 4, 4))
+        quant = vq.quantize.get_codebook_entry(ids.reshape(2, -1), (2, 4, 4, vq.config.vq_embed_dim))
+        assert torch.equal(head.trunk_input(vq, quant), ids)
+        h, y = decoder_features(vq, quant)
+        other = ids.roll(1, dims=-1)
+        assert torch.equal(head.decode(vq, quant), head(h, y, ids))
+        assert not torch.equal(head(h, y, ids), head(h, y, other))

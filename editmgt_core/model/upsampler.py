@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
@@ -43,6 +44,7 @@ class UpsamplerConfig:
     trunk_width: int = 0  # the token trunk's width at the token grid (0: no trunk)
     trunk_blocks: int = 4  # residual blocks (two 3x3 convolutions each) of the trunk
     trunk_factor: int = 4  # decoder pixels per token along each side (the trunk's pixel-shuffle stages)
+    trunk_codes: int = 0  # > 0: the trunk reads token ids through an embedding of this many codes, not their vectors
 
 
 class Trunk(nn.Module):
@@ -57,7 +59,10 @@ class Trunk(nn.Module):
                 f"{cfg.trunk_width}"
             )
         w = cfg.trunk_width
-        self.conv_in = nn.Conv2d(token_dim, w, 3, padding=1)
+        # an embedding gives every code features of its own: codes whose vectors lie close (an edge a fraction of
+        # a pixel further on) need not start alike
+        self.embed = nn.Embedding(cfg.trunk_codes, w) if cfg.trunk_codes else None
+        self.conv_in = nn.Conv2d(w if cfg.trunk_codes else token_dim, w, 3, padding=1)
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.SiLU(), nn.Conv2d(w, w, 3, padding=1), nn.SiLU(), nn.Conv2d(w, w, 3, padding=1))
             for _ in range(cfg.trunk_blocks)
@@ -71,8 +76,9 @@ class Trunk(nn.Module):
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
 
-    def forward(self, quant: Tensor) -> Tensor:
-        t = self.conv_in(quant)
+    def forward(self, tokens: Tensor) -> Tensor:
+        """tokens: quantized vectors (B, D, h, w), or token ids (B, h, w) when the trunk embeds codes."""
+        t = self.conv_in(tokens if self.embed is None else self.embed(tokens).permute(0, 3, 1, 2))
         for block in self.blocks:
             t = t + block(t)
         for up in self.up:
@@ -116,7 +122,15 @@ class Upsampler(nn.Module):
     def decode(self, vq, quant: Tensor) -> Tensor:
         """The image of quantized latents (B, D, h, w) through the decoder of diffusers VQModel `vq` and this head."""
         h, y = decoder_features(vq, quant)
-        return self(h, y, quant)
+        return self(h, y, self.trunk_input(vq, quant))
+
+    def trunk_input(self, vq, quant: Tensor) -> Tensor | None:
+        """What the trunk reads of quantized latents: the latents, or their codes' ids when it embeds codes."""
+        if self.trunk is None or self.trunk.embed is None:
+            return quant
+        b, d, h, w = quant.shape
+        ids = torch.cdist(quant.permute(0, 2, 3, 1).reshape(-1, d), vq.quantize.embedding.weight).argmin(1)
+        return ids.view(b, h, w)
 
     def draw(self, x: Tensor, y: Tensor) -> Tensor:
         """features x (from `features`) and the decoder's image y -> the image at `scale` times their size."""

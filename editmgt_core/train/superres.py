@@ -67,6 +67,7 @@ class SRConfig:
     width: int = 32  # Upsampler width at the decoder's resolution
     trunk_width: int = 0  # width of the Upsampler's token trunk (0: none); added to a trained head, it starts as it
     trunk_blocks: int = 4  # residual blocks of the token trunk
+    trunk_codes: bool = False  # the trunk embeds token ids (one vector per code) instead of reading code vectors
     head_only: bool = False  # train the Upsampler alone on the frozen decoder's features (cheap: no decoder backward)
     crop: int = 0  # head_only: train on random crop x crop windows of the features (and scale x that of the image)
     ckpt_every: int = 200  # checkpoint period (steps)
@@ -129,12 +130,15 @@ def build(cfg: SRConfig) -> tuple[SRDecoder, list[nn.Parameter]]:
         cfg.width,
         trunk_width=cfg.trunk_width,
         trunk_blocks=cfg.trunk_blocks,
+        trunk_codes=vq.config.num_vq_embeddings if cfg.trunk_codes else 0,
         trunk_factor=2 ** (len(vq.config.block_out_channels) - 1),
     )
     head = load_upsampler(folder)  # a super-resolving decoder trains on from where it is
     if head is None:
         head = Upsampler(want, vq.config.vq_embed_dim or vq.config.latent_channels)
-    elif head.cfg != want and head.cfg == dataclasses.replace(want, trunk_width=0, trunk_blocks=head.cfg.trunk_blocks):
+    elif head.cfg != want and head.cfg == dataclasses.replace(
+        want, trunk_width=0, trunk_blocks=head.cfg.trunk_blocks, trunk_codes=head.cfg.trunk_codes
+    ):
         grown = Upsampler(want, vq.config.vq_embed_dim or vq.config.latent_channels)  # a trunk added to a trained head
         missing, unexpected = grown.load_state_dict(head.state_dict(), strict=False)
         assert not unexpected and all(k.startswith("trunk.") for k in missing), (missing, unexpected)
@@ -158,7 +162,7 @@ def sr_step(model: SRDecoder, small: torch.Tensor, large: torch.Tensor, opt, cfg
         with torch.no_grad():
             quant = model.quantize(small)
             h, y = decoder_features(model.vq, quant)
-        x = model.head.features(h, quant)  # the whole image: the trunk sees every token
+        x = model.head.features(h, model.head.trunk_input(model.vq, quant))  # the whole image
         x, y, large = crop_windows(x, y, large, cfg.crop, gen or torch.Generator().manual_seed(cfg.seed))
         out = model.head.draw(x, y)
     else:
@@ -202,7 +206,7 @@ def resume(out: Path, model: SRDecoder, opt, cfg: SRConfig) -> int:
         return 0
     state = json.loads((ckpts[-1] / "state.json").read_text())
     saved = state["config"]
-    for key in ("decoder_from", "scale", "width", "head_only", "trunk_width", "trunk_blocks"):
+    for key in ("decoder_from", "scale", "width", "head_only", "trunk_width", "trunk_blocks", "trunk_codes"):
         if saved.get(key, SRConfig.__dataclass_fields__[key].default) != getattr(cfg, key):
             raise ValueError(f"{ckpts[-1]} was trained with {key}={saved[key]!r}, not {getattr(cfg, key)!r}")
     model.load_state_dict(load_file(ckpts[-1] / "model.safetensors", device=str(next(model.parameters()).device)))
@@ -295,6 +299,7 @@ def main(args: argparse.Namespace) -> dict:
         "width",
         "trunk_width",
         "trunk_blocks",
+        "trunk_codes",
         "ckpt_every",
         "log_every",
         "eval_images",
@@ -333,6 +338,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--width", type=int, default=d.width, help="upsampler width at the decoder's resolution")
     p.add_argument("--trunk-width", type=int, default=d.trunk_width, help="width of the token trunk (0: none)")
     p.add_argument("--trunk-blocks", type=int, default=d.trunk_blocks, help="residual blocks of the token trunk")
+    p.add_argument("--trunk-codes", action="store_true", help="the trunk embeds token ids instead of code vectors")
     p.add_argument("--ckpt-every", type=int, default=d.ckpt_every, help="checkpoint period in steps")
     p.add_argument("--log-every", type=int, default=d.log_every, help="log period in steps")
     p.add_argument("--eval-images", type=int, default=d.eval_images, help="held-out images for the report")
