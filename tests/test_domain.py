@@ -52,6 +52,9 @@ def with_domain(editor, **entry):
         ("اجعل الدائرة الحمراء زرقاء", True),
         ("qwzx blorf snagglepuss vrrp", True),
         ("make the sky look like a sunset over the ocean", True),
+        ("make the zebra fly", True),  # two of four words unknown: what it asks is outside what the model knows
+        ("make the zebra blue", False),  # one: the rest is an edit it knows
+        ("gently make the red circle on the left of the square blue now", False),  # two of thirteen: stray
     ],
 )
 def test_instruction_words_the_model_never_saw_are_named(instruction, flagged):
@@ -60,7 +63,10 @@ def test_instruction_words_the_model_never_saw_are_named(instruction, flagged):
     if flagged:
         assert notice.kind == "instruction" and domain.PUBLISHED_COMMAND in notice.text
         unknown = [w for w in domain.instruction_words(instruction) if w not in WORDS]
-        assert all(f"'{w}'" in notice.text for w in unknown[:6]) and notice.value < domain.MIN_KNOWN_SHARE
+        assert all(f"'{w}'" in notice.text for w in unknown[:6])
+        words = domain.instruction_words(instruction)
+        stray = max(1, int(domain.STRAY_SHARE * len(words)))
+        assert notice.value < domain.MIN_KNOWN_SHARE or len(set(unknown)) > stray
     assert domain.check_instruction({}, instruction) is None  # no vocabulary: nothing is known to be unknown
 
 

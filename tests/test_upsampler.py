@@ -126,3 +126,12 @@ def test_a_trunk_that_embeds_codes_reads_the_ids_of_the_decoded_tokens(folder):
         other = ids.roll(1, dims=-1)
         assert torch.equal(head.decode(vq, quant), head(h, y, ids))
         assert not torch.equal(head(h, y, ids), head(h, y, other))
+
+
+def test_the_domain_check_reads_a_super_resolving_decoder_at_the_working_size(editor):
+    from editmgt_core.studio import domain
+
+    image = Image.fromarray(np.random.default_rng(4).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255
+    back = F.interpolate(editor.vq.decode(editor.vq.encode(x)), size=(32, 32), mode="area")
+    assert domain.vq_error(editor, image) == pytest.approx(float((back - x).abs().mean()), abs=1e-6)
