@@ -153,3 +153,13 @@ def test_the_feed_renders_ahead_in_workers_the_same_pairs():
         assert set(feed.ahead) == {4}  # steps 4 (ahead) only: 2 was passed over
     finally:
         feed.close()
+
+
+def test_decoder_and_a_code_embedding_trunk_train_together(tmp_path, tiny_vq):
+    superres.main(_args(tmp_path, tiny_vq, 2, "--trunk-width", "16", "--trunk-codes", "--workers", "1"))
+    head = load_upsampler(tmp_path / "vqvae")
+    assert head.cfg.trunk_codes == VQModel.from_pretrained(tiny_vq).config.num_vq_embeddings
+    before, after = (load_file(f / "diffusion_pytorch_model.safetensors") for f in (tiny_vq, tmp_path / "vqvae"))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+    tok = VQTokenizer(VQModel.from_pretrained(tmp_path / "vqvae"), (-1, 1), head)
+    assert tok.decode(torch.randint(0, 8, (1, 8, 8))).shape == (1, 3, 64, 64)
