@@ -117,7 +117,7 @@ def main(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     manifest = write_dataset(out / "world", args.n, args.world_seed, args.world_size)
-    model = load_editor(args.model)
+    model = load_editor(args.model, device=args.device)
     editors = {name: dataclasses.replace(model, vq=load_decoder(model, Path(folder))) for name, folder in args.decoders}
     editors["model"] = model
     items = [it for it in read_manifest(manifest) if it.row is not None]
@@ -161,6 +161,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--world-size", type=int, default=64, help="records' side in pixels")
     p.add_argument("--seed", type=int, default=0, help="record i is edited with seed + i")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--device", default="cpu", help="where the edits and decoders run: cpu, cuda ...")
     p.add_argument("--out", required=True, help="folder for the records and decoder_compare.json / .md")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p.parse_args(argv)
