@@ -135,3 +135,12 @@ def test_the_domain_check_reads_a_super_resolving_decoder_at_the_working_size(ed
     x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255
     back = F.interpolate(editor.vq.decode(editor.vq.encode(x)), size=(32, 32), mode="area")
     assert domain.vq_error(editor, image) == pytest.approx(float((back - x).abs().mean()), abs=1e-6)
+
+
+def test_the_decode_bench_can_time_an_untrained_head_of_any_shape():
+    from editmgt_core import paths
+    from editmgt_core.bench import decode
+
+    editor = decode.with_fresh_head(load_editor(paths.BUNDLED_MODEL), 32)
+    assert editor.vq.scale == 4 and editor.vq.upsampler.trunk.embed.num_embeddings == editor.vq.codebook_size
+    assert editor.vq.decode(torch.zeros(1, 16, 16, dtype=torch.long)).shape == (1, 3, 256, 256)

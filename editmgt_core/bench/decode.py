@@ -35,11 +35,32 @@ class TimedDecode:
         return out
 
 
+def with_fresh_head(editor, trunk_width: int):
+    """The editor with an untrained super-resolving head on its decoder (a code trunk of `trunk_width`, 0: none):
+    what a head of that shape costs, before one is trained; its pictures mean nothing."""
+    import dataclasses
+
+    from editmgt_core.model.encoders import VQTokenizer
+    from editmgt_core.model.upsampler import Upsampler, UpsamplerConfig
+
+    vq = editor.vq
+    cfg = UpsamplerConfig(
+        in_channels=vq.vq.config.block_out_channels[0],
+        trunk_width=trunk_width,
+        trunk_codes=vq.codebook_size if trunk_width else 0,
+        trunk_factor=vq.factor,
+    )
+    head = Upsampler(cfg, vq.vq.config.vq_embed_dim or vq.vq.config.latent_channels)
+    return dataclasses.replace(editor, vq=VQTokenizer(vq.vq, vq.image_range, head))
+
+
 def main(args: argparse.Namespace) -> dict:
     if args.edits < 1:
         raise ValueError(f"--edits must be >= 1, got {args.edits}")
     torch.set_num_threads(args.threads)
     editor = load_editor(args.model)
+    if args.trunk_width is not None:
+        editor = with_fresh_head(editor, args.trunk_width)
     timed = TimedDecode(editor.vq.decode)
     editor.vq.decode = timed  # an instance attribute: only this editor, only this run
     options = default_options(editor, seed=1)
@@ -72,6 +93,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--edits", type=int, default=5, help="edits timed (after one warm-up)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=555, help="world seed of the edited records")
+    p.add_argument(
+        "--trunk-width",
+        type=int,
+        help="time an untrained head of this shape instead of the model's decoder (0: a head without a trunk)",
+    )
     return p.parse_args(argv)
 
 
