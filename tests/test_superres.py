@@ -163,3 +163,12 @@ def test_decoder_and_a_code_embedding_trunk_train_together(tmp_path, tiny_vq):
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
     tok = VQTokenizer(VQModel.from_pretrained(tmp_path / "vqvae"), (-1, 1), head)
     assert tok.decode(torch.randint(0, 8, (1, 8, 8))).shape == (1, 3, 64, 64)
+
+
+def test_overfit_trains_every_step_on_the_first_batch(tmp_path, tiny_vq, monkeypatch):
+    starts = []
+    real = superres.PairFeed.__call__
+    monkeypatch.setattr(superres.PairFeed, "__call__", lambda self, i: starts.append(i) or real(self, i))
+    superres.main(_args(tmp_path / "a", tiny_vq, 3, "--head-only", "--overfit"))
+    superres.main(_args(tmp_path / "b", tiny_vq, 3, "--head-only"))
+    assert starts == [0, 0, 0, 0, 1, 2]

@@ -76,6 +76,7 @@ class SRConfig:
     decoder_from: str = ""  # the trained vqvae folder whose tokens are kept
     device: str = "cpu"  # where the decoder trains ("cuda" on a GPU); the world renders on the CPU
     workers: int = 0  # processes rendering the next steps' pairs ahead (0: each step renders its own)
+    overfit: bool = False  # every step on the first step's pairs: can the decoder memorise one batch? (a check)
 
 
 def gradient_l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -237,7 +238,7 @@ def train(out: Path, cfg: SRConfig, resume_run: bool = False, minutes: float | N
     feed = PairFeed(cfg)
 
     def step(i: int) -> dict:
-        small, large = (t.to(device, non_blocking=True) for t in feed(i))
+        small, large = (t.to(device, non_blocking=True) for t in feed(0 if cfg.overfit else i))
         return sr_step(model, small, large, opt, cfg, torch.Generator().manual_seed(cfg.seed * 1_000_003 + i))
 
     def log(done: int, window: list[dict], lr: float) -> None:
@@ -308,6 +309,7 @@ def main(args: argparse.Namespace) -> dict:
         "size",
         "device",
         "workers",
+        "overfit",
     )
     cfg = SRConfig(
         **{k: getattr(args, k) for k in names},
@@ -344,6 +346,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-images", type=int, default=d.eval_images, help="held-out images for the report")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--device", default=d.device, help="where the decoder trains: cpu, cuda, cuda:1 ...")
+    p.add_argument("--overfit", action="store_true", help="every step on the first batch: a capacity check")
     p.add_argument("--workers", type=int, default=d.workers, help="processes rendering pairs ahead (0: none)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     p.add_argument("--head-only", action="store_true", help="train the upsampler alone; the decoder stays frozen")
