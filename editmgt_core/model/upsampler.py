@@ -48,7 +48,8 @@ class UpsamplerConfig:
 
 
 class Trunk(nn.Module):
-    """quantized tokens (B, D, h, w) -> features (B, out, f*h, f*w) at the decoder's size (f: cfg.trunk_factor)."""
+    """tokens (B, D, h, w) quantized vectors, or (B, h, w) ids with `trunk_codes` -> features (B, cfg.width, f*h,
+    f*w) at the decoder's size (f: cfg.trunk_factor)."""
 
     def __init__(self, cfg: UpsamplerConfig, token_dim: int):
         super().__init__()
@@ -124,7 +125,7 @@ class Upsampler(nn.Module):
         h, y = decoder_features(vq, quant)
         return self(h, y, self.trunk_input(vq, quant))
 
-    def trunk_input(self, vq, quant: Tensor) -> Tensor | None:
+    def trunk_input(self, vq, quant: Tensor) -> Tensor:
         """What the trunk reads of quantized latents: the latents, or their codes' ids when it embeds codes."""
         if self.trunk is None or self.trunk.embed is None:
             return quant
