@@ -19,6 +19,7 @@ import torch
 from ..model.config import TransformerConfig
 from ..model.encoders import visiting
 from .common import random_transformer, time_forward
+from .random_model import published_text_configs
 
 GiB = 2**30
 
@@ -37,25 +38,9 @@ def step_inputs(dtype: torch.dtype, device: str, grid: int = 64, b: int = 2) -> 
 
 
 def text_models(dtype: torch.dtype, device: str):
-    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, Gemma2Config, Gemma2Model
+    from transformers import CLIPTextModelWithProjection, Gemma2Model
 
-    clip_cfg = CLIPTextConfig(
-        vocab_size=49408,
-        hidden_size=1024,
-        intermediate_size=4096,
-        num_hidden_layers=24,
-        num_attention_heads=16,
-        projection_dim=1024,
-    )
-    gemma_cfg = Gemma2Config(
-        vocab_size=256000,
-        hidden_size=2304,
-        intermediate_size=9216,
-        num_hidden_layers=26,
-        num_attention_heads=8,
-        num_key_value_heads=4,
-        head_dim=256,
-    )
+    clip_cfg, gemma_cfg = published_text_configs()
     torch.set_default_dtype(dtype)
     try:
         with torch.device(device):

@@ -74,8 +74,10 @@ def word_tokenizer(padding_side: str = "right", bos: bool = False):
     )
 
 
-def _clip_gemma(pooled: int, width: int, device, dtype, offload: bool) -> ClipGemmaTextEncoder:
-    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, Gemma2Config, Gemma2Model
+def published_text_configs(pooled: int = 1024, width: int = 2304):
+    """(CLIPTextConfig, Gemma2Config) of the published model's text encoders: CLIP-H's text tower (pooled output
+    of `pooled`) and Gemma-2 2B (hidden width `width`)."""
+    from transformers import CLIPTextConfig, Gemma2Config
 
     clip_cfg = CLIPTextConfig(
         vocab_size=49408,
@@ -94,6 +96,13 @@ def _clip_gemma(pooled: int, width: int, device, dtype, offload: bool) -> ClipGe
         num_key_value_heads=4,
         head_dim=256,
     )
+    return clip_cfg, gemma_cfg
+
+
+def _clip_gemma(pooled: int, width: int, device, dtype, offload: bool) -> ClipGemmaTextEncoder:
+    from transformers import CLIPTextModelWithProjection, Gemma2Model
+
+    clip_cfg, gemma_cfg = published_text_configs(pooled, width)
     home = torch.device("cpu") if offload else torch.device(device)
     with torch.device(home):
         clip, gemma = CLIPTextModelWithProjection(clip_cfg), Gemma2Model(gemma_cfg)

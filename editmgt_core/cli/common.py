@@ -103,9 +103,6 @@ def writable(path: str, what: str) -> Path:
 
 def world_phrasings(text: str) -> tuple[str, ...]:
     """--phrasing's type: a comma list of phrasings, checked as argparse parses it."""
-    from editmgt_core.world.paraphrase import parse_phrasings  # numpy only
+    from editmgt_core.world.paraphrase import phrasings_arg  # numpy only
 
-    try:
-        return parse_phrasings(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+    return phrasings_arg(text)

@@ -90,13 +90,6 @@ def write_dataset(
     return manifest
 
 
-def _phrasings(text: str) -> tuple[str, ...]:
-    try:
-        return paraphrase.parse_phrasings(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
 def main(args: argparse.Namespace) -> None:
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
@@ -114,7 +107,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
     p.add_argument(
         "--phrasing",
-        type=_phrasings,
+        type=paraphrase.phrasings_arg,
         default=(),
         help="reword instructions: a comma list of templates, train, heldout, mixed or family names "
         "(one row per record and phrasing, same images); default: the world's own templates, "

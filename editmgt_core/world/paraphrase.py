@@ -208,6 +208,16 @@ def parse_phrasings(text: str) -> tuple[str, ...]:
     return tuple(check_phrasing(p) for p in names)
 
 
+def phrasings_arg(text: str) -> tuple[str, ...]:
+    """--phrasing's argparse type: `parse_phrasings`, its ValueError as argparse's own error."""
+    import argparse
+
+    try:
+        return parse_phrasings(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _one(rng: np.random.Generator, options):
     return options[int(rng.integers(len(options)))]
 
