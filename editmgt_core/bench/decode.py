@@ -41,16 +41,12 @@ def with_fresh_head(editor, trunk_width: int):
     import dataclasses
 
     from editmgt_core.model.encoders import VQTokenizer
-    from editmgt_core.model.upsampler import Upsampler, UpsamplerConfig
+    from editmgt_core.model.upsampler import Upsampler, codebook_width, fitted_config
 
     vq = editor.vq
-    cfg = UpsamplerConfig(
-        in_channels=vq.vq.config.block_out_channels[0],
-        trunk_width=trunk_width,
-        trunk_codes=vq.codebook_size if trunk_width else 0,
-        trunk_factor=vq.factor,
+    head = Upsampler(
+        fitted_config(vq.vq.config, trunk_width > 0, trunk_width=trunk_width), codebook_width(vq.vq.config)
     )
-    head = Upsampler(cfg, vq.vq.config.vq_embed_dim or vq.vq.config.latent_channels)
     return dataclasses.replace(editor, vq=VQTokenizer(vq.vq, vq.image_range, head))
 
 

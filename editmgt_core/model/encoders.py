@@ -183,6 +183,6 @@ class VQTokenizer:
         else:
             quant = self.vq.quantize.get_codebook_entry(tokens.reshape(b, -1), shape)
             if self.upsampler is not None:
-                return self._from_model(self.upsampler.decode(self.vq, quant))
+                return self._from_model(self.upsampler.decode(self.vq, quant, tokens))
             out = self.vq.decode(quant, force_not_quantize=True).sample
         return self._from_model(out)

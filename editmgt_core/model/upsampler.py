@@ -120,15 +120,19 @@ class Upsampler(nn.Module):
     def forward(self, h: Tensor, y: Tensor, quant: Tensor | None = None) -> Tensor:
         return self.draw(self.features(h, quant), y)
 
-    def decode(self, vq, quant: Tensor) -> Tensor:
-        """The image of quantized latents (B, D, h, w) through the decoder of diffusers VQModel `vq` and this head."""
+    def decode(self, vq, quant: Tensor, ids: Tensor | None = None) -> Tensor:
+        """The image of quantized latents (B, D, h, w) through the decoder of diffusers VQModel `vq` and this head;
+        `ids` (B, h, w), the latents' code ids where the caller has them."""
         h, y = decoder_features(vq, quant)
-        return self(h, y, self.trunk_input(vq, quant))
+        return self(h, y, self.trunk_input(vq, quant, ids))
 
-    def trunk_input(self, vq, quant: Tensor) -> Tensor:
-        """What the trunk reads of quantized latents: the latents, or their codes' ids when it embeds codes."""
+    def trunk_input(self, vq, quant: Tensor, ids: Tensor | None = None) -> Tensor:
+        """What the trunk reads of quantized latents: the latents, or their codes' ids when it embeds codes (`ids`
+        when given, else the nearest codes of `quant`, which are exact)."""
         if self.trunk is None or self.trunk.embed is None:
             return quant
+        if ids is not None:
+            return ids.view(quant.shape[0], *quant.shape[2:])
         b, d, h, w = quant.shape
         ids = torch.cdist(quant.permute(0, 2, 3, 1).reshape(-1, d), vq.quantize.embedding.weight).argmin(1)
         return ids.view(b, h, w)
@@ -141,6 +145,22 @@ class Upsampler(nn.Module):
             if i < len(self.refine):
                 x = F.silu(self.refine[i](F.silu(x)))
         return base + x
+
+
+def codebook_width(vq_config) -> int:
+    """The width of a diffusers VQModel's code vectors, from its config (a mapping): what a trunk reads."""
+    return vq_config.get("vq_embed_dim") or vq_config.get("latent_channels") or 16
+
+
+def fitted_config(vq_config, codes: bool = False, **fields) -> UpsamplerConfig:
+    """An UpsamplerConfig that fits a diffusers VQModel's config: its decoder's last feature width, its pixels per
+    token, and (`codes`: a trunk that embeds token ids) its codebook's size; `fields` set the rest."""
+    return UpsamplerConfig(
+        in_channels=vq_config["block_out_channels"][0],
+        trunk_factor=2 ** (len(vq_config["block_out_channels"]) - 1),
+        trunk_codes=vq_config["num_vq_embeddings"] if codes else 0,
+        **fields,
+    )
 
 
 def decoder_features(vq, quant: Tensor) -> tuple[Tensor, Tensor]:
@@ -177,7 +197,7 @@ def load_upsampler(folder: Path, token_dim: int | None = None) -> Upsampler | No
     cfg = UpsamplerConfig(**raw)
     if token_dim is None:
         vq_cfg = folder / "config.json"
-        token_dim = (json.loads(vq_cfg.read_text()).get("vq_embed_dim") if vq_cfg.is_file() else None) or 16
+        token_dim = codebook_width(json.loads(vq_cfg.read_text()) if vq_cfg.is_file() else {})
     head = Upsampler(cfg, token_dim)
     head.load_state_dict(load_file(folder / WEIGHTS_NAME))
     return head.eval()

@@ -41,8 +41,9 @@ from torch import nn
 
 from editmgt_core.model.upsampler import (
     Upsampler,
-    UpsamplerConfig,
+    codebook_width,
     decoder_features,
+    fitted_config,
     load_upsampler,
     save_upsampler,
 )
@@ -125,22 +126,21 @@ def build(cfg: SRConfig) -> tuple[SRDecoder, list[nn.Parameter]]:
             f"--decoder-from {folder}: expected a vqvae folder (config.json and diffusion_pytorch_model.safetensors)"
         )
     vq = VQModel.from_pretrained(folder, use_safetensors=True)
-    want = UpsamplerConfig(
-        cfg.scale,
-        vq.config.block_out_channels[0],
-        cfg.width,
+    want = fitted_config(
+        vq.config,
+        cfg.trunk_codes,
+        scale=cfg.scale,
+        width=cfg.width,
         trunk_width=cfg.trunk_width,
         trunk_blocks=cfg.trunk_blocks,
-        trunk_codes=vq.config.num_vq_embeddings if cfg.trunk_codes else 0,
-        trunk_factor=2 ** (len(vq.config.block_out_channels) - 1),
     )
     head = load_upsampler(folder)  # a super-resolving decoder trains on from where it is
     if head is None:
-        head = Upsampler(want, vq.config.vq_embed_dim or vq.config.latent_channels)
+        head = Upsampler(want, codebook_width(vq.config))
     elif head.cfg != want and head.cfg == dataclasses.replace(
         want, trunk_width=0, trunk_blocks=head.cfg.trunk_blocks, trunk_codes=head.cfg.trunk_codes
     ):
-        grown = Upsampler(want, vq.config.vq_embed_dim or vq.config.latent_channels)  # a trunk added to a trained head
+        grown = Upsampler(want, codebook_width(vq.config))  # a trunk added to a trained head
         missing, unexpected = grown.load_state_dict(head.state_dict(), strict=False)
         assert not unexpected and all(k.startswith("trunk.") for k in missing), (missing, unexpected)
         head = grown
